@@ -1,0 +1,276 @@
+/*
+ * mf_core.c - errors, arena, cursor and dtype table shared by all readers.
+ */
+#include "mf_core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ========================================================================================== */
+/* Errors                                                                                     */
+/* ========================================================================================== */
+
+int mf_fail(mf_error *err, int code, uint64_t offset, const char *fmt, ...) {
+    if (err == NULL || err->code != MF_OK) return code;
+    err->code = code;
+    err->offset = offset;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ========================================================================================== */
+/* Arena                                                                                      */
+/* ========================================================================================== */
+
+struct mf_arena_chunk {
+    mf_arena_chunk *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+    /* data follows, 16-byte aligned */
+};
+
+#define MF_CHUNK_HDR ((sizeof(mf_arena_chunk) + 15u) & ~(size_t)15u)
+#define MF_CHUNK_MIN ((size_t)64 * 1024)
+
+void mf_arena_init(mf_arena *a, uint64_t cap) {
+    a->head = NULL;
+    a->used = 0;
+    a->cap = cap ? cap : MF_ARENA_DEFAULT_CAP;
+}
+
+uint64_t mf_arena_cap_for(uint64_t input_len, uint64_t per_byte, uint64_t floor) {
+    uint64_t cap;
+    if (mf_mul_u64(input_len, per_byte, &cap) || mf_add_u64(cap, floor, &cap)) return UINT64_MAX;
+    return cap;
+}
+
+void *mf_arena_alloc(mf_arena *a, size_t n, mf_error *err, uint64_t offset) {
+    size_t need = (n + 15u) & ~(size_t)15u;
+    if (need < n) {
+        mf_fail(err, MF_ERR_LIMIT, offset, "allocation of %zu bytes overflows", n);
+        return NULL;
+    }
+    mf_arena_chunk *h = a->head;
+    if (h == NULL || h->size - h->used < need) {
+        size_t size = need > MF_CHUNK_MIN ? need : MF_CHUNK_MIN;
+        /* grow chunk sizes geometrically so that many small allocations cost few mallocs */
+        if (h != NULL && h->size * 2 > size && h->size * 2 <= ((size_t)64 << 20)) size = h->size * 2;
+        uint64_t total;
+        if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > a->cap) {
+            /* retry with exactly what is needed before giving up */
+            size = need;
+            if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > a->cap) {
+                mf_fail(err, MF_ERR_LIMIT, offset,
+                        "parse needs more than %llu bytes of memory, more than this input justifies",
+                        (unsigned long long)a->cap);
+                return NULL;
+            }
+        }
+        mf_arena_chunk *c = (mf_arena_chunk *)malloc(MF_CHUNK_HDR + size);
+        if (c == NULL) {
+            mf_fail(err, MF_ERR_NOMEM, offset, "out of memory allocating %zu bytes", size);
+            return NULL;
+        }
+        c->size = size;
+        c->used = 0;
+        a->used = total;
+        /* a chunk made for one big request goes behind the current one, so that the
+         * current chunk's free tail stays usable for small requests */
+        if (h != NULL && size == need && h->size - h->used >= 256) {
+            c->next = h->next;
+            h->next = c;
+            c->used = need;
+            return (uint8_t *)c + MF_CHUNK_HDR;
+        }
+        c->next = h;
+        a->head = c;
+        h = c;
+    }
+    void *p = (uint8_t *)h + MF_CHUNK_HDR + h->used;
+    h->used += need;
+    return p;
+}
+
+void *mf_arena_calloc(mf_arena *a, size_t count, size_t size, mf_error *err, uint64_t offset) {
+    uint64_t n;
+    if (mf_mul_u64(count, size, &n) || n > SIZE_MAX) {
+        mf_fail(err, MF_ERR_LIMIT, offset, "allocation of %zu x %zu bytes overflows", count, size);
+        return NULL;
+    }
+    void *p = mf_arena_alloc(a, (size_t)n, err, offset);
+    if (p != NULL) memset(p, 0, (size_t)n);
+    return p;
+}
+
+char *mf_arena_strdup(mf_arena *a, const void *src, size_t n, mf_error *err, uint64_t offset) {
+    if (n == SIZE_MAX) {
+        mf_fail(err, MF_ERR_LIMIT, offset, "string too long");
+        return NULL;
+    }
+    char *p = (char *)mf_arena_alloc(a, n + 1, err, offset);
+    if (p == NULL) return NULL;
+    if (n) memcpy(p, src, n);
+    p[n] = '\0';
+    return p;
+}
+
+void mf_arena_free(mf_arena *a) {
+    mf_arena_chunk *c = a->head;
+    while (c != NULL) {
+        mf_arena_chunk *next = c->next;
+        free(c);
+        c = next;
+    }
+    a->head = NULL;
+    a->used = 0;
+}
+
+void *mf_vec_push(mf_vec *v, size_t size, mf_arena *a, mf_error *err, uint64_t offset) {
+    if (v->len == v->cap) {
+        size_t ncap = v->cap ? v->cap * 2 : 8;
+        uint64_t bytes;
+        if (ncap < v->cap || mf_mul_u64(ncap, size, &bytes) || bytes > SIZE_MAX) {
+            mf_fail(err, MF_ERR_LIMIT, offset, "too many items");
+            return NULL;
+        }
+        void *n = mf_arena_alloc(a, (size_t)bytes, err, offset);
+        if (n == NULL) return NULL;
+        if (v->len) memcpy(n, v->items, v->len * size);
+        v->items = n;
+        v->cap = ncap;
+    }
+    return (uint8_t *)v->items + (v->len++) * size;
+}
+
+/* ========================================================================================== */
+/* Cursor                                                                                     */
+/* ========================================================================================== */
+
+void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err) {
+    c->start = (const uint8_t *)data;
+    c->pos = c->start;
+    c->end = c->start + len;
+    c->base = base;
+    c->err = err;
+}
+
+/* c->pos is where the missing bytes would start */
+int mf_need(mf_cursor *c, size_t n, const char *what) {
+    if (n <= (size_t)(c->end - c->pos)) return 0;
+    mf_fail(c->err, MF_ERR_TRUNCATED, mf_tell(c), "%s truncated: needs %zu bytes, %zu left", what, n,
+            (size_t)(c->end - c->pos));
+    return 1;
+}
+
+int mf_skip(mf_cursor *c, size_t n, const char *what) {
+    if (mf_need(c, n, what)) return 1;
+    c->pos += n;
+    return 0;
+}
+
+int mf_take(mf_cursor *c, size_t n, const uint8_t **out, const char *what) {
+    if (mf_need(c, n, what)) return 1;
+    *out = c->pos;
+    c->pos += n;
+    return 0;
+}
+
+int mf_seek(mf_cursor *c, uint64_t rel, const char *what) {
+    if (rel > (uint64_t)(c->end - c->start)) {
+        mf_fail(c->err, MF_ERR_TRUNCATED, c->base + rel, "%s lies outside the data (%llu > %llu)", what,
+                (unsigned long long)rel, (unsigned long long)(c->end - c->start));
+        return 1;
+    }
+    c->pos = c->start + rel;
+    return 0;
+}
+
+int mf_u8(mf_cursor *c, uint8_t *out, const char *what) {
+    if (mf_need(c, 1, what)) return 1;
+    *out = *c->pos++;
+    return 0;
+}
+
+int mf_u16le(mf_cursor *c, uint16_t *out, const char *what) {
+    if (mf_need(c, 2, what)) return 1;
+    *out = mf_load_u16le(c->pos);
+    c->pos += 2;
+    return 0;
+}
+
+int mf_u32le(mf_cursor *c, uint32_t *out, const char *what) {
+    if (mf_need(c, 4, what)) return 1;
+    *out = mf_load_u32le(c->pos);
+    c->pos += 4;
+    return 0;
+}
+
+int mf_u64le(mf_cursor *c, uint64_t *out, const char *what) {
+    if (mf_need(c, 8, what)) return 1;
+    *out = mf_load_u64le(c->pos);
+    c->pos += 8;
+    return 0;
+}
+
+/* ========================================================================================== */
+/* Dtypes                                                                                     */
+/* ========================================================================================== */
+
+static const struct {
+    const char *name;
+    unsigned bits;
+} mf_dtypes[MF_DT_COUNT] = {
+    [MF_DT_UNKNOWN] = {"unknown", 0},
+    [MF_DT_BOOL] = {"bool", 8},
+    [MF_DT_UINT8] = {"uint8", 8},
+    [MF_DT_INT8] = {"int8", 8},
+    [MF_DT_UINT16] = {"uint16", 16},
+    [MF_DT_INT16] = {"int16", 16},
+    [MF_DT_UINT32] = {"uint32", 32},
+    [MF_DT_INT32] = {"int32", 32},
+    [MF_DT_UINT64] = {"uint64", 64},
+    [MF_DT_INT64] = {"int64", 64},
+    [MF_DT_FLOAT16] = {"float16", 16},
+    [MF_DT_BFLOAT16] = {"bfloat16", 16},
+    [MF_DT_FLOAT32] = {"float32", 32},
+    [MF_DT_FLOAT64] = {"float64", 64},
+    [MF_DT_COMPLEX32] = {"complex32", 32},
+    [MF_DT_COMPLEX64] = {"complex64", 64},
+    [MF_DT_COMPLEX128] = {"complex128", 128},
+    [MF_DT_FLOAT8_E4M3FN] = {"float8_e4m3fn", 8},
+    [MF_DT_FLOAT8_E5M2] = {"float8_e5m2", 8},
+    [MF_DT_FLOAT8_E4M3FNUZ] = {"float8_e4m3fnuz", 8},
+    [MF_DT_FLOAT8_E5M2FNUZ] = {"float8_e5m2fnuz", 8},
+    [MF_DT_FLOAT8_E8M0FNU] = {"float8_e8m0fnu", 8},
+    [MF_DT_QINT8] = {"qint8", 8},
+    [MF_DT_QUINT8] = {"quint8", 8},
+    [MF_DT_QINT32] = {"qint32", 32},
+    [MF_DT_QUINT4X2] = {"quint4x2", 8},
+    [MF_DT_QUINT2X4] = {"quint2x4", 8},
+    [MF_DT_FLOAT4_E2M1FN_X2] = {"float4_e2m1fn_x2", 8},
+    [MF_DT_FLOAT4_E2M1FN] = {"float4_e2m1fn", 4},
+    [MF_DT_FLOAT6_E2M3FN] = {"float6_e2m3fn", 6},
+    [MF_DT_FLOAT6_E3M2FN] = {"float6_e3m2fn", 6},
+    [MF_DT_INT4] = {"int4", 4},
+    [MF_DT_UINT4] = {"uint4", 4},
+    [MF_DT_BITS8] = {"bits8", 8},
+    [MF_DT_BITS16] = {"bits16", 16},
+    [MF_DT_BITS1X8] = {"bits1x8", 8},
+    [MF_DT_BITS2X4] = {"bits2x4", 8},
+    [MF_DT_BITS4X2] = {"bits4x2", 8},
+};
+
+const char *mf_dtype_name(int dt) {
+    if (dt <= 0 || dt >= MF_DT_COUNT) return "unknown";
+    return mf_dtypes[dt].name;
+}
+
+unsigned mf_dtype_bits(int dt) {
+    if (dt <= 0 || dt >= MF_DT_COUNT) return 0;
+    return mf_dtypes[dt].bits;
+}

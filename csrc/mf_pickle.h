@@ -1,0 +1,143 @@
+/*
+ * mf_pickle.h - a symbolic pickle interpreter: protocols 0-5, every opcode, executing nothing.
+ *
+ * GLOBAL / STACK_GLOBAL / INST produce a *reference* node naming (module, name); REDUCE,
+ * NEWOBJ, NEWOBJ_EX, INST and OBJ produce *call* nodes; BUILD records the state on its target;
+ * persistent ids produce PERSID nodes. Nothing is resolved, imported or called.
+ *
+ * Besides the value graph, the interpreter keeps an event log (every import, call, BUILD,
+ * SETITEM(S)/APPEND(S) on a non-container, extension code, frame anomaly) with byte offsets,
+ * which is what `mfparse scan` judges. The log survives an error: whatever ran before the
+ * bad byte is still reported.
+ */
+#ifndef MF_PICKLE_H
+#define MF_PICKLE_H
+
+#include "mf_core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum mf_pv_kind {
+    MF_PV_NONE = 0,
+    MF_PV_BOOL,
+    MF_PV_INT,       /* fits in int64: u.i */
+    MF_PV_BIGINT,    /* s/n: little-endian two's complement bytes, or decimal text (MF_PVF_DECIMAL) */
+    MF_PV_FLOAT,
+    MF_PV_STR,       /* s/n: UTF-8 bytes (pointing into the pickle, or decoded into the arena) */
+    MF_PV_BYTES,
+    MF_PV_BYTEARRAY,
+    MF_PV_TUPLE,     /* items/n */
+    MF_PV_LIST,
+    MF_PV_DICT,      /* items holds 2*n pointers: key0, value0, key1, value1, ... */
+    MF_PV_SET,
+    MF_PV_FROZENSET,
+    MF_PV_GLOBAL,    /* u.g.mod / u.g.name: STR nodes, or arbitrary nodes when MF_PVF_COMPUTED */
+    MF_PV_CALL,      /* u.call: fn(args, **kwargs); opcode in `op` */
+    MF_PV_PERSID,    /* u.pid: the persistent id object */
+    MF_PV_EXT,       /* extension registry code in u.i (EXT1/2/4) */
+    MF_PV_BUFFER,    /* out-of-band buffer (NEXT_BUFFER) */
+    MF_PV_KIND_COUNT
+} mf_pv_kind;
+
+enum {
+    MF_PVF_DECIMAL = 1u << 0,   /* BIGINT given as decimal text */
+    MF_PVF_COMPUTED = 1u << 1,  /* GLOBAL whose module or name is not a literal string */
+    MF_PVF_BUILT = 1u << 2,     /* received BUILD; state in `state` */
+    MF_PVF_READONLY = 1u << 3,  /* READONLY_BUFFER applied */
+};
+
+typedef struct mf_pv mf_pv;
+struct mf_pv {
+    uint8_t kind;
+    uint8_t flags;
+    uint8_t op;         /* opcode byte that created the node */
+    uint8_t pad;
+    uint32_t n;         /* item count (containers; pairs for DICT) or byte length (STR/BYTES/BIGINT) */
+    uint32_t cap;       /* item capacity of mutable containers */
+    int32_t tag;        /* free for walkers (e.g. tensor index); -1 initially */
+    uint64_t offset;    /* file offset of the opcode that created the node */
+    union {
+        int64_t i;
+        double f;
+        const uint8_t *s;
+        mf_pv **items;
+        struct {
+            mf_pv *mod;
+            mf_pv *name;
+        } g;
+        struct {
+            mf_pv *fn;
+            mf_pv *args;
+            mf_pv *kwargs;
+        } call;
+        mf_pv *pid;
+    } u;
+    mf_pv *state;       /* BUILD state (last one) */
+    mf_pv *extra;       /* items set/appended on a non-container (a DICT or LIST node) */
+};
+
+typedef enum mf_pkl_event_kind {
+    MF_EV_GLOBAL = 1,   /* a: the GLOBAL node (GLOBAL, STACK_GLOBAL, INST) */
+    MF_EV_CALL,         /* a: the CALL node (REDUCE, NEWOBJ, NEWOBJ_EX, INST, OBJ) */
+    MF_EV_BUILD,        /* a: target, b: state */
+    MF_EV_SETITEM,      /* a: target that is not a dict (SETITEM/SETITEMS) */
+    MF_EV_APPEND,       /* a: target that is not a list (APPEND/APPENDS/ADDITEMS on non-set) */
+    MF_EV_EXT,          /* a: the EXT node */
+    MF_EV_PERSID,       /* a: the PERSID node */
+    MF_EV_FRAME,        /* FRAME whose declared length disagrees with the opcodes (anomaly) */
+    MF_EV_BUFFER,       /* out-of-band buffer use */
+} mf_pkl_event_kind;
+
+typedef struct mf_pkl_event {
+    uint32_t kind;
+    uint32_t pickle;    /* index of the stacked pickle (0 for the first) */
+    uint64_t offset;
+    mf_pv *a;
+    mf_pv *b;
+} mf_pkl_event;
+
+typedef struct mf_pkl_memo_slot {
+    uint64_t key;       /* key + 1; 0 = empty */
+    mf_pv *value;
+} mf_pkl_memo_slot;
+
+typedef struct mf_pkl {
+    mf_arena *arena;
+    mf_error *err;
+    /* results (valid after mf_pkl_load, also after a failed one) */
+    mf_vec events;      /* mf_pkl_event */
+    int protocol;       /* highest PROTO seen, -1 if none */
+    uint32_t pickles;   /* number of mf_pkl_load calls */
+    uint64_t opcodes;   /* opcodes executed, all pickles */
+    /* limits */
+    uint64_t max_opcodes;
+    /* interpreter state (per load) */
+    mf_pv **stack;
+    size_t sp, stack_cap;
+    size_t *marks;
+    size_t nmarks, marks_cap;
+    mf_pkl_memo_slot *memo;
+    size_t memo_len, memo_cap;  /* memo_len = number of keys (MEMOIZE uses it) */
+    mf_pv *none_node, *true_node, *false_node;
+} mf_pkl;
+
+void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err);
+
+/* Interpret one pickle from buf (file offset `base`). On success *root is the value STOP
+ * returned and *consumed the bytes read through STOP. Stacked pickles: call again on the rest. */
+int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                size_t *consumed);
+
+/* Helpers for walkers. */
+int mf_pv_is_str(const mf_pv *v, const char *s);
+/* For a non-computed GLOBAL node: compare module and name. */
+int mf_pv_global_is(const mf_pv *g, const char *mod, const char *name);
+/* The GLOBAL a CALL node calls (NULL when the callable is not a literal global). */
+const mf_pv *mf_pv_call_global(const mf_pv *call);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MF_PICKLE_H */

@@ -1,0 +1,5 @@
+import sys
+
+from mfparse.cli import main
+
+sys.exit(main())

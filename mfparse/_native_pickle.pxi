@@ -1,0 +1,373 @@
+# Included by _native.pyx: bindings over csrc/mf_pickle.c and csrc/mf_torch.c.
+
+cdef extern from "mf_pickle.h":
+    ctypedef struct mf_pv:
+        uint8_t kind
+        uint8_t flags
+        uint8_t op
+        uint32_t n
+        int32_t tag
+        uint64_t offset
+        mf_pv *state
+        mf_pv *extra
+        # union members, as Cython sees them
+        int64_t u_i "u.i"
+        double u_f "u.f"
+        const uint8_t *u_s "u.s"
+        mf_pv **u_items "u.items"
+        mf_pv *g_mod "u.g.mod"
+        mf_pv *g_name "u.g.name"
+        mf_pv *c_fn "u.call.fn"
+        mf_pv *c_args "u.call.args"
+        mf_pv *c_kwargs "u.call.kwargs"
+        mf_pv *u_pid "u.pid"
+
+    ctypedef struct mf_pkl_event:
+        uint32_t kind
+        uint32_t pickle
+        uint64_t offset
+        mf_pv *a
+        mf_pv *b
+
+    ctypedef struct mf_pkl:
+        mf_vec events
+        int protocol
+        uint32_t pickles
+        uint64_t opcodes
+        uint64_t max_opcodes
+
+    void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err)
+    int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                    size_t *consumed)
+
+cdef extern from "mf_torch.h":
+    ctypedef struct mf_torch_storage:
+        const uint8_t *key
+        uint32_t key_len
+        const uint8_t *location
+        uint32_t location_len
+        int dtype
+        uint64_t numel
+        uint64_t offset
+
+    ctypedef struct mf_torch_tensor:
+        int32_t storage
+        int dtype
+        uint32_t ndim
+        int64_t *shape
+        int64_t *stride
+        int64_t storage_offset
+        uint64_t numel
+        uint64_t extent
+        uint8_t kind
+        uint8_t requires_grad
+        uint8_t is_parameter
+        uint8_t qscheme
+        double q_scale
+        int64_t q_zero_point
+        int64_t q_axis
+        int32_t q_scales
+        int32_t q_zero_points
+        const mf_pv *subclass
+        const mf_pv *device
+        uint64_t offset
+
+    ctypedef struct mf_torch_entry:
+        const char *path
+        uint32_t path_len
+        uint32_t depth
+        uint32_t kind
+        int32_t tensor
+        const mf_pv *key
+        const mf_pv *value
+        const mf_pv *cls
+
+    ctypedef struct mf_torch_result:
+        mf_vec storages
+        mf_vec tensors
+        mf_vec entries
+
+    int MF_TE_TENSOR
+    int MF_TE_STORAGE
+    int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err)
+    int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
+                        uint64_t **storage_data, mf_error *err)
+
+
+PV_KINDS = ("none", "bool", "int", "bigint", "float", "str", "bytes", "bytearray", "tuple", "list",
+            "dict", "set", "frozenset", "global", "call", "persid", "ext", "buffer")
+EVENT_KINDS = (None, "global", "call", "build", "setitem", "append", "ext", "persid", "frame", "buffer")
+ENTRY_KINDS = (None, "dict", "list", "tuple", "set", "tensor", "storage", "scalar", "object", "module",
+               "global", "ref")
+
+
+cdef class PV:
+    """A read-only view of one node of the symbolic value graph (kept alive by its parse)."""
+    cdef mf_pv *p
+    cdef readonly PickleParse owner
+
+    @staticmethod
+    cdef PV wrap(PickleParse owner, const mf_pv *p):
+        if p == NULL:
+            return None
+        cdef PV v = PV.__new__(PV)
+        v.p = <mf_pv *>p
+        v.owner = owner
+        return v
+
+    @property
+    def kind(self):
+        return PV_KINDS[self.p.kind]
+
+    @property
+    def offset(self):
+        return self.p.offset
+
+    @property
+    def op(self):
+        """The opcode byte that made the node."""
+        return self.p.op
+
+    @property
+    def flags(self):
+        return self.p.flags
+
+    @property
+    def computed(self):
+        """True for a global whose module or name was not a literal string."""
+        return bool(self.p.flags & 2)
+
+    @property
+    def ident(self):
+        """A stable identity for the node (same object reached twice -> same ident)."""
+        return <size_t>self.p
+
+    @property
+    def n(self):
+        return self.p.n
+
+    @property
+    def value(self):
+        """Python value of a scalar (None/bool/int/float/str/bytes); for other kinds None."""
+        cdef uint8_t k = self.p.kind
+        if k == 0:
+            return None
+        if k == 1:
+            return bool(self.p.u_i)
+        if k == 2:
+            return self.p.u_i
+        if k == 3:
+            raw = (<const char *>self.p.u_s)[:self.p.n]
+            if self.p.flags & 1:
+                return int(raw.rstrip(b"L").decode("ascii"))
+            return int.from_bytes(raw, "little", signed=True)
+        if k == 4:
+            return self.p.u_f
+        if k == 5:
+            return (<const char *>self.p.u_s)[:self.p.n].decode("utf-8", "surrogatepass")
+        if k == 6:
+            return (<const char *>self.p.u_s)[:self.p.n]
+        if k == 7:
+            return bytearray((<const char *>self.p.u_s)[:self.p.n])
+        if k == 16:
+            return self.p.u_i
+        return None
+
+    @property
+    def items(self):
+        """Tuple/list/set items as PVs; for a dict, (key, value) pairs."""
+        cdef uint32_t i
+        cdef uint8_t k = self.p.kind
+        if k == 10:
+            return [(PV.wrap(self.owner, self.p.u_items[2 * i]), PV.wrap(self.owner, self.p.u_items[2 * i + 1]))
+                    for i in range(self.p.n)]
+        if 8 <= k <= 12:
+            return [PV.wrap(self.owner, self.p.u_items[i]) for i in range(self.p.n)]
+        return []
+
+    @property
+    def module(self):
+        """For a global: the module node (a str node unless computed)."""
+        return PV.wrap(self.owner, self.p.g_mod) if self.p.kind == 13 else None
+
+    @property
+    def name(self):
+        return PV.wrap(self.owner, self.p.g_name) if self.p.kind == 13 else None
+
+    @property
+    def qualname(self):
+        """'module.name' for a literal global, else None."""
+        if self.p.kind != 13 or (self.p.flags & 2):
+            return None
+        return text(self.p.g_mod.u_s, self.p.g_mod.n) + "." + text(self.p.g_name.u_s, self.p.g_name.n)
+
+    @property
+    def global_parts(self):
+        """(module, name) for a literal global, else None."""
+        if self.p.kind != 13 or (self.p.flags & 2):
+            return None
+        return ((<const char *>self.p.g_mod.u_s)[:self.p.g_mod.n].decode("utf-8", "surrogatepass"),
+                (<const char *>self.p.g_name.u_s)[:self.p.g_name.n].decode("utf-8", "surrogatepass"))
+
+    @property
+    def fn(self):
+        return PV.wrap(self.owner, self.p.c_fn) if self.p.kind == 14 else None
+
+    @property
+    def args(self):
+        return PV.wrap(self.owner, self.p.c_args) if self.p.kind == 14 else None
+
+    @property
+    def kwargs(self):
+        return PV.wrap(self.owner, self.p.c_kwargs) if self.p.kind == 14 else None
+
+    @property
+    def pid(self):
+        return PV.wrap(self.owner, self.p.u_pid) if self.p.kind == 15 else None
+
+    @property
+    def state(self):
+        return PV.wrap(self.owner, self.p.state)
+
+    @property
+    def extra(self):
+        """Items set or appended on a non-container (a dict or list PV), or None."""
+        return PV.wrap(self.owner, self.p.extra)
+
+    def __repr__(self):
+        return f"<PV {self.kind} @{self.p.offset}>"
+
+
+cdef class PickleParse:
+    """One symbolic interpretation session: an arena, the interpreter, and (for torch files)
+    the walker's records. Buffers passed in are kept alive: nodes point into them."""
+    cdef mf_arena arena
+    cdef mf_pkl pkl
+    cdef mf_error err
+    cdef mf_torch_result torch
+    cdef uint64_t *legacy_data
+    cdef list buffers
+    cdef readonly object error  # the exception of a failed load, for callers that go on
+
+    def __cinit__(self, uint64_t size_hint=0):
+        # bookkeeping may reach ~200 bytes per input byte for hostile inputs; real pickles use far less
+        mf_arena_init(&self.arena, mf_arena_cap_for(size_hint, 256, 64 << 20))
+        clear_error(&self.err)
+        mf_pkl_init(&self.pkl, &self.arena, &self.err)
+        memset(&self.torch, 0, sizeof(mf_torch_result))
+        self.legacy_data = NULL
+        self.buffers = []
+        self.error = None
+
+    def __dealloc__(self):
+        mf_arena_free(&self.arena)
+
+    def load(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True):
+        """Interpret the pickle at buf[start:]; base is the file offset of buf[0].
+
+        Returns (root PV, bytes consumed). With raise_errors=False a failure returns
+        (None, consumed) and leaves the exception in .error (events stay readable).
+        """
+        cdef const uint8_t[::1] view = buf
+        cdef mf_pv *root = NULL
+        cdef size_t consumed = 0
+        if start > <size_t>view.shape[0]:
+            raise ValueError("start past the end of the buffer")
+        self.buffers.append(buf)
+        clear_error(&self.err)
+        mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
+                    base + start, &root, &consumed)
+        if self.err.code:
+            exc = error_from_code(self.err.code, self.err.offset, self.err.msg.decode("utf-8", "replace"))
+            self.error = exc
+            if raise_errors:
+                raise exc
+            return None, consumed
+        return PV.wrap(self, root), consumed
+
+    @property
+    def protocol(self):
+        return self.pkl.protocol
+
+    @property
+    def opcodes(self):
+        return self.pkl.opcodes
+
+    @property
+    def pickles(self):
+        return self.pkl.pickles
+
+    def events(self):
+        """[(kind, pickle index, offset, PV a, PV b)] in execution order."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        return [(EVENT_KINDS[e[i].kind], e[i].pickle, e[i].offset, PV.wrap(self, e[i].a), PV.wrap(self, e[i].b))
+                for i in range(self.pkl.events.len)]
+
+    # ---- torch -----------------------------------------------------------------------------
+
+    def torch_walk(self, PV root, int flavor=0):
+        """Walk a torch pickle's root (flavor 0: zip file, 1: legacy)."""
+        clear_error(&self.err)
+        mf_torch_walk(root.p, flavor, &self.arena, &self.torch, &self.err)
+        raise_error(&self.err)
+
+    def torch_legacy(self, file_buf):
+        """Run the stacked pickles of a legacy torch file; returns the main pickle's root."""
+        cdef const uint8_t[::1] view = file_buf
+        cdef mf_pv *root = NULL
+        self.buffers.append(file_buf)
+        clear_error(&self.err)
+        mf_torch_legacy(&self.pkl, &view[0] if view.shape[0] else NULL, view.shape[0], &root, &self.torch,
+                        &self.legacy_data, &self.err)
+        raise_error(&self.err)
+        return PV.wrap(self, root)
+
+    def torch_storages(self):
+        """[(key, location, dtype code, numel, pickle offset, legacy data offset | None)]"""
+        cdef size_t i
+        cdef mf_torch_storage *s = <mf_torch_storage *>self.torch.storages.items
+        out = []
+        for i in range(self.torch.storages.len):
+            data = None
+            if self.legacy_data != NULL and self.legacy_data[i] != <uint64_t>-1:
+                data = self.legacy_data[i]
+            out.append((text(s[i].key, s[i].key_len), text(s[i].location, s[i].location_len), s[i].dtype,
+                        s[i].numel, s[i].offset, data))
+        return out
+
+    def torch_tensors(self):
+        """[(storage, dtype, shape, stride, storage_offset, numel, extent, kind, requires_grad,
+        is_parameter, qscheme, q_scale, q_zero_point, q_axis, q_scales, q_zero_points,
+        subclass PV|None, device PV|None, pickle offset)]"""
+        cdef size_t i
+        cdef uint32_t d
+        cdef mf_torch_tensor *t = <mf_torch_tensor *>self.torch.tensors.items
+        out = []
+        for i in range(self.torch.tensors.len):
+            shape = tuple([t[i].shape[d] for d in range(t[i].ndim)])
+            stride = tuple([t[i].stride[d] for d in range(t[i].ndim)])
+            out.append((t[i].storage, t[i].dtype, shape, stride, t[i].storage_offset, t[i].numel, t[i].extent,
+                        t[i].kind, bool(t[i].requires_grad), bool(t[i].is_parameter), t[i].qscheme, t[i].q_scale,
+                        t[i].q_zero_point, t[i].q_axis, t[i].q_scales, t[i].q_zero_points,
+                        PV.wrap(self, t[i].subclass), PV.wrap(self, t[i].device), t[i].offset))
+        return out
+
+    def torch_listing(self):
+        """[(name, kind, index)] for every tensor or bare storage entry, in walk order."""
+        cdef size_t i
+        cdef mf_torch_entry *e = <mf_torch_entry *>self.torch.entries.items
+        out = []
+        for i in range(self.torch.entries.len):
+            if e[i].kind == MF_TE_TENSOR or e[i].kind == MF_TE_STORAGE:
+                out.append((e[i].path[:e[i].path_len].decode("utf-8", "backslashreplace"),
+                            ENTRY_KINDS[e[i].kind], e[i].tensor))
+        return out
+
+    def torch_entries(self):
+        """[(path, depth, kind, tensor index, key PV|None, value PV, cls PV|None)] in pre-order."""
+        cdef size_t i
+        cdef mf_torch_entry *e = <mf_torch_entry *>self.torch.entries.items
+        return [(e[i].path[:e[i].path_len].decode("utf-8", "backslashreplace"), e[i].depth, ENTRY_KINDS[e[i].kind],
+                 e[i].tensor, PV.wrap(self, e[i].key), PV.wrap(self, e[i].value), PV.wrap(self, e[i].cls))
+                for i in range(self.torch.entries.len)]

@@ -1,0 +1,104 @@
+"""Canonical dtype names and their numpy dtypes.
+
+Names are numpy's where numpy has one (``float32``, ``int8``, ``bool``, ``complex64``...), plus
+``bfloat16``, the float8 family, ``int4``/``uint4`` and friends, whose numpy dtypes come from
+ml_dtypes (imported only when such a tensor is read). Quantized torch types (``qint8``...) read
+as their raw integer storage; packed types (``float4_e2m1fn_x2``, ``quint4x2``) as raw bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from mfparse import _native
+
+#: canonical name of each C dtype code (index = code), e.g. NAMES[12] == "float32"
+NAMES: tuple[str, ...] = tuple(_native.dtype_names())
+#: bits per element of each C dtype code
+BITS: tuple[int, ...] = tuple(_native.dtype_bits())
+_CODE = {name: code for code, name in enumerate(NAMES)}
+
+_NUMPY = {
+    "bool": "bool",
+    "uint8": "uint8",
+    "int8": "int8",
+    "uint16": "uint16",
+    "int16": "int16",
+    "uint32": "uint32",
+    "int32": "int32",
+    "uint64": "uint64",
+    "int64": "int64",
+    "float16": "float16",
+    "float32": "float32",
+    "float64": "float64",
+    "complex64": "complex64",
+    "complex128": "complex128",
+    # quantized and bit types read as their raw storage
+    "qint8": "int8",
+    "quint8": "uint8",
+    "qint32": "int32",
+    "quint4x2": "uint8",
+    "quint2x4": "uint8",
+    "float4_e2m1fn_x2": "uint8",
+    "bits8": "uint8",
+    "bits16": "uint16",
+    "bits1x8": "uint8",
+    "bits2x4": "uint8",
+    "bits4x2": "uint8",
+}
+
+_ML_DTYPES = {
+    "bfloat16": "bfloat16",
+    "float8_e4m3fn": "float8_e4m3fn",
+    "float8_e5m2": "float8_e5m2",
+    "float8_e4m3fnuz": "float8_e4m3fnuz",
+    "float8_e5m2fnuz": "float8_e5m2fnuz",
+    "float8_e8m0fnu": "float8_e8m0fnu",
+    "float4_e2m1fn": "float4_e2m1fn",
+    "float6_e2m3fn": "float6_e2m3fn",
+    "float6_e3m2fn": "float6_e3m2fn",
+    "int4": "int4",
+    "uint4": "uint4",
+}
+
+#: dtypes stored with several elements per byte: read() returns their packed bytes
+PACKED = frozenset({"float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "int4", "uint4"})
+
+
+def code(name: str) -> int:
+    """C dtype code of a canonical name (0 if unknown)."""
+    return _CODE.get(name, 0)
+
+
+def bits(name: str) -> int:
+    """Bits per element of a canonical dtype name."""
+    return BITS[_CODE.get(name, 0)]
+
+
+def nbytes(name: str, numel: int) -> int:
+    """Bytes that numel elements of this dtype occupy (sub-byte types rounded up)."""
+    return (numel * bits(name) + 7) // 8
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_dtype(name: str, byteorder: str = "<") -> np.dtype:
+    """The numpy dtype that views stored elements of `name` (byteorder '<' or '>').
+
+    Raises:
+        TypeError: when the dtype has no numpy representation.
+    """
+    if name in _NUMPY:
+        dt = np.dtype(_NUMPY[name])
+    elif name == "complex32":
+        dt = np.dtype([("real", "<f2"), ("imag", "<f2")])
+    elif name in _ML_DTYPES:
+        import ml_dtypes
+
+        dt = np.dtype(getattr(ml_dtypes, _ML_DTYPES[name]))
+    else:
+        raise TypeError(f"dtype {name!r} has no numpy equivalent")
+    if byteorder == ">" and dt.itemsize > 1 and dt.fields is None:
+        dt = dt.newbyteorder(">")
+    return dt

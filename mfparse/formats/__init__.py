@@ -1,0 +1,70 @@
+"""Format detection and the registry of readers (one module per format).
+
+`open_reader(source, format)` looks at the magic bytes (and, for zip archives, at the member
+names) and returns a Reader. A format module exposes what the registry below calls; adding a
+format means adding a module and a line here.
+"""
+
+from __future__ import annotations
+
+from mfparse.errors import UnsupportedFormatError
+
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _zip_reader(source):
+    """A zip archive: decide by its members what it is."""
+    from mfparse.formats import torch as torch_fmt
+    from mfparse.formats.zip import ZipArchive
+
+    names = ZipArchive(source).names()
+    if torch_fmt.find_archive_prefix(names) is not None:
+        return torch_fmt.open_zip(source)
+    raise UnsupportedFormatError(
+        "zip archive that is not a torch checkpoint (members: "
+        + ", ".join(names[:5])
+        + (", ..." if len(names) > 5 else "")
+        + ")"
+    )
+
+
+def _openers():
+    from mfparse.formats import safetensors, torch
+
+    return {
+        "torch-zip": torch.open_zip,
+        "torchscript": torch.open_zip,
+        "torch-legacy": torch.open_legacy,
+        "safetensors": safetensors.open_reader,
+    }
+
+
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors")
+
+
+def detect(source) -> str:
+    """The format name of a source, from its first bytes."""
+    from mfparse.formats import safetensors, torch
+
+    head = bytes(source.buf[:64])
+    if head[:4] in ZIP_MAGICS or (source.size >= 22 and bytes(source.buf[-22:-18]) == b"PK\x05\x06"):
+        return "zip"
+    if torch.is_legacy(head):
+        return "torch-legacy"
+    if safetensors.probe(head, source.size):
+        return "safetensors"
+    raise UnsupportedFormatError(
+        f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
+    )
+
+
+def open_reader(source, format: str | None = None):
+    """A Reader for the source, of the given or the detected format."""
+    if format is None:
+        format = detect(source)
+        if format == "zip":
+            return _zip_reader(source)
+    openers = _openers()
+    if format not in openers:
+        raise UnsupportedFormatError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+    return openers[format](source)
