@@ -263,6 +263,12 @@ static const struct {
     [MF_DT_BITS1X8] = {"bits1x8", 8},
     [MF_DT_BITS2X4] = {"bits2x4", 8},
     [MF_DT_BITS4X2] = {"bits4x2", 8},
+    [MF_DT_INT2] = {"int2", 2},
+    [MF_DT_UINT2] = {"uint2", 2},
+    [MF_DT_FLOAT8_E4M3B11FNUZ] = {"float8_e4m3b11fnuz", 8},
+    [MF_DT_QINT16] = {"qint16", 16},
+    [MF_DT_QUINT16] = {"quint16", 16},
+    [MF_DT_STRING] = {"string", 0},
 };
 
 const char *mf_dtype_name(int dt) {

@@ -181,6 +181,11 @@ typedef enum mf_dtype {
     MF_DT_FLOAT6_E2M3FN, MF_DT_FLOAT6_E3M2FN,
     MF_DT_INT4, MF_DT_UINT4,
     MF_DT_BITS8, MF_DT_BITS16, MF_DT_BITS1X8, MF_DT_BITS2X4, MF_DT_BITS4X2,
+    MF_DT_INT2, MF_DT_UINT2,           /* ONNX / TF 2-bit, packed four per byte */
+    MF_DT_FLOAT8_E4M3B11FNUZ,          /* TF */
+    MF_DT_QINT16, MF_DT_QUINT16,       /* TF quantized */
+    MF_DT_STRING,                      /* variable-length strings (ONNX string_data, TF DT_STRING) */
+    /* new codes go here, before MF_DT_COUNT; add the name in mf_core.c */
     MF_DT_COUNT
 } mf_dtype;
 

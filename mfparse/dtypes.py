@@ -47,6 +47,8 @@ _NUMPY = {
     "bits1x8": "uint8",
     "bits2x4": "uint8",
     "bits4x2": "uint8",
+    "qint16": "int16",
+    "quint16": "uint16",
 }
 
 _ML_DTYPES = {
@@ -61,10 +63,13 @@ _ML_DTYPES = {
     "float6_e3m2fn": "float6_e3m2fn",
     "int4": "int4",
     "uint4": "uint4",
+    "int2": "int2",
+    "uint2": "uint2",
+    "float8_e4m3b11fnuz": "float8_e4m3b11fnuz",
 }
 
 #: dtypes stored with several elements per byte: read() returns their packed bytes
-PACKED = frozenset({"float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "int4", "uint4"})
+PACKED = frozenset({"float4_e2m1fn", "float6_e2m3fn", "float6_e3m2fn", "int4", "uint4", "int2", "uint2"})
 
 
 def code(name: str) -> int:
