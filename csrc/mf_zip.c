@@ -137,7 +137,7 @@ static int apply_zip64_extra(const uint8_t *extra, size_t extra_len, uint64_t at
     mf_cursor c;
     mf_cursor_init(&c, extra, extra_len, at, err);
     while (mf_remaining(&c) >= 4) {
-        uint16_t id, size;
+        uint16_t id = 0, size = 0;
         mf_u16le(&c, &id, "zip extra field");
         mf_u16le(&c, &size, "zip extra field");
         mf_cursor f;

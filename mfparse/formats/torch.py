@@ -14,30 +14,27 @@ from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.zip import ZipArchive
 
-QSCHEMES = {1: "per_tensor_affine", 2: "per_channel_affine", 3: "per_channel_affine_float_qparams"}
-
-# legacy files start with the magic number pickled by protocol 2 (0x80 0x02, LONG1 of 10 bytes)
-LEGACY_MAGIC_P2 = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+#: torch.serialization.MAGIC_NUMBER, pickled first in every legacy file
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def is_legacy(head: bytes) -> bool:
-    """True for the magic-number pickle that starts a legacy torch file (any protocol)."""
-    if head.startswith(LEGACY_MAGIC_P2):
-        return True
-    if head[:1] == b"\x80" and head[2:4] == b"\x8a\x0a" and head[4:14] == LEGACY_MAGIC_P2[4:14]:
-        return True
-    return head.startswith(b"L119547037146038801333356") or head.startswith(b"I119547037146038801333356")
+    """True when the file starts with a pickle of the legacy magic number (any protocol).
+    The first pickle is interpreted symbolically, as everything else."""
+    parse = _native.PickleParse(len(head))
+    root, _ = parse.load(head, 0, 0, False)
+    return root is not None and root.kind in ("int", "bigint") and root.value == LEGACY_MAGIC
 
 
-def find_archive_prefix(names) -> str | None:
+def find_archive_prefix(archive: ZipArchive) -> str | None:
     """The folder that holds data.pkl: the first entry's top folder, as torch's reader takes it,
     else any single folder with a data.pkl."""
-    names = list(names)
-    if names:
-        top = names[0].split("/", 1)[0]
-        if f"{top}/data.pkl" in names:
+    first = archive.first_name()
+    if first is not None:
+        top = first.split("/", 1)[0]
+        if archive.find(f"{top}/data.pkl") is not None:
             return top
-    for n in names:
+    for n in archive.members:
         parts = n.split("/")
         if len(parts) == 2 and parts[1] == "data.pkl":
             return parts[0]
@@ -45,90 +42,14 @@ def find_archive_prefix(names) -> str | None:
 
 
 class _TorchReader(Reader):
-    """Shared by the zip and legacy readers: records -> TensorInfos, structure -> tree."""
+    """Shared by the zip and legacy readers: structure -> tree and metadata, data -> views."""
 
     byteorder = "<"
-
-    def _build(self, parse, storage_bytes):
-        """storage_bytes(index, key, record) -> (file offset | None, available bytes | None, id)."""
-        self.parse = parse
-        self._compressed: dict[str, tuple[str, int]] = {}
-        storages = parse.torch_storages()
-        tensors = parse.torch_tensors()
-        names = dtypes.NAMES
-        bits = dtypes.BITS
-        resolved = []
-        for i, st in enumerate(storages):
-            key, _loc, sdt, numel, at = st[0], st[1], st[2], st[3], st[4]
-            start, available, sid = storage_bytes(i, st)
-            need = numel * bits[sdt] // 8
-            if available is not None and need > available:
-                raise CorruptFileError(
-                    f"storage {sid!r} declares {numel} x {names[sdt]} ({need} bytes) but the file holds "
-                    f"{available} bytes for it",
-                    at,
-                )
-            resolved.append((start, need, sid))
-
-        infos: dict[int, TensorInfo] = {}
-
-        def info_for(ti: int, name: str) -> TensorInfo:
-            (sidx, dt, shape, stride, soff, numel, extent, kind, rg, param, qs, qscale, qzp, qaxis, qsc, qzps,
-             subclass, device, at) = tensors[ti]
-            dname = names[dt]
-            itembits = bits[dt]
-            extras = {}
-            if sidx >= 0:
-                start, need, sid = resolved[sidx]
-                extras["device"] = storages[sidx][1]
-                if extent * itembits > need * 8:
-                    raise CorruptFileError(
-                        f"tensor {name!r} reaches element {extent} of storage {sid!r}, which holds "
-                        f"{need * 8 // itembits if itembits else 0} elements of {dname}",
-                        at,
-                    )
-                offset = None if start is None else start + soff * itembits // 8
-                if start is None:
-                    self._compressed[name] = (sid, soff * itembits // 8)
-            else:
-                sid, offset = None, None
-                extras["device"] = "meta"
-            if device is not None:
-                extras["device"] = _device_str(device)
-            if rg:
-                extras["requires_grad"] = True
-            if param:
-                extras["parameter"] = True
-            if subclass is not None:
-                extras["subclass"] = subclass.qualname or "?"
-            if kind == 1:
-                q = {"qscheme": QSCHEMES.get(qs, "?")}
-                if qs == 1:
-                    q.update(scale=qscale, zero_point=qzp)
-                else:
-                    q.update(axis=qaxis, scales=info_for(qsc, name + ".q_scales"),
-                             zero_points=info_for(qzps, name + ".q_zero_points"))
-                extras["quantization"] = q
-            return TensorInfo(name, dname, shape, (numel * itembits + 7) // 8, offset, sid,
-                              None if _contiguous(shape, stride) else stride, extras or EMPTY)
-
-        out = []
-        for name, kind, idx in parse.torch_listing():
-            if kind == "tensor":
-                out.append(info_for(idx, name))
-            else:  # a bare storage: a 1-D tensor of its elements
-                start, need, sid = resolved[idx]
-                st = storages[idx]
-                out.append(TensorInfo(name, names[st[2]], (st[3],), need, start, sid, None,
-                                      {"device": st[1], "storage_object": True}))
-        self._tensors = _last_wins(out)
 
     def read(self, info: TensorInfo):
         if info.offset is None:
             raise UnsupportedFormatError(f"tensor {info.name!r} has no data in the file (meta tensor)")
         return view(self.source.buf, info, self.byteorder)
-
-    # ---- structure -------------------------------------------------------------------------
 
     def tree(self):
         by_name = {t.name: t for t in self._tensors}
@@ -138,26 +59,18 @@ class _TorchReader(Reader):
         return flatten_metadata(self.tree())
 
 
-def _contiguous(shape, stride) -> bool:
-    expected = 1
-    for d, s in zip(reversed(shape), reversed(stride)):
-        if d != 1 and s != expected:
-            return False
-        expected *= d
-    return True
-
-
-def _last_wins(infos):
-    """A name seen twice (a repeated dict key) keeps its last value, at its first position,
-    as a Python dict built by the unpickler would."""
-    seen: dict[str, int] = {}
-    out: list[TensorInfo] = []
+def last_wins(infos):
+    """A name seen twice (a repeated dict key) keeps its last value at its first position, as the
+    dict an unpickler builds would."""
+    by_name = {t.name: t for t in infos}
+    if len(by_name) == len(infos):
+        return infos
+    seen: set[str] = set()
+    out = []
     for t in infos:
-        if t.name in seen:
-            out[seen[t.name]] = t
-        else:
-            seen[t.name] = len(out)
-            out.append(t)
+        if t.name not in seen:
+            seen.add(t.name)
+            out.append(by_name[t.name])
     return out
 
 
@@ -166,43 +79,33 @@ class TorchZipReader(_TorchReader):
 
     format = "torch-zip"
 
-    def __init__(self, source):
+    def __init__(self, source, archive: ZipArchive | None = None):
         super().__init__(source)
-        self.zip = ZipArchive(source)
-        members = self.zip.members
-        prefix = find_archive_prefix(members)
+        self.zip = archive if archive is not None else ZipArchive(source)
+        prefix = find_archive_prefix(self.zip)
         if prefix is None:
             raise UnsupportedFormatError("zip archive without a data.pkl: not a torch checkpoint")
         self.prefix = prefix
-        if f"{prefix}/constants.pkl" in members or any(n.startswith(f"{prefix}/code/") for n in members):
+        if self.zip.find(f"{prefix}/constants.pkl") is not None:
             self.format = "torchscript"
-        order = members.get(f"{prefix}/byteorder")
+        order = self.zip.find(f"{prefix}/byteorder")
         if order is not None and bytes(self.zip.read(order)).strip() == b"big":
             self.byteorder = ">"
-        pkl_member = members[f"{prefix}/data.pkl"]
+        pkl_member = self.zip.find(f"{prefix}/data.pkl")
         pkl = self.zip.read(pkl_member)
         base = pkl_member.data_offset if pkl_member.method == 0 else 0
-        parse = _native.PickleParse(len(pkl))
-        root, _ = parse.load(pkl, base)
-        parse.torch_walk(root, 0)
-
-        def storage_bytes(i, st):
-            name = f"{prefix}/data/{st[0]}"
-            m = members.get(name)
-            if m is None:
-                raise CorruptFileError(f"storage record {name!r} is missing from the archive", st[4])
-            if m.method != 0:
-                return None, m.size, name
-            return m.data_offset, m.size, name
-
-        self._build(parse, storage_bytes)
+        self.parse = _native.PickleParse(len(pkl))
+        root, _ = self.parse.load(pkl, base)
+        self.parse.torch_walk(root, 0)
+        self._tensors = last_wins(self.parse.torch_infos(self.zip.directory, prefix.encode("utf-8"),
+                                                         TensorInfo, EMPTY))
 
     def read(self, info: TensorInfo):
-        where = self._compressed.get(info.name)
-        if where is not None:
+        if info.offset is None and "storage_offset" in info.extras:
             # a deflated storage record (a re-zipped checkpoint): inflate it, view the tensor in it
-            data = self.zip.read(self.zip.members[where[0]])
-            return view(data, info._replace(offset=where[1]), self.byteorder)
+            data = self.zip.read(self.zip.find(info.storage))
+            start = info.extras["storage_offset"] * dtypes.bits(info.dtype) // 8
+            return view(data, info._replace(offset=start), self.byteorder)
         return super().read(info)
 
 
@@ -214,17 +117,13 @@ class TorchLegacyReader(_TorchReader):
 
     def __init__(self, source):
         super().__init__(source)
-        parse = _native.PickleParse(source.size)
-        parse.torch_legacy(source.buf)
-
-        def storage_bytes(i, st):
-            return st[5], None, st[0]
-
-        self._build(parse, storage_bytes)
+        self.parse = _native.PickleParse(source.size)
+        self.parse.torch_legacy(source.buf)
+        self._tensors = last_wins(self.parse.torch_infos(None, b"", TensorInfo, EMPTY))
 
 
-def open_zip(source):
-    return TorchZipReader(source)
+def open_zip(source, archive: ZipArchive | None = None):
+    return TorchZipReader(source, archive)
 
 
 def open_legacy(source):
