@@ -130,7 +130,7 @@ def main(argv=None) -> int:
         f"safetensors {safetensors.__version__}, numpy {v['numpy']}. Medians of {args.repeat} runs after a warm-up; "
         f"each run opens the file and lists (name, dtype, shape) of every tensor.",
         common.table(rows, ["file", "competitor", "mfparse ms", "competitor ms", "speed-up"]),
-        "Peak RSS of a fresh process that imports mfparse and lists the file (ru_maxrss), next to the "
+        "Peak RSS (VmHWM) of a fresh process that imports mfparse and lists the file, next to the "
         "same process that only imports mfparse:",
         common.table(rss, ["file", "size", "peak RSS MB (list)", "peak RSS MB (import only)"]),
         "Goals (issue 2): >= 20x torch.load on many.pth; >= 1x safe_open on .safetensors; "
