@@ -816,17 +816,15 @@ typedef struct name_slot {
 int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
                           const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,
                           uint64_t *avail, int32_t *member, mf_error *err) {
-    /* index the members under "<prefix>/data/" by the rest of their name (the storage key) */
+    /* index the members under the record folder by the rest of their name (the storage key) */
     size_t cap = 16;
     while (cap < n_entries * 2 + 2) cap *= 2;
     name_slot *slots = (name_slot *)mf_arena_calloc(a, cap, sizeof *slots, err, 0);
     if (slots == NULL) return err->code;
-    size_t head = prefix_len + 6; /* "<prefix>/data/" */
+    size_t head = prefix_len;
     for (size_t i = 0; i < n_entries; i++) {
         const mf_zip_entry *e = &entries[i];
-        if (e->name_len <= head || memcmp(e->name, prefix, prefix_len) != 0 ||
-            memcmp(e->name + prefix_len, "/data/", 6) != 0)
-            continue;
+        if (e->name_len <= head || memcmp(e->name, prefix, prefix_len) != 0) continue;
         const uint8_t *k = e->name + head;
         uint32_t kn = e->name_len - (uint32_t)head;
         size_t j = (size_t)hash_bytes(k, kn) & (cap - 1);
@@ -843,7 +841,7 @@ int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries,
                !(slots[j].len == st[i].key_len && memcmp(slots[j].name, st[i].key, st[i].key_len) == 0))
             j = (j + 1) & (cap - 1);
         if (slots[j].name == NULL)
-            return mf_fail(err, MF_ERR_CORRUPT, st[i].offset, "storage record '%.*s/data/%.*s' is missing from the archive",
+            return mf_fail(err, MF_ERR_CORRUPT, st[i].offset, "storage record '%.*s%.*s' is missing from the archive",
                            (int)prefix_len, (const char *)prefix, (int)st[i].key_len, (const char *)st[i].key);
         const mf_zip_entry *e = &entries[slots[j].index];
         member[i] = slots[j].index;

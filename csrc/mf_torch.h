@@ -124,7 +124,8 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
  * file holds for it (UINT64_MAX: already checked). */
 int mf_torch_resolve(mf_torch_result *r, const uint64_t *data_offset, const uint64_t *avail, mf_error *err);
 
-/* Zip files: storage i lives in member "<prefix>/data/<key>". Fills data_offset (UINT64_MAX for a
+/* Zip files: storage i lives in member "<prefix><key>", prefix being the record folder with its
+ * trailing slash ("archive/data/"; TorchScript constants: "archive/constants/"). Fills data_offset (UINT64_MAX for a
  * compressed member), avail (the member's uncompressed size) and member (entry index). */
 int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
                           const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,

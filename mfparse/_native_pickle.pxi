@@ -345,7 +345,8 @@ cdef class PickleParse:
     def torch_infos(self, ZipDirectory zipdir, bytes prefix, info_cls, empty):
         """TensorInfos (info_cls) for every tensor and bare storage, in walk order.
 
-        zipdir/prefix: the archive whose "<prefix>/data/<key>" members hold the storages;
+        zipdir/prefix: the archive whose "<prefix><key>" members hold the storages (prefix is the
+        record folder, e.g. b"archive/data/");
         zipdir None: a legacy file (storage bytes located by torch_legacy). Storage and tensor
         bounds are checked in C (mf_torch_resolve) before anything is built.
         """

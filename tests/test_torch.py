@@ -263,6 +263,28 @@ def test_torchscript(tmp_path):
             np.testing.assert_array_equal(m[k], v.detach().numpy())
 
 
+def test_torchscript_constants(tmp_path):
+    class WithConstant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+            self.c = torch.tensor([1.0, 2.0])
+
+        def forward(self, x):
+            return self.lin(x) + self.c
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(WithConstant(), torch.ones(1, 2))
+    p = tmp_path / "traced.pt"
+    traced.save(str(p))
+    with mfparse.open(p) as m:
+        assert m.format == "torchscript"
+        assert {"lin.weight", "lin.bias", "CONSTANTS.c0"} <= set(m.keys())
+        np.testing.assert_array_equal(m["CONSTANTS.c0"], [1.0, 2.0])
+        assert m.info("CONSTANTS.c0").storage.endswith("/constants/0")
+
+
 def test_inputs_path_bytes_and_file_objects(tmp_path):
     sd = SimpleNet().state_dict()
     p = save(sd, tmp_path / "s.pth")

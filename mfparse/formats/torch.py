@@ -97,8 +97,22 @@ class TorchZipReader(_TorchReader):
         self.parse = _native.PickleParse(len(pkl))
         root, _ = self.parse.load(pkl, base)
         self.parse.torch_walk(root, 0)
-        self._tensors = last_wins(self.parse.torch_infos(self.zip.directory, prefix.encode("utf-8"),
-                                                         TensorInfo, EMPTY))
+        infos = self.parse.torch_infos(self.zip.directory, f"{prefix}/data/".encode("utf-8"), TensorInfo, EMPTY)
+        if self.format == "torchscript":
+            infos += self._torchscript_constants()
+        self._tensors = last_wins(infos)
+
+    def _torchscript_constants(self) -> list[TensorInfo]:
+        """Tensors of constants.pkl (storages under constants/), named as TorchScript code names
+        them: CONSTANTS.c0, CONSTANTS.c1, ..."""
+        member = self.zip.find(f"{self.prefix}/constants.pkl")
+        data = self.zip.read(member)
+        parse = _native.PickleParse(len(data))
+        root, _ = parse.load(data, member.data_offset if member.method == 0 else 0)
+        parse.torch_walk(root, 0)
+        self._constants_parse = parse  # the TensorInfos' storages live as long as the reader
+        infos = parse.torch_infos(self.zip.directory, f"{self.prefix}/constants/".encode("utf-8"), TensorInfo, EMPTY)
+        return [t._replace(name=f"CONSTANTS.c{t.name}") for t in infos]
 
     def read(self, info: TensorInfo):
         if info.offset is None and "storage_offset" in info.extras:
