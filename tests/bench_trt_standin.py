@@ -68,6 +68,9 @@ class ParserError:
     def desc(self):
         return self._msg
 
+    def node(self):
+        return -1
+
     def __str__(self):
         return f"In node -1 (parse): {self._msg}"
 

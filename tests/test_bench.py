@@ -285,6 +285,23 @@ def test_onnx_model(tmp_path, cache):
     assert "exported from the torch model" in r16["runtimes"][0]["reason"]
 
 
+def test_onnx_model_with_static_batch(tmp_path, cache):
+    from mfparse.bench.examples import simplenet
+
+    static = tmp_path / "static.onnx"
+    with warnings.catch_warnings():  # the legacy exporter warns that it is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(simplenet(), (torch.randn(2, 10),), str(static), dynamo=False,
+                          input_names=["x"], output_names=["y"])
+    report = run(str(static), runtimes=["onnxruntime"], threads=1, cache_dir=cache, **QUICK)
+    assert report["batch"] == [2] and report["inputs"] == [{"name": "x", "shape": [2, 10], "dtype": "float32"}]
+    check_measured(report["runtimes"][0], 2)
+    with pytest.raises(BenchError, match="fixed batch dimension of 2; --batch 1,8 needs"):
+        run(str(static), batches=[1, 2, 8], runtimes=["onnxruntime"], cache_dir=cache, **QUICK)
+    with pytest.raises(BenchError, match="does not fit ONNX input 'x'"):
+        run(str(static), input_shapes=["x:2x11"], runtimes=["onnxruntime"], cache_dir=cache, **QUICK)
+
+
 def test_file_callable_multi_input(tmp_path, cache):
     src = tmp_path / "twoin.py"
     src.write_text(
@@ -368,7 +385,8 @@ def test_broken_model_clear_error(tmp_path, cache, capsys):
     sd = tmp_path / "weights.pth"
     torch.save({"w": torch.zeros(2)}, str(sd))
     rc = main(["bench", str(sd), *args])
-    assert rc == 2 and "is a torch-zip file of weights, not a runnable model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "is a torch-zip file of weights" in err and f"--weights {sd}" in err
     junk = tmp_path / "model.onnx"
     junk.write_bytes(b"\x08\x07 this is not protobuf \xff\xff\xff")
     rc = main(["bench", str(junk), *args])

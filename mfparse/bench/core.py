@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from mfparse.bench.base import (DEFAULT_RUNTIMES, PRECISIONS, RUNTIME_TOKENS, BenchError, Settings,
                                 Unavailable, empty_row, unavailable)
-from mfparse.bench.env import environment, usable_cores
+from mfparse.bench.env import environment, load_average, usable_cores
 from mfparse.bench.export import OnnxStore
 from mfparse.bench.measure import (accuracy, copy_stats, latency_stats, make_inputs, peak_rss_mb,
                                    reset_peak_rss, run_loop, throughput)
@@ -160,6 +160,7 @@ def run(model: str, *, weights: str | None = None, input_shapes: Sequence = (),
                         seed=seed, cache_dir=Path(cache_dir) if cache_dir else default_cache_dir(),
                         ort_spinning=ort_spinning)
     say = progress or (lambda msg: None)
+    load_before = load_average()
     if runners is None:
         runners = resolve_runners(runtimes)
 
@@ -173,6 +174,7 @@ def run(model: str, *, weights: str | None = None, input_shapes: Sequence = (),
     else:
         first = m.inputs[0].shape if m.inputs else ()
         batches = [int(first[0])] if first else [1]
+    m.check_batches(batches)
 
     torch = None
     old_threads = None
@@ -209,7 +211,7 @@ def run(model: str, *, weights: str | None = None, input_shapes: Sequence = (),
             "reference": ("torch fp32 (CPU)" if m.is_torch else "onnxruntime fp32 (CPU EP)")
             if ref0 is not None else None,
             "settings": settings.to_dict(),
-            "environment": environment(threads),
+            "environment": environment(threads, load_before),
             "runtimes": rows,
         }
     finally:

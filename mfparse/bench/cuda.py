@@ -69,6 +69,7 @@ class TorchCudaBackend:
         p = torch.cuda.get_device_properties(self.device)
         self.device_tag = f"{p.name}-sm{p.major}{p.minor}".replace(" ", "_")
         self._keep: list = []
+        self._pinned: dict = {}
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
         t = self.torch.empty(max(1, nbytes), dtype=self.torch.uint8, device=self.device)
@@ -79,15 +80,25 @@ class TorchCudaBackend:
         n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         t = self.torch.empty(max(1, n), dtype=self.torch.uint8, pin_memory=True)
         self._keep.append(t)
+        self._pinned[t.data_ptr()] = t
         return t.numpy()[:n].view(dtype).reshape(shape)
 
+    def _as_host_tensor(self, array: np.ndarray):
+        """The page-locked torch tensor behind an array from host(), else a view of the array."""
+        t = self._pinned.get(array.ctypes.data)
+        if t is not None and array.flags.c_contiguous:
+            return t[: array.nbytes]
+        return self.torch.from_numpy(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+
     def h2d(self, buf: DeviceBuffer, array: np.ndarray) -> None:
-        src = self.torch.from_numpy(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+        src = self._as_host_tensor(array)
         with self.torch.cuda.stream(self._stream):
             buf.owner[: src.numel()].copy_(src, non_blocking=True)
 
     def d2h(self, array: np.ndarray, buf: DeviceBuffer) -> None:
-        dst = self.torch.from_numpy(array.reshape(-1).view(np.uint8))
+        if not array.flags.c_contiguous:
+            raise ValueError("d2h needs a C-contiguous host array")
+        dst = self._as_host_tensor(array)
         with self.torch.cuda.stream(self._stream):
             dst.copy_(buf.owner[: dst.numel()], non_blocking=True)
 
@@ -98,6 +109,7 @@ class TorchCudaBackend:
     def close(self) -> None:
         self._stream.synchronize()
         self._keep.clear()
+        self._pinned.clear()
 
 
 # ---- cuda-python ------------------------------------------------------------------------------

@@ -84,5 +84,15 @@ def gpu() -> dict | None:
     return info or None
 
 
-def environment(threads: int) -> dict:
-    return {"versions": versions(), "cpu": cpu(), "threads": threads, "gpu": gpu()}
+def load_average() -> list | None:
+    """1, 5 and 15 minute load averages (other processes competing for the CPUs)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def environment(threads: int, load_before: list | None = None) -> dict:
+    return {"versions": versions(), "cpu": cpu(), "threads": threads, "gpu": gpu(),
+            "usable_cores": usable_cores(), "load_average_before": load_before,
+            "load_average_after": load_average()}

@@ -75,7 +75,16 @@ class Model:
     onnx_path: Path | None = None   # the given .onnx (kind "onnx")
     weights: dict | None = None     # what --weights loaded
     output_names: list = field(default_factory=list)
+    fixed_batch: dict = field(default_factory=dict)  # ONNX inputs whose dim 0 is static
     _digest: str | None = None
+
+    def check_batches(self, batches) -> None:
+        """An ONNX model with a static batch dimension runs only at that batch size."""
+        for name, b in self.fixed_batch.items():
+            other = [x for x in batches if x != b]
+            if other:
+                raise BenchError(f"ONNX input {name!r} has a fixed batch dimension of {b}; --batch "
+                                 f"{','.join(map(str, other))} needs a model exported with a dynamic batch")
 
     @property
     def is_torch(self) -> bool:
@@ -182,8 +191,9 @@ def _file_kind(path: Path) -> str:
     if fmt == "onnx":
         return "onnx"
     raise BenchError(
-        f"MODEL {path} is a {fmt} file of weights, not a runnable model: pass the model's code as "
-        f"module:callable and this file as --weights {path}")
+        f"MODEL {path} is a {fmt} file of weights (or a pickled model, which mfparse never unpickles), "
+        f"not a TorchScript or ONNX model: pass the model's code as module:callable and this file as "
+        f"--weights {path}")
 
 
 def _load_torchscript(path: Path):
@@ -384,6 +394,7 @@ def _settle_inputs(model: Model, given: list) -> list:
                 raise BenchError(f"the ONNX model has {len(graph)} inputs ({', '.join(s.name for s in graph)}); "
                                  f"--input-shape was given {len(given)} times")
             by_name = {s.name: s for s in graph}
+            model.fixed_batch = {g.name: g.shape[0] for g in graph if g.shape and g.shape[0] is not None}
             out = []
             for i, (name, shape, dtype) in enumerate(given):
                 g = by_name.get(name) if name else graph[i]
@@ -393,6 +404,7 @@ def _settle_inputs(model: Model, given: list) -> list:
                 _check_rank(g, shape)
                 out.append(InputSpec(g.name, shape, dtype or g.dtype))
             return out
+        model.fixed_batch = {g.name: g.shape[0] for g in graph if g.shape and g.shape[0] is not None}
         out = []
         for g in graph:
             dims = list(g.shape)

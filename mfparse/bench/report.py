@@ -96,6 +96,11 @@ def render_table(report: dict) -> str:
             + (f"{gpu.get('name')}" if gpu else "none"),
             "versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
             f"latency = compute only (ms, {_timing_note(report)}); accuracy vs {report.get('reference')}"]
+    load = env.get("load_average_before")
+    cores = env.get("usable_cores") or 1
+    if load and load[0] > 0.25 * cores:
+        head.append(f"warning: load average {load[0]:.2f} on {cores} cores before the run: other processes "
+                    "compete for the CPUs, so CPU numbers are noisy (multi-threaded torch suffers most)")
     cols = ["runtime", "prec", "batch", "thr", "p50", "p90", "p99", "mean±sd", "samples/s",
             "first", "build", "max|diff|", "cosine", "rss MB", "dev MB", "copy h2d/d2h"]
     lines = []

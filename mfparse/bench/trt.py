@@ -53,6 +53,13 @@ def check_version(trt):
     return trt
 
 
+def _parser_error(err) -> str:
+    """Text of an IParserError: its description, with the node when TensorRT names one."""
+    desc = err.desc() if hasattr(err, "desc") else str(err)
+    node = err.node() if hasattr(err, "node") else -1
+    return f"node {node}: {desc}" if isinstance(node, int) and node >= 0 else str(desc)
+
+
 class TensorRTRunner(Runner):
     name = "tensorrt"
     label = "tensorrt"
@@ -120,7 +127,7 @@ class TensorRTRunner(Runner):
         network = builder.create_network(0)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(os.fspath(onnx_path)):
-            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
             raise Unavailable("TensorRT cannot parse the ONNX file: " + ("; ".join(errors) or "no error given"))
         config = builder.create_builder_config()
         if self._workspace_mb:
