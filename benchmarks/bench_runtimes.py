@@ -82,15 +82,16 @@ def ratios(report: dict) -> list:
     return out
 
 
-def body(reports: list, command: str) -> str:
+def body(reports: list, command: str, note: str = "") -> str:
     env = reports[0]["environment"]
     gpu = env.get("gpu")
-    lines = [f"Command: `{command}`", "",
+    loads = [r["environment"].get("load_average_before") for r in reports]
+    lines = [f"Command: `{command}`", ""] + ([note, ""] if note else []) + [
              f"Machine: {env['cpu']}; GPU: {gpu.get('name') + ' (driver ' + str(gpu.get('driver', '?')) + ')' if gpu else 'none'}",
              "Versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()),
-             f"Load average (1/5/15 min) before the runs: {env.get('load_average_before')}, after: "
-             f"{env.get('load_average_after')} on {env.get('usable_cores')} usable cores.",
-             f"Threads (every CPU runtime): {env['threads']}; ONNX Runtime spinning off; "
+             f"Load average (1 min) before each model's run: {', '.join(str(l[0]) if l else '?' for l in loads)} "
+             f"on {env.get('usable_cores')} usable cores (other processes competing for them).",
+             f"Threads: the same for every CPU runtime of a run (column thr); ONNX Runtime spinning off; "
              f"warm-up {reports[0]['settings']['warmup_iterations']} iterations after the first run, "
              f"both outside the statistics; latency is compute only (GPU: CUDA events, copies apart).",
              ""]
@@ -102,21 +103,23 @@ def body(reports: list, command: str) -> str:
     return "\n".join(lines)
 
 
-def cpu_run(quick: bool, threads: int | None) -> tuple[list, str]:
+def cpu_run(quick: bool, threads: list) -> tuple[list, str]:
     from mfparse.bench import run
 
     cache = ROOT / "benchmarks" / ".data" / "bench-cache"
     plan = [("mfparse.bench.examples:cnn", [1, 8] if quick else [1, 8, 32]),
             ("mfparse.bench.examples:resnet50", [1] if quick else [1, 8])]
     reports = []
-    for model, batches in plan:
-        print(f"benchmarking {model} at batch {batches} ...", file=sys.stderr, flush=True)
-        reports.append(run(model, batches=batches, runtimes=["torch", "onnxruntime", "tensorrt"],
-                           precisions=["fp32"], warmup=3 if quick else 5, duration=1.0 if quick else 3.0,
-                           cache_dir=cache, exporter="legacy", threads=threads,
-                           progress=lambda m: print("  " + m, file=sys.stderr, flush=True)))
+    for n in threads or [None]:
+        for model, batches in plan:
+            print(f"benchmarking {model} at batch {batches}, threads {n or 'default'} ...", file=sys.stderr,
+                  flush=True)
+            reports.append(run(model, batches=batches, runtimes=["torch", "onnxruntime", "tensorrt"],
+                               precisions=["fp32"], warmup=3 if quick else 5, duration=1.0 if quick else 3.0,
+                               cache_dir=cache, exporter="legacy", threads=n,
+                               progress=lambda m: print("  " + m, file=sys.stderr, flush=True)))
     return reports, ("python benchmarks/bench_runtimes.py" + (" --quick" if quick else "")
-                     + (f" --threads {threads}" if threads else ""))
+                     + (f" --threads {','.join(map(str, threads))}" if threads else ""))
 
 
 def main(argv=None) -> int:
@@ -125,7 +128,9 @@ def main(argv=None) -> int:
     p.add_argument("--from-json", nargs="+", metavar="REPORT", help="format existing mfparse bench JSON reports")
     p.add_argument("--title", default=None, help="RESULTS.md section title")
     p.add_argument("--command", default=None, help="the command to quote in the section (with --from-json)")
-    p.add_argument("--threads", type=int, help="CPU threads of every runtime (default: usable cores)")
+    p.add_argument("--threads", default="", help="CPU threads of every runtime, a comma list runs each "
+                   "(default: usable cores)")
+    p.add_argument("--note", default="", help="a paragraph to put under the command")
     p.add_argument("--no-write", action="store_true", help="print the section, do not touch RESULTS.md")
     a = p.parse_args(argv)
     if a.from_json:
@@ -133,9 +138,9 @@ def main(argv=None) -> int:
         command = a.command or "bash benchmarks/gpu_check.sh"
         title = a.title or "bench: GPU runtimes (gpu_check.sh)"
     else:
-        reports, command = cpu_run(a.quick, a.threads)
+        reports, command = cpu_run(a.quick, [int(t) for t in a.threads.split(',') if t])
         title = a.title or "bench: torch vs ONNX Runtime on the CPU (mfparse bench)"
-    text = body(reports, command)
+    text = body(reports, command, a.note)
     print(text)
     if not (a.quick or a.no_write):
         write_section(title, text)
