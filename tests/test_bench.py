@@ -558,3 +558,27 @@ def test_help_mentions_bench(capsys):
         main(["bench", "--help"])
     out = capsys.readouterr().out
     assert "--input-shape" in out and "--runtimes" in out and "module:callable" in out
+
+
+# ---- the example models -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,shape", [("mfparse.bench.examples:simple_conv", "1x3x32x32"),
+                                        ("mfparse.bench.examples:complexnet", None)])
+def test_tutorial_conv_models(spec, shape, cache):
+    report = run(spec, input_shapes=[shape] if shape else (), runtimes=["torch", "onnxruntime"], threads=1,
+                 cache_dir=cache, iterations=2, warmup=0)
+    for r in report["runtimes"]:
+        check_measured(r, 1)
+
+
+def test_resnet50_is_resnet50_sized():
+    from mfparse.bench.examples import resnet50
+
+    m = resnet50()
+    n = sum(p.numel() for p in m.parameters())
+    assert n == 25_557_032  # torchvision's resnet50 has the same count
+    assert m.example_input_shape == (1, 3, 224, 224)
+    assert {"layer4.2.conv3.weight", "layer1.0.downsample.1.running_var", "fc.bias"} <= set(m.state_dict())
+    with torch.inference_mode():
+        assert m(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
