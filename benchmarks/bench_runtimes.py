@@ -21,7 +21,8 @@ from pathlib import Path
 from common import ROOT, table, write_section  # noqa: F401  (ROOT puts the repo on sys.path)
 
 HEAD = ["model", "runtime", "prec", "batch", "thr", "p50 ms", "p90 ms", "p99 ms", "mean±sd ms", "samples/s",
-        "first run ms", "build ms", "copy h2d/d2h p50 ms", "max abs diff", "cosine", "peak RSS MB", "device MB"]
+        "first run ms", "build ms", "copy h2d/d2h p50 ms", "max abs diff", "cosine", "RSS before/peak MB",
+        "device MB"]
 
 
 def _f(v, fmt="{:.3f}"):
@@ -51,7 +52,8 @@ def rows_of(report: dict) -> list:
                     _f(lat["p90"]), _f(lat["p99"]), f"{lat['mean']:.3f}±{lat['stdev']:.3f}",
                     _f(r["throughput"], "{:.1f}"), _f(r["first_run_ms"], "{:.1f}"), _f(r["build_ms"], "{:.1f}"),
                     copies, _f(r["max_abs_diff"], "{:.1e}"), _f(r["cosine"], "{:.6f}"),
-                    _f(r.get("peak_rss_mb"), "{:.0f}"), _f(r.get("device_memory_mb"), "{:.0f}")])
+                    f"{_f(r.get('rss_before_mb'), '{:.0f}')}/{_f(r.get('peak_rss_mb'), '{:.0f}')}",
+                    _f(r.get("device_memory_mb"), "{:.0f}")])
     rows = []
     for item in out:
         if isinstance(item, tuple):
@@ -76,7 +78,8 @@ def ratios(report: dict) -> list:
         label = r.get("label") or r["name"]
         b = base.get((r["device"], r["precision"], r["batch"]))
         if label not in ("torch", "torch-cuda") and r["available"] and b:
-            out.append(f"{report['model'].split(':')[-1]} {r['precision']} batch {r['batch']}: {label} runs at "
+            thr = f", {r['threads']} thread{'s' if r['threads'] != 1 else ''}" if r.get("threads") else ""
+            out.append(f"{report['model'].split(':')[-1]} {r['precision']} batch {r['batch']}{thr}: {label} runs at "
                        f"{b['latency_ms']['p50'] / r['latency_ms']['p50']:.2f}x the speed of {b['label']} "
                        f"(p50 {r['latency_ms']['p50']:.3f} vs {b['latency_ms']['p50']:.3f} ms)")
     return out

@@ -62,6 +62,8 @@ def check_measured(row, batch):
     assert 0 <= row["mean_abs_diff"] <= row["max_abs_diff"]
     assert row["cosine"] == pytest.approx(1.0, abs=1e-6)
     assert row["peak_rss_mb"] > 0
+    if row["peak_rss_scope"] == "row":
+        assert 0 < row["rss_before_mb"] <= row["peak_rss_mb"]
     assert row["batch"] == batch
 
 

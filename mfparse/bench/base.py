@@ -86,6 +86,7 @@ def empty_row(name: str, label: str, device: str, precision: str, batch: int,
         "timer": None,
         "peak_rss_mb": None,
         "peak_rss_scope": None,
+        "rss_before_mb": None,
         "device_memory_mb": None,
     }
 

@@ -19,7 +19,7 @@ from mfparse.bench.base import (DEFAULT_RUNTIMES, PRECISIONS, RUNTIME_TOKENS, Be
 from mfparse.bench.env import environment, load_average, usable_cores
 from mfparse.bench.export import OnnxStore
 from mfparse.bench.measure import (accuracy, copy_stats, latency_stats, make_inputs, peak_rss_mb,
-                                   reset_peak_rss, run_loop, throughput)
+                                   reset_peak_rss, rss_mb, run_loop, throughput)
 from mfparse.bench.models import flatten_outputs, load_model, to_numpy
 
 
@@ -268,6 +268,7 @@ def bench_row(ctx: Context, runner, precision: str, batch: int, inputs, referenc
         return unavailable(row, reason)
     prepared = None
     scoped = reset_peak_rss()
+    rss_before = rss_mb()
     try:
         prepared = runner.prepare(ctx, precision, batch, inputs)
         loop = run_loop(prepared.session, s.warmup, s.iterations, s.duration, s.min_iterations)
@@ -288,6 +289,7 @@ def bench_row(ctx: Context, runner, precision: str, batch: int, inputs, referenc
             timer=prepared.timer,
             peak_rss_mb=peak_rss_mb(),
             peak_rss_scope="row" if scoped else "process",
+            rss_before_mb=rss_before,
             device_memory_mb=prepared.device_memory_mb() if prepared.device_memory_mb else None,
         )
         row.update(acc)

@@ -238,6 +238,18 @@ def reset_peak_rss() -> bool:
         return False
 
 
+def rss_mb() -> float | None:
+    """Current resident set size of this process in MiB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (since the last reset_peak_rss)."""
     try:

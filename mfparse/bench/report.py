@@ -15,7 +15,9 @@ JSON (`--json OUT`):
         "max_abs_diff", "mean_abs_diff", "cosine",
         ... and: "label" (torch-cuda, onnxruntime-cuda, ...), "device", "provider",
         "iterations", "warmup_ms", "copy_ms" {"h2d","d2h"} (GPU), "timer",
-        "peak_rss_mb", "peak_rss_scope", "device_memory_mb", runtime-specific extras}],
+        "peak_rss_mb" (the process's peak RSS during the row: what it already held when the row
+        started, "rss_before_mb", plus what the row added), "peak_rss_scope" ("row" where the peak
+        mark could be reset, else "process"), "device_memory_mb", runtime-specific extras}],
      ... and: "model_info", "batch", "precision", "reference", "settings"}
 
 Fields of an unavailable row that were not measured are null. Non-finite numbers are null.
@@ -102,7 +104,7 @@ def render_table(report: dict) -> str:
         head.append(f"warning: load average {load[0]:.2f} on {cores} cores before the run: other processes "
                     "compete for the CPUs, so CPU numbers are noisy (multi-threaded torch suffers most)")
     cols = ["runtime", "prec", "batch", "thr", "p50", "p90", "p99", "mean±sd", "samples/s",
-            "first", "build", "max|diff|", "cosine", "rss MB", "dev MB", "copy h2d/d2h"]
+            "first", "build", "max|diff|", "cosine", "rss MB before/peak", "dev MB", "copy h2d/d2h"]
     lines = []
     notes: dict = {}
     for r in report["runtimes"]:
@@ -120,7 +122,8 @@ def render_table(report: dict) -> str:
             label, r["precision"], str(r["batch"]), _f(r.get("threads"), "{}"),
             _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), f"{lat['mean']:.3f}±{lat['stdev']:.3f}",
             _f(r["throughput"], "{:.1f}"), _f(r["first_run_ms"], "{:.1f}"), _f(r["build_ms"], "{:.1f}"),
-            _f(r["max_abs_diff"], "{:.1e}"), _f(r["cosine"], "{:.6f}"), _f(r.get("peak_rss_mb"), "{:.0f}"),
+            _f(r["max_abs_diff"], "{:.1e}"), _f(r["cosine"], "{:.6f}"),
+            f"{_f(r.get('rss_before_mb'), '{:.0f}')}/{_f(r.get('peak_rss_mb'), '{:.0f}')}",
             _f(r.get("device_memory_mb"), "{:.0f}"), copies,
         ])
     widths = [max(len(c), *(len(l[i]) for l in lines)) if lines else len(c) for i, c in enumerate(cols)]
