@@ -79,6 +79,8 @@ def cmd_bench(args) -> int:
     except (BenchError, MFParseError) as e:
         print(f"mfparse bench: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
     except OSError as e:
         print(f"mfparse bench: {e}", file=sys.stderr)
         return 2

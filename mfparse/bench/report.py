@@ -126,7 +126,8 @@ def render_table(report: dict) -> str:
             f"{_f(r.get('rss_before_mb'), '{:.0f}')}/{_f(r.get('peak_rss_mb'), '{:.0f}')}",
             _f(r.get("device_memory_mb"), "{:.0f}"), copies,
         ])
-    widths = [max(len(c), *(len(l[i]) for l in lines)) if lines else len(c) for i, c in enumerate(cols)]
+    measured = [l for l in lines if not l[4].startswith("unavailable")]
+    widths = [max([len(c)] + [len(l[i]) for l in (lines if i < 4 else measured)]) for i, c in enumerate(cols)]
     out = head + [""]
     out.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip())
     out.append("  ".join("-" * w for w in widths))
