@@ -32,6 +32,12 @@ LAT_KEYS = {"min", "mean", "p50", "p90", "p95", "p99", "max", "stdev"}
 ROW_KEYS = {"name", "precision", "batch", "available", "threads", "latency_ms", "throughput",
             "first_run_ms", "build_ms", "max_abs_diff", "mean_abs_diff", "cosine"}
 QUICK = dict(iterations=4, warmup=1)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Nothing a test runs may touch the user's cache (~/.cache/mfparse)."""
+    monkeypatch.setenv("MFPARSE_CACHE", str(tmp_path / "default-cache"))
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
 

@@ -23,6 +23,12 @@ from mfparse.bench.trt import TensorRTRunner  # noqa: E402
 QUICK = dict(iterations=3, warmup=1, threads=1)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Nothing a test runs may touch the user's cache (~/.cache/mfparse)."""
+    monkeypatch.setenv("MFPARSE_CACHE", str(tmp_path / "default-cache"))
+
+
 def trt_runner(st, backend=HostBackend):
     return TensorRTRunner(trt=st.module, backend_factory=backend)
 

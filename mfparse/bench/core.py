@@ -287,7 +287,8 @@ def bench_row(ctx: Context, runner, precision: str, batch: int, inputs, referenc
             copy_ms=({"h2d": copy_stats(loop.h2d_ms), "d2h": copy_stats(loop.d2h_ms)}
                      if loop.h2d_ms or loop.d2h_ms else None),
             timer=prepared.timer,
-            peak_rss_mb=peak_rss_mb(),
+            # the kernel's RSS counters are approximate per-CPU sums: keep peak >= before/now
+            peak_rss_mb=max(peak_rss_mb(), rss_before or 0.0, rss_mb() or 0.0),
             peak_rss_scope="row" if scoped else "process",
             rss_before_mb=rss_before,
             device_memory_mb=prepared.device_memory_mb() if prepared.device_memory_mb else None,
