@@ -590,3 +590,28 @@ def test_resnet50_is_resnet50_sized():
     assert {"layer4.2.conv3.weight", "layer1.0.downsample.1.running_var", "fc.bias"} <= set(m.state_dict())
     with torch.inference_mode():
         assert m(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
+
+
+def test_runtime_tokens(tmp_path):
+    from mfparse.bench.base import Settings
+    from mfparse.bench.core import resolve_runners
+    from mfparse.bench.measure import InputSpec as Spec
+    from mfparse.bench.runners import OrtRunner
+
+    labels = [r.label for r in resolve_runners(["torch", "onnxruntime", "tensorrt"])]
+    assert labels[0] == "torch" and labels[1] == "onnxruntime" and labels[-1] == "tensorrt"
+    assert [r.label for r in resolve_runners(["all"])] == [
+        "torch", "torch-cuda", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt"]
+    assert [r.name for r in resolve_runners(["all"])] == [
+        "torch", "torch", "onnxruntime", "onnxruntime", "onnxruntime", "tensorrt"]
+    with pytest.raises(BenchError, match="known: torch"):
+        resolve_runners(["tvm"])
+    # ORT's TensorRT EP: fp16 through its own flag, the profile pinned to the benchmarked shapes
+    ctx = type("Ctx", (), {})()
+    ctx.model = type("M", (), {"inputs": [Spec("x", (1, 4)), Spec("y", (1, 6))]})()
+    ctx.settings = Settings(threads=1, cache_dir=tmp_path)
+    name, opts = OrtRunner("trt")._provider_entry(ctx, "fp16", [np.zeros((8, 4)), np.zeros((8, 6))])
+    assert name == "TensorrtExecutionProvider"
+    assert opts["trt_fp16_enable"] is True and opts["trt_int8_enable"] is False
+    assert opts["trt_profile_min_shapes"] == opts["trt_profile_max_shapes"] == "x:8x4,y:8x6"
+    assert opts["trt_engine_cache_enable"] and opts["trt_engine_cache_path"] == str(tmp_path / "ort-trt")
