@@ -61,7 +61,8 @@ class StringArray(Sequence):
     """
 
     def __init__(self, buf, offset: int, count: int, big_endian: bool):
-        self._buf = buf
+        # a numpy view keeps the file's map alive after the ModelFile closes, as arrays do
+        self._buf = np.frombuffer(buf, dtype=np.uint8)
         self._offset = offset
         self._count = count
         self._be = big_endian
@@ -77,7 +78,7 @@ class StringArray(Sequence):
 
     def _get(self, i: int) -> str:
         o = self._offsets()
-        return bytes(self._buf[o[i] + 8:o[i + 1]]).decode("utf-8", "backslashreplace")
+        return self._buf[o[i] + 8:o[i + 1]].tobytes().decode("utf-8", "backslashreplace")
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -92,7 +93,7 @@ class StringArray(Sequence):
         o = self._offsets()
         buf = self._buf
         for k in range(self._count):
-            yield bytes(buf[o[k] + 8:o[k + 1]]).decode("utf-8", "backslashreplace")
+            yield buf[o[k] + 8:o[k + 1]].tobytes().decode("utf-8", "backslashreplace")
 
     def tolist(self) -> list:
         return list(self)
