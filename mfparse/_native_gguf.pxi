@@ -88,7 +88,8 @@ def gguf_parse(const uint8_t[::1] buf):
     Returns (version, big_endian, alignment, data_start, kvs, tensors) with kvs as
     [(key, value type, value)] where value is a Python scalar or str, or for arrays
     (element type, count, file offset of the first element, end offset); tensors as
-    [(name, dims in ggml order, ggml type, absolute offset, nbytes, info offset)].
+    [(name, shape in numpy order (dims reversed), ggml type, absolute offset, nbytes,
+    info offset)].
     """
     cdef mf_arena arena
     cdef mf_error err
@@ -109,8 +110,8 @@ def gguf_parse(const uint8_t[::1] buf):
         tensors = []
         for i in range(r.n_tensors):
             t = &r.tensors[i]
-            tensors.append((text(t.name, t.name_len), tuple([t.dims[d] for d in range(t.n_dims)]), t.type,
-                            t.offset, t.nbytes, t.info_offset))
+            shape = tuple([t.dims[t.n_dims - 1 - d] for d in range(t.n_dims)])
+            tensors.append((text(t.name, t.name_len), shape, t.type, t.offset, t.nbytes, t.info_offset))
         return r.version, bool(r.big_endian), r.alignment, r.data_start, kvs, tensors
     finally:
         mf_arena_free(&arena)

@@ -132,7 +132,9 @@ cdef inline object _tfl_i32s(mf_tfl_i32s v):
     return tuple([v.v[i] for i in range(v.n)])
 
 
-cdef tuple _tfl_quant(mf_tfl_quant *q):
+cdef object _tfl_quant(mf_tfl_quant *q):
+    if q.n_min == 0 and q.n_max == 0 and q.n_scale == 0 and q.n_zero_point == 0 and q.details_type == 0:
+        return None  # converters write empty quantization tables for float tensors
     return ([q.min[i] for i in range(q.n_min)], [q.max[i] for i in range(q.n_max)],
             [q.scale[i] for i in range(q.n_scale)], [q.zero_point[i] for i in range(q.n_zero_point)],
             q.quantized_dimension, q.details_type, q.custom_offset, q.custom_len,

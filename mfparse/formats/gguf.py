@@ -123,30 +123,35 @@ class GGUFReader(Reader):
                 raise CorruptFileError(f"gguf metadata key {key!r} appears twice", None)
             self._kvs[key] = (vtype, value)
         self._meta = None
+        self._tensors = self._infos(rows)
+
+    def _infos(self, rows) -> list:
+        """TensorInfos of the C records; one shared extras mapping per ggml type."""
         types = ggml_types()
         names = dtypes.NAMES
-        extras_by_type: dict[int, MappingProxyType] = {}
+        per_type: dict[int, tuple] = {}
+        new = tuple.__new__
         infos = []
-        seen = set()
-        self._types: dict[str, int] = {}
-        for name, dims, tid, offset, nbytes, info_at in rows:
-            if name in seen:
-                raise CorruptFileError(f"gguf tensor name {name!r} appears twice", info_at)
-            seen.add(name)
-            ex = extras_by_type.get(tid)
-            tname, block, bbytes, dcode, _deq = types[tid]
-            if ex is None:
+        append = infos.append
+        for name, shape, tid, offset, nbytes, _info_at in rows:
+            entry = per_type.get(tid)
+            if entry is None:
+                tname, block, bbytes, dcode, _deq = types[tid]
                 e = {"ggml_type": tname, "ggml_type_id": tid, "block_size": block, "block_bytes": bbytes}
                 if block > 1:
-                    e["quantization"] = {"scheme": "ggml", "type": tname,
-                                         "bits_per_weight": bbytes * 8 / block}
+                    e["quantization"] = {"scheme": "ggml", "type": tname, "bits_per_weight": bbytes * 8 / block}
                 if self.big_endian:
                     e["byteorder"] = ">"
-                ex = extras_by_type[tid] = MappingProxyType(e)
-            dtype = names[dcode] if block == 1 else "ggml_" + tname.lower()
-            infos.append(TensorInfo(name, dtype, tuple(reversed(dims)), nbytes, offset, None, None, ex))
-            self._types[name] = tid
-        self._tensors = infos
+                dtype = names[dcode] if block == 1 else "ggml_" + tname.lower()
+                entry = per_type[tid] = (dtype, MappingProxyType(e))
+            append(new(TensorInfo, (name, entry[0], shape, nbytes, offset, None, None, entry[1])))
+        if len({t[0] for t in infos}) != len(infos):
+            seen = set()
+            for (name, *_rest, info_at) in rows:
+                if name in seen:
+                    raise CorruptFileError(f"gguf tensor name {name!r} appears twice", info_at)
+                seen.add(name)
+        return infos
 
     # ---- data ---------------------------------------------------------------------------------
 

@@ -188,66 +188,78 @@ class TFLiteReader(Reader):
         self._sparse: dict[str, str] = {}
         self._external: dict[str, dict] = {}
         buffers = rec["buffers"]
+        n_buffers = len(buffers)
         ext_by_id = {e[0]: e for e in rec["ext_buffers"]}
         names_seen: set[str] = set()
+        types: dict[int, tuple] = {}
+        new = tuple.__new__
         infos = []
-        for (sg, idx, name, ttype, shape, shape_sig, buf_i, is_var, has_rank, q, sp, ext_id,
-             n_variant) in rec["tensors"]:
-            off, size, external = buffers[buf_i] if buf_i < len(buffers) else (0, 0, 0)
+        for t in rec["tensors"]:
+            sg, idx, name, ttype, shape, shape_sig, buf_i, is_var, _has_rank, q, sp, ext_id, _nv = t
+            off, size, external = buffers[buf_i] if buf_i < n_buffers else (0, 0, 0)
             if size == 0 and ext_id == 0:
                 continue  # no data: an activation, a graph input, a variable
-            dname = _dtype_name(ttype)
-            quant = _quant_dict(q)
-            sparsity = _sparsity_dict(sp)
-            shape_t = tuple(shape or ())
+            ty = types.get(ttype)
+            if ty is None:
+                ty = types[ttype] = (_dtype_name(ttype), _native.tflite_type_info(ttype)[1])
+            dname, bits = ty
+            shape_t = shape or ()
             base = name or f"tensor_{idx}"
             if sg:
                 base = f"subgraph{sg}/{base}"
             tname = base if base not in names_seen else f"{base}#{idx}"
             names_seen.add(tname)
             extras: dict = {"subgraph": sg, "tensor_index": idx, "buffer": buf_i}
-            if quant:
-                extras["quantization"] = quant
-            if shape_sig is not None and tuple(shape_sig) != shape_t:
-                extras["shape_signature"] = tuple(shape_sig)
-            if external:
-                extras["stored_after_flatbuffer"] = True
-            if is_var:
-                extras["is_variable"] = True
-            if ttype not in (5, 13, 14) and _native.tflite_type_info(ttype)[0] == 0:
-                extras["tflite_type"] = ttype
-            if any(d < 0 for d in shape_t):
+            if q is not None:
+                quant = _quant_dict(q)
+                if quant:
+                    extras["quantization"] = quant
+            if shape_sig is not None and shape_sig != shape_t:
+                extras["shape_signature"] = shape_sig
+            if shape_t and min(shape_t) < 0:
                 raise CorruptFileError(f"tflite tensor {tname!r} carries data but has shape {list(shape_t)}", off)
-            if ext_id:
-                e = ext_by_id.get(ext_id)
-                if e is None:
-                    raise CorruptFileError(f"tflite tensor {tname!r} names external buffer {ext_id}, which is not "
-                                           f"in the model's external_buffers", 0)
-                group = rec["ext_groups"][e[1]]
-                extras["external_buffer"] = {"group": group, "offset": e[2], "length": e[3], "packing": e[4]}
-                self._external[tname] = extras["external_buffer"]
-                infos.append(TensorInfo(tname, dname, shape_t, e[3], None, f"external{ext_id}", None, extras))
-                continue
-            storage = f"buffer{buf_i}"
-            if sparsity is not None:
-                extras["sparsity"] = sparsity
-                extras["buffer_offset"] = off
-                self._sparse[tname] = "sparse"
-                infos.append(TensorInfo(tname, dname, shape_t, size, None, storage, None, extras))
-                continue
-            numel = 1
-            for d in shape_t:
-                numel *= d
-            bits = _native.tflite_type_info(ttype)[1]
+            if external or is_var or ext_id or sp is not None or dname in ("unknown", "resource", "variant"):
+                info = self._unusual(t, tname, dname, shape_t, off, size, external, extras, ext_by_id)
+                if info is not None:
+                    infos.append(info)
+                    continue
             if bits:
-                need = (numel * bits + 7) // 8
-                if need != size:
+                numel = 1
+                for d in shape_t:
+                    numel *= d
+                if (numel * bits + 7) // 8 != size:
                     raise CorruptFileError(
-                        f"tflite tensor {tname!r} ({dname} {list(shape_t)}) needs {need} bytes but its buffer "
-                        f"{buf_i} holds {size}", off)
-            infos.append(TensorInfo(tname, dname, shape_t, size, off, storage, None, extras))
+                        f"tflite tensor {tname!r} ({dname} {list(shape_t)}) needs {(numel * bits + 7) // 8} bytes "
+                        f"but its buffer {buf_i} holds {size}", off)
+            infos.append(new(TensorInfo, (tname, dname, shape_t, size, off, f"buffer{buf_i}", None, extras)))
         self._tensors = infos
         self._graph = None
+
+    def _unusual(self, t, tname, dname, shape_t, off, size, external, extras, ext_by_id):
+        """The rarer cases: data after the flatbuffer, variables, unknown types (extras only),
+        external weight files and sparse tensors (their own TensorInfo, returned)."""
+        sg, idx, name, ttype, shape, shape_sig, buf_i, is_var, _has_rank, q, sp, ext_id, _nv = t
+        if external:
+            extras["stored_after_flatbuffer"] = True
+        if is_var:
+            extras["is_variable"] = True
+        if dname in ("unknown", "resource", "variant"):
+            extras["tflite_type"] = ttype
+        if ext_id:
+            e = ext_by_id.get(ext_id)
+            if e is None:
+                raise CorruptFileError(f"tflite tensor {tname!r} names external buffer {ext_id}, which is not in "
+                                       "the model's external_buffers", 0)
+            extras["external_buffer"] = {"group": self._rec["ext_groups"][e[1]], "offset": e[2], "length": e[3],
+                                         "packing": e[4]}
+            self._external[tname] = extras["external_buffer"]
+            return TensorInfo(tname, dname, shape_t, e[3], None, f"external{ext_id}", None, extras)
+        if sp is not None:
+            extras["sparsity"] = _sparsity_dict(sp)
+            extras["buffer_offset"] = off
+            self._sparse[tname] = "sparse"
+            return TensorInfo(tname, dname, shape_t, size, None, f"buffer{buf_i}", None, extras)
+        return None
 
     # ---- data ---------------------------------------------------------------------------------
 
