@@ -132,6 +132,19 @@ int mf_fb_subtable(mf_fb *fb, const mf_fb_table *t, unsigned vo, mf_fb_table *ou
     return mf_fb_table_at(fb, target, out, what);
 }
 
+int mf_fb_union(mf_fb *fb, const mf_fb_table *t, unsigned type_vo, unsigned value_vo, uint8_t *type,
+                mf_fb_table *out, int *present, const char *what) {
+    memset(out, 0, sizeof *out);
+    *present = 0;
+    if (mf_fb_u8(fb, t, type_vo, 0, type, what)) return fb->err->code;
+    if (*type == 0) return MF_OK;
+    if (mf_fb_subtable(fb, t, value_vo, out, present, what)) return fb->err->code;
+    if (!*present)
+        return mf_fail(fb->err, MF_ERR_CORRUPT, mf_fb_at(fb, t->pos), "flatbuffer union %s has type %u but no value",
+                       what, *type);
+    return MF_OK;
+}
+
 /* ========================================================================================== */
 /* Vectors and strings                                                                        */
 /* ========================================================================================== */

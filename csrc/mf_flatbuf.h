@@ -86,6 +86,11 @@ int mf_fb_vector(mf_fb *fb, const mf_fb_table *t, unsigned vo, uint32_t elem, mf
 int mf_fb_string(mf_fb *fb, const mf_fb_table *t, unsigned vo, const uint8_t **s, uint32_t *n, int *present,
                  const char *what);
 
+/* A union: its type byte at slot type_vo (0 = NONE) and its table at slot value_vo.
+ * *type = 0 and *present = 0 when the union is absent; a type without a table is corrupt. */
+int mf_fb_union(mf_fb *fb, const mf_fb_table *t, unsigned type_vo, unsigned value_vo, uint8_t *type,
+                mf_fb_table *out, int *present, const char *what);
+
 /* Elements of vectors of tables and of strings (i < v->n). */
 int mf_fb_vec_table(mf_fb *fb, const mf_fb_vec *v, uint32_t i, mf_fb_table *out, const char *what);
 int mf_fb_vec_string(mf_fb *fb, const mf_fb_vec *v, uint32_t i, const uint8_t **s, uint32_t *n, const char *what);

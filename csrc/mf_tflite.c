@@ -137,41 +137,39 @@ static int quantization(walk *w, const mf_fb_table *qt, mf_tfl_quant **out) {
         f32s_field(w, qt, 6, &q->max, &q->n_max, "quantization max") ||
         f32s_field(w, qt, 8, &q->scale, &q->n_scale, "quantization scale") ||
         i64s_field(w, qt, 10, &q->zero_point, &q->n_zero_point, "quantization zero_point") ||
-        mf_fb_u8(&w->fb, qt, 12, 0, &q->details_type, "quantization details_type") ||
         mf_fb_i32(&w->fb, qt, 16, 0, &q->quantized_dimension, "quantization quantized_dimension"))
         return w->err->code;
-    if (q->details_type != 0) {
-        mf_fb_table d;
-        int present;
-        if (mf_fb_subtable(&w->fb, qt, 14, &d, &present, "quantization details")) return w->err->code;
-        if (present && q->details_type == 1) {
-            mf_fb_vec v;
-            if (mf_fb_vector(&w->fb, &d, 4, 1, &v, &present, "custom quantization")) return w->err->code;
-            q->custom_offset = mf_fb_at(&w->fb, v.pos);
-            q->custom_len = v.n;
-        } else if (present && q->details_type == 2) {
-            if (mf_fb_i32(&w->fb, &d, 4, 0, &q->block_scales, "blockwise scales") ||
-                mf_fb_i32(&w->fb, &d, 6, 0, &q->block_zero_points, "blockwise zero_points") ||
-                mf_fb_i32(&w->fb, &d, 8, 0, &q->block_size, "blockwise block_size"))
-                return w->err->code;
-        }
+    mf_fb_table d;
+    int present;
+    if (mf_fb_union(&w->fb, qt, 12, 14, &q->details_type, &d, &present, "quantization details")) return w->err->code;
+    if (present && q->details_type == 1) {
+        mf_fb_vec v;
+        if (mf_fb_vector(&w->fb, &d, 4, 1, &v, &present, "custom quantization")) return w->err->code;
+        q->custom_offset = mf_fb_at(&w->fb, v.pos);
+        q->custom_len = v.n;
+    } else if (present && q->details_type == 2) {
+        if (mf_fb_i32(&w->fb, &d, 4, 0, &q->block_scales, "blockwise scales") ||
+            mf_fb_i32(&w->fb, &d, 6, 0, &q->block_zero_points, "blockwise zero_points") ||
+            mf_fb_i32(&w->fb, &d, 8, 0, &q->block_size, "blockwise block_size"))
+            return w->err->code;
     }
     *out = q;
     return MF_OK;
 }
 
-/* Count of an Int32Vector / Uint16Vector / Uint8Vector union member. */
-static int index_vector(walk *w, const mf_fb_table *dm, unsigned vo, uint8_t type, uint32_t *n) {
+/* Count of the Int32Vector / Uint16Vector / Uint8Vector in the union at type_vo / value_vo. */
+static int index_vector(walk *w, const mf_fb_table *dm, unsigned type_vo, unsigned value_vo, uint8_t *type,
+                        uint32_t *n) {
     mf_fb_table t;
     mf_fb_vec v;
     int present;
     static const uint32_t widths[4] = {0, 4, 2, 1};
     *n = 0;
-    if (type == 0) return MF_OK;
-    if (type > 3)
-        return mf_fail(w->err, MF_ERR_UNSUPPORTED, mf_fb_at(&w->fb, dm->pos), "tflite sparse index vector type %u", type);
-    if (mf_fb_subtable(&w->fb, dm, vo, &t, &present, "sparse index vector") || !present) return w->err->code;
-    if (mf_fb_vector(&w->fb, &t, 4, widths[type], &v, &present, "sparse index values")) return w->err->code;
+    if (mf_fb_union(&w->fb, dm, type_vo, value_vo, type, &t, &present, "sparse index vector") || !present)
+        return w->err->code;
+    if (*type > 3)
+        return mf_fail(w->err, MF_ERR_UNSUPPORTED, mf_fb_at(&w->fb, dm->pos), "tflite sparse index vector type %u", *type);
+    if (mf_fb_vector(&w->fb, &t, 4, widths[*type], &v, &present, "sparse index values")) return w->err->code;
     *n = v.n;
     return MF_OK;
 }
@@ -193,10 +191,8 @@ static int sparsity(walk *w, const mf_fb_table *st, mf_tfl_sparsity **out) {
         if (mf_fb_vec_table(&w->fb, &dims, i, &dm, "dimension metadata") ||
             mf_fb_u8(&w->fb, &dm, 4, 0, &d->format, "dimension format") ||
             mf_fb_i32(&w->fb, &dm, 6, 0, &d->dense_size, "dimension dense_size") ||
-            mf_fb_u8(&w->fb, &dm, 8, 0, &d->segments_type, "array_segments_type") ||
-            mf_fb_u8(&w->fb, &dm, 12, 0, &d->indices_type, "array_indices_type") ||
-            index_vector(w, &dm, 10, d->segments_type, &d->n_segments) ||
-            index_vector(w, &dm, 14, d->indices_type, &d->n_indices))
+            index_vector(w, &dm, 8, 10, &d->segments_type, &d->n_segments) ||
+            index_vector(w, &dm, 12, 14, &d->indices_type, &d->n_indices))
             return w->err->code;
     }
     *out = s;

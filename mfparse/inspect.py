@@ -154,6 +154,8 @@ def _stats_or_none(m: ModelFile, t: TensorInfo):
         return None  # packed or quantized values: the raw bytes are not the numbers
     if t.offset is None and t.extras.get("device") == "meta":
         return None
+    if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
+        return None  # a pickle (never loaded), strings, sparse values, another file's bytes
     try:
         return tensor_stats(m.read(t))
     except TypeError:

@@ -261,3 +261,12 @@ def test_robust(tmp_path, arrays, seed):
     assert "ok" in check_robust(tmp_path / "a.npy", fmt="npy", seed=seed, flips=200)
     assert "ok" in check_robust(tmp_path / "s.npz", fmt="npz", seed=seed, flips=200, sampled=1500)
     assert "ok" in check_robust(tmp_path / "c.npz", fmt="npz", seed=seed, flips=200, sampled=1500)
+
+
+def test_inspect_stats_skip_object_arrays():
+    from mfparse.inspect import summarize
+
+    a = np.empty(2, dtype=object)
+    with mfparse.open(npy_bytes(a)) as m:
+        s = summarize(m, stats=True)
+        assert s["tensors"][0]["stats"] is None and s["tensors"][0]["dtype"] == "object"

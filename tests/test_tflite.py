@@ -425,3 +425,35 @@ def test_hostile_offsets():
     # a vector whose count runs past the end
     with pytest.raises(mfparse.MFParseError):
         mfparse.open(good[:-8])
+
+
+def _quant_model(details_type, details_fields):
+    fb = FB()
+    details = fb.table(details_fields) if details_fields is not None else None
+    q = {8: ("off", fb.f32s([0.1])), 10: ("off", fb.i64s([0])), 12: ("u8", details_type)}
+    if details is not None:
+        q[14] = ("off", details)
+    qt = fb.table(q)
+    t = fb.table({4: ("off", fb.i32s([4])), 6: ("u8", 9), 8: ("u32", 1), 10: ("off", fb.string("w")),
+                  12: ("off", qt)})
+    sg = fb.table({4: ("off", fb.offsets([t]))})
+    bufs = [fb.table({}, 3), fb.table({4: ("off", fb.data(b"\x01\x02\x03\x04"))})]
+    model = fb.table({4: ("u32", 3), 8: ("off", fb.offsets([sg])), 12: ("off", fb.offsets(bufs))})
+    return fb.finish(model)
+
+
+def test_quantization_details_union():
+    with mfparse.open(_quant_model(2, {4: ("i32", 5), 6: ("i32", 6), 8: ("i32", 32)})) as m:
+        q = m.info("w").extras["quantization"]
+        assert q["details"] == {"type": "blockwise", "scales_tensor": 5, "zero_points_tensor": 6, "block_size": 32}
+        assert q["scale"] == [pytest.approx(0.1)]
+    with pytest.raises(mfparse.CorruptFileError, match="union quantization details has type 1 but no value"):
+        mfparse.open(_quant_model(1, None))
+
+
+def test_inspect_stats_skip_sparse():
+    from mfparse.inspect import summarize
+
+    with mfparse.open(path("sparse")) as m:
+        s = summarize(m, stats=True)
+        assert all(t["stats"] is None for t in s["tensors"] if "sparsity" in t.get("extras", {}))
