@@ -80,7 +80,8 @@ def main():
         + f"\n\nGoal: listing at least 100x faster than np.load + touching each member: "
         f"{'reached' if ratio >= 100 else 'MISSED'} ({ratio:.0f}x). numpy has no lazy listing of an .npz "
         "(NpzFile.files gives names only; dtypes and shapes need the member read).\n\n"
-        f"Machine: {machine()}; versions: {versions('numpy')}\n"
+        f"Machine: {machine()} (load average {os.getloadavg()[0]:.1f} at the end: the machine is shared);"
+        f" versions: {versions('numpy')}\n"
     )
     print(body)
     write_section("NPZ listing (2.7 GB LLaMA-shaped) vs np.load", body)

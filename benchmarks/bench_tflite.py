@@ -151,7 +151,8 @@ def main():
         "warm page cache, one process. llama.tflite keeps its 2.7 GB of data after the flatbuffer "
         "(Buffer.offset/size), the layout of TFLite models over 2 GB. No goal was set for this comparison.\n\n"
         + table(rows, ["file", "tflite package ms", "mfparse ms", "speed-up"])
-        + f"\n\nMachine: {machine()}; versions: {versions('numpy', 'tflite', 'flatbuffers')}\n"
+        + f"\n\nMachine: {machine()} (load average {os.getloadavg()[0]:.1f} at the end: the machine is shared);"
+        f" versions: {versions('numpy', 'tflite', 'flatbuffers')}\n"
     )
     print(body)
     write_section("TFLite listing vs the tflite package", body)

@@ -297,3 +297,15 @@ def test_no_tensors_and_no_padding():
 def test_robust(quant_file, plain_file, seed):
     for p in (plain_file, quant_file):
         assert "ok" in check_robust(p, fmt="gguf", seed=seed, flips=150, sampled=1500)
+
+
+def test_version_2_and_file_objects(tmp_path):
+    data = pad(header(1, 1, version=2) + gstr(b"general.name") + struct.pack("<I", 8) + gstr(b"v2")
+               + tinfo(b"w", [2, 3], 0, 0)) + np.arange(6, dtype=np.float32).tobytes()
+    p = tmp_path / "v2.gguf"
+    p.write_bytes(data)
+    with open(p, "rb") as f, mfparse.open(f) as m:
+        assert m._reader.version == 2 and m.metadata == {"general.name": "v2"}
+        np.testing.assert_array_equal(m["w"], np.arange(6, dtype=np.float32).reshape(3, 2))
+    ref = GGUFReader(str(p))
+    assert ref.tensors[0].data.shape == (3, 2)
