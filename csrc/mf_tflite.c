@@ -199,7 +199,35 @@ static int sparsity(walk *w, const mf_fb_table *st, mf_tfl_sparsity **out) {
     return MF_OK;
 }
 
-static int tensor(walk *w, const mf_fb_table *tt, uint32_t n_buffers, mf_tfl_tensor *t) {
+/* A tensor whose buffer holds data must have a non-negative shape whose elements fill the
+ * buffer exactly (sparse tensors hold fewer values; strings have their own layout). */
+static int check_data_size(walk *w, const mf_fb_table *tt, const mf_tfl_model *m, const mf_tfl_tensor *t) {
+    uint64_t numel = 1, bits = mf_tflite_type_bits(t->type), need;
+    int nl = (int)(t->name.n > 200 ? 200 : t->name.n);
+    const char *name = t->name.s ? (const char *)t->name.s : "";
+    if (t->buffer == 0 || m->buffers[t->buffer].size == 0) return MF_OK;
+    for (uint32_t d = 0; d < t->shape.n; d++) {
+        if (t->shape.v[d] < 0)
+            return mf_fail(w->err, MF_ERR_CORRUPT, mf_fb_at(&w->fb, tt->pos),
+                           "tflite tensor '%.*s' carries data but has a negative dimension %d", nl, name, t->shape.v[d]);
+        if (mf_mul_u64(numel, (uint64_t)t->shape.v[d], &numel))
+            return mf_fail(w->err, MF_ERR_CORRUPT, mf_fb_at(&w->fb, tt->pos), "tflite tensor '%.*s': element count overflows",
+                           nl, name);
+    }
+    if (t->sparsity != NULL || bits == 0) return MF_OK;
+    if (mf_mul_u64(numel, bits, &need) || mf_add_u64(need, 7, &need))
+        return mf_fail(w->err, MF_ERR_CORRUPT, mf_fb_at(&w->fb, tt->pos), "tflite tensor '%.*s': byte size overflows", nl,
+                       name);
+    if (need / 8 != m->buffers[t->buffer].size)
+        return mf_fail(w->err, MF_ERR_CORRUPT, mf_fb_at(&w->fb, tt->pos),
+                       "tflite tensor '%.*s' needs %llu bytes for its shape and type but its buffer %u holds %llu", nl,
+                       name, (unsigned long long)(need / 8), t->buffer,
+                       (unsigned long long)m->buffers[t->buffer].size);
+    return MF_OK;
+}
+
+static int tensor(walk *w, const mf_fb_table *tt, const mf_tfl_model *m, mf_tfl_tensor *t) {
+    uint32_t n_buffers = m->n_buffers;
     mf_fb_table sub;
     mf_fb_vec variants;
     int present;
@@ -225,7 +253,7 @@ static int tensor(walk *w, const mf_fb_table *tt, uint32_t n_buffers, mf_tfl_ten
     if (present && quantization(w, &sub, &t->quant)) return w->err->code;
     if (mf_fb_subtable(&w->fb, tt, 16, &sub, &present, "tensor sparsity")) return w->err->code;
     if (present && sparsity(w, &sub, &t->sparsity)) return w->err->code;
-    return MF_OK;
+    return check_data_size(w, tt, m, t);
 }
 
 /* ========================================================================================== */
@@ -349,7 +377,7 @@ static int subgraphs(walk *w, const mf_fb_table *model, mf_tfl_model *m) {
             memset(t, 0, sizeof *t);
             t->subgraph = si;
             t->index = i;
-            if (tensor(w, &tt, m->n_buffers, t)) return w->err->code;
+            if (tensor(w, &tt, m, t)) return w->err->code;
         }
         s->first_op = (uint32_t)ops.len;
         s->n_ops = ov.n;

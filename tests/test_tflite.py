@@ -378,7 +378,7 @@ def test_missing_identifier():
 
 def test_buffer_size_must_match_shape():
     data = build_model([("w", 0, [2, 2], 1, None)], [None, b"\0" * 12])
-    with pytest.raises(mfparse.CorruptFileError, match="needs 16 bytes but its buffer 1 holds 12"):
+    with pytest.raises(mfparse.CorruptFileError, match="needs 16 bytes for its shape and type but its buffer 1 holds 12"):
         mfparse.open(data)
 
 
@@ -457,3 +457,13 @@ def test_inspect_stats_skip_sparse():
     with mfparse.open(path("sparse")) as m:
         s = summarize(m, stats=True)
         assert all(t["stats"] is None for t in s["tensors"] if "sparsity" in t.get("extras", {}))
+
+
+def test_repeated_names_and_negative_shapes():
+    data = build_model([("w", 0, [1], 1, None), ("w", 0, [1], 2, None), ("", 0, [1], 1, None)],
+                       [None, b"\0\0\x80\x3f", b"\0\0\0\x40"])
+    with mfparse.open(data) as m:
+        assert m.keys() == ["w", "w#1", "tensor_2"]
+        assert m["w#1"].tolist() == [2.0] and m["tensor_2"].tolist() == [1.0]
+    with pytest.raises(mfparse.CorruptFileError, match="negative dimension -1"):
+        mfparse.open(build_model([("w", 0, [-1], 1, None)], [None, b"\0\0\x80\x3f"]))

@@ -185,53 +185,41 @@ class TFLiteReader(Reader):
         super().__init__(source)
         rec = _native.tflite_parse(source.buf, require_ident)
         self._rec = rec
-        self._sparse: dict[str, str] = {}
-        self._external: dict[str, dict] = {}
         buffers = rec["buffers"]
         n_buffers = len(buffers)
         ext_by_id = {e[0]: e for e in rec["ext_buffers"]}
-        names_seen: set[str] = set()
-        types: dict[int, tuple] = {}
+        types: dict[int, str] = {}
         new = tuple.__new__
         infos = []
-        for t in rec["tensors"]:
+        # shapes, buffer indices and data sizes were checked in C (csrc/mf_tflite.c)
+        for t in rec["tensors"] if n_buffers else ():
             sg, idx, name, ttype, shape, shape_sig, buf_i, is_var, _has_rank, q, sp, ext_id, _nv = t
-            off, size, external = buffers[buf_i] if buf_i < n_buffers else (0, 0, 0)
+            off, size, external = buffers[buf_i]
             if size == 0 and ext_id == 0:
                 continue  # no data: an activation, a graph input, a variable
-            ty = types.get(ttype)
-            if ty is None:
-                ty = types[ttype] = (_dtype_name(ttype), _native.tflite_type_info(ttype)[1])
-            dname, bits = ty
-            shape_t = shape or ()
-            base = name or f"tensor_{idx}"
+            dname = types.get(ttype)
+            if dname is None:
+                dname = types[ttype] = _dtype_name(ttype)
+            if shape is None:
+                shape = ()
+            tname = name or f"tensor_{idx}"
             if sg:
-                base = f"subgraph{sg}/{base}"
-            tname = base if base not in names_seen else f"{base}#{idx}"
-            names_seen.add(tname)
+                tname = f"subgraph{sg}/{tname}"
             extras: dict = {"subgraph": sg, "tensor_index": idx, "buffer": buf_i}
             if q is not None:
                 quant = _quant_dict(q)
                 if quant:
                     extras["quantization"] = quant
-            if shape_sig is not None and shape_sig != shape_t:
+            if shape_sig is not None and shape_sig != shape:
                 extras["shape_signature"] = shape_sig
-            if shape_t and min(shape_t) < 0:
-                raise CorruptFileError(f"tflite tensor {tname!r} carries data but has shape {list(shape_t)}", off)
             if external or is_var or ext_id or sp is not None or dname in ("unknown", "resource", "variant"):
-                info = self._unusual(t, tname, dname, shape_t, off, size, external, extras, ext_by_id)
+                info = self._unusual(t, tname, dname, shape, off, size, external, extras, ext_by_id)
                 if info is not None:
                     infos.append(info)
                     continue
-            if bits:
-                numel = 1
-                for d in shape_t:
-                    numel *= d
-                if (numel * bits + 7) // 8 != size:
-                    raise CorruptFileError(
-                        f"tflite tensor {tname!r} ({dname} {list(shape_t)}) needs {(numel * bits + 7) // 8} bytes "
-                        f"but its buffer {buf_i} holds {size}", off)
-            infos.append(new(TensorInfo, (tname, dname, shape_t, size, off, f"buffer{buf_i}", None, extras)))
+            infos.append(new(TensorInfo, (tname, dname, shape, size, off, f"buffer{buf_i}", None, extras)))
+        if len({t[0] for t in infos}) != len(infos):
+            infos = _dedupe(infos)
         self._tensors = infos
         self._graph = None
 
@@ -252,24 +240,22 @@ class TFLiteReader(Reader):
                                        "the model's external_buffers", 0)
             extras["external_buffer"] = {"group": self._rec["ext_groups"][e[1]], "offset": e[2], "length": e[3],
                                          "packing": e[4]}
-            self._external[tname] = extras["external_buffer"]
             return TensorInfo(tname, dname, shape_t, e[3], None, f"external{ext_id}", None, extras)
         if sp is not None:
             extras["sparsity"] = _sparsity_dict(sp)
             extras["buffer_offset"] = off
-            self._sparse[tname] = "sparse"
             return TensorInfo(tname, dname, shape_t, size, None, f"buffer{buf_i}", None, extras)
         return None
 
     # ---- data ---------------------------------------------------------------------------------
 
     def read(self, info: TensorInfo) -> np.ndarray:
-        if info.name in self._sparse:
+        if "sparsity" in info.extras:
             raise UnsupportedFormatError(
                 f"tflite tensor {info.name!r} is stored sparse (its buffer holds only the non-zero values); "
                 "densifying is not supported", info.extras.get("buffer_offset"))
-        if info.name in self._external:
-            e = self._external[info.name]
+        if "external_buffer" in info.extras:
+            e = info.extras["external_buffer"]
             raise UnsupportedFormatError(
                 f"tflite tensor {info.name!r} lives in the external weights file {e['group']!r}")
         if info.dtype == "string":
@@ -343,6 +329,18 @@ class TFLiteReader(Reader):
         sigs = [{"key": key, "subgraph": sg, "inputs": dict(ins), "outputs": dict(outs)}
                 for key, sg, ins, outs in rec["signatures"]]
         return TFLiteGraph(main_in, main_out, operators, allt, sgs, sigs)
+
+
+def _dedupe(infos: list) -> list:
+    """TFLite does not require unique tensor names: a repeated one gets "#<tensor index>"."""
+    seen: set[str] = set()
+    out = []
+    for t in infos:
+        if t.name in seen:
+            t = t._replace(name=f"{t.name}#{t.extras['tensor_index']}")
+        seen.add(t.name)
+        out.append(t)
+    return out
 
 
 def _tensor_dict(t) -> dict:
