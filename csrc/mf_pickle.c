@@ -16,7 +16,7 @@
 /* Nodes, stack, memo                                                                         */
 /* ========================================================================================== */
 
-static mf_pv *new_node(mf_pkl *p, int kind, uint8_t op, uint64_t offset) {
+static inline mf_pv *new_node(mf_pkl *p, int kind, uint8_t op, uint64_t offset) {
     mf_pv *v = (mf_pv *)mf_arena_alloc(p->arena, sizeof(mf_pv), p->err, offset);
     if (v == NULL) return NULL;
     memset(v, 0, sizeof *v);
@@ -34,7 +34,7 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err) {
     p->protocol = -1;
 }
 
-static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
+static inline int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     if (v == NULL) return 1;
     if (p->sp == p->stack_cap) {
         size_t ncap = p->stack_cap ? p->stack_cap * 2 : 256;
@@ -48,9 +48,9 @@ static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     return 0;
 }
 
-static size_t fence(const mf_pkl *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
+static inline size_t fence(const mf_pkl *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
 
-static mf_pv *pop(mf_pkl *p, uint64_t at) {
+static inline mf_pv *pop(mf_pkl *p, uint64_t at) {
     if (p->sp <= fence(p)) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle stack underflow");
         return NULL;
@@ -58,7 +58,7 @@ static mf_pv *pop(mf_pkl *p, uint64_t at) {
     return p->stack[--p->sp];
 }
 
-static mf_pv *top(mf_pkl *p, uint64_t at) {
+static inline mf_pv *top(mf_pkl *p, uint64_t at) {
     if (p->sp <= fence(p)) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle stack underflow");
         return NULL;
@@ -115,7 +115,7 @@ static int add_items(mf_pkl *p, mf_pv *c, mf_pv **src, size_t n, uint64_t at) {
         c->u.items = ni;
         c->cap = (uint32_t)ncap;
     }
-    memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
+    if (n) memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
     c->n = (uint32_t)need;
     return 0;
 }
@@ -143,8 +143,29 @@ static mf_pkl_memo_slot *memo_find(mf_pkl *p, uint64_t key) {
 }
 
 static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+    /* dense keys: grow the array while keys stay within twice the number of entries */
+    if (key >= p->dense_cap && key < 2 * (uint64_t)p->memo_len + 1024) {
+        size_t ncap = p->dense_cap ? p->dense_cap * 2 : 1024;
+        while (ncap <= key) ncap *= 2;
+        mf_pv **nd = (mf_pv **)mf_arena_calloc(p->arena, ncap, sizeof *nd, p->err, at);
+        if (nd == NULL) return 1;
+        if (p->dense_cap) memcpy(nd, p->dense, p->dense_cap * sizeof *nd);
+        p->dense = nd;
+        p->dense_cap = ncap;
+    }
+    if (key < p->dense_cap) {
+        if (p->dense[key] == NULL) {
+            /* a key may already sit in the hash table from before the array grew */
+            mf_pkl_memo_slot *old = memo_find(p, key);
+            if (old == NULL || old->key == 0) p->memo_len++;
+            else old->value = v;
+        }
+        p->dense[key] = v;
+        return 0;
+    }
     if ((p->memo_len + 1) * 2 > p->memo_cap) {
         size_t ncap = p->memo_cap ? p->memo_cap * 2 : 256;
+        while ((p->memo_len + 1) * 2 > ncap) ncap *= 2;
         mf_pkl_memo_slot *old = p->memo;
         size_t old_cap = p->memo_cap;
         p->memo = (mf_pkl_memo_slot *)mf_arena_calloc(p->arena, ncap, sizeof *p->memo, p->err, at);
@@ -165,6 +186,7 @@ static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
 }
 
 static mf_pv *memo_get(mf_pkl *p, uint64_t key, uint64_t at) {
+    if (key < p->dense_cap && p->dense[key] != NULL) return p->dense[key];
     mf_pkl_memo_slot *s = memo_find(p, key);
     if (s == NULL || s->key == 0) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle memo value not found at index %llu",
@@ -240,9 +262,39 @@ static mf_pv *long_node(mf_pkl *p, const uint8_t *b, size_t n, uint8_t op, uint6
     return v;
 }
 
+/* UTF-8 as CPython's unpickler decodes it ('surrogatepass': encoded surrogates are accepted). */
+static int utf8_ok(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((b & 0xE0) == 0xC0) { k = 1; cp = b & 0x1F; min = 0x80; }
+        else if ((b & 0xF0) == 0xE0) { k = 2; cp = b & 0x0F; min = 0x800; }
+        else if ((b & 0xF8) == 0xF0) { k = 3; cp = b & 0x07; min = 0x10000; }
+        else return 0;
+        if (n - i <= k) return 0;
+        for (size_t m = 1; m <= k; m++) {
+            if ((s[i + m] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + m] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 static mf_pv *bytes_node(mf_pkl *p, int kind, const uint8_t *s, uint64_t n, uint8_t op, uint64_t at) {
     if (n > UINT32_MAX) {
         mf_fail(p->err, MF_ERR_LIMIT, at, "pickle string of %llu bytes", (unsigned long long)n);
+        return NULL;
+    }
+    if (kind == MF_PV_STR && !utf8_ok(s, (size_t)n)) {
+        mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle string is not valid UTF-8");
         return NULL;
     }
     mf_pv *v = new_node(p, kind, op, at);
@@ -450,6 +502,8 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
     p->nmarks = 0;
     p->memo = NULL;
     p->memo_len = p->memo_cap = 0;
+    p->dense = NULL;
+    p->dense_cap = 0;
     if (p->none_node == NULL) {
         p->none_node = new_node(p, MF_PV_NONE, 'N', base);
         p->true_node = new_node(p, MF_PV_BOOL, 0x88, base);
@@ -563,7 +617,8 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
         case 'K': /* BININT1 */ {
             uint8_t u;
             FAIL_IF(mf_u8(&c, &u, "pickle BININT1"));
-            FAIL_IF(push(p, int_node(p, u, op, at), at));
+            if (p->small_ints[u] == NULL) p->small_ints[u] = int_node(p, u, op, at);
+            FAIL_IF(push(p, p->small_ints[u], at));
             break;
         }
         case 'M': /* BININT2 */ {

@@ -118,8 +118,11 @@ typedef struct mf_pkl {
     size_t sp, stack_cap;
     size_t *marks;
     size_t nmarks, marks_cap;
-    mf_pkl_memo_slot *memo;
-    size_t memo_len, memo_cap;  /* memo_len = number of keys (MEMOIZE uses it) */
+    mf_pv **dense;              /* memo keys below dense_cap (the usual 0, 1, 2, ...) */
+    size_t dense_cap;
+    mf_pkl_memo_slot *memo;     /* other keys: open addressing */
+    size_t memo_len, memo_cap;  /* memo_len = number of keys in both (MEMOIZE uses it) */
+    mf_pv *small_ints[256];     /* shared nodes for BININT1 values (immutable, no offset needed) */
     mf_pv *none_node, *true_node, *false_node;
 } mf_pkl;
 

@@ -18,9 +18,9 @@ def _zip_reader(source):
     from mfparse.formats.zip import ZipArchive
 
     archive = ZipArchive(source)
+    if torch_fmt.find_archive_prefix(archive) is not None:
+        return torch_fmt.open_zip(source, archive)
     names = archive.names()
-    if torch_fmt.find_archive_prefix(names) is not None:
-        return torch_fmt.open_zip(source)
     from mfparse.formats import npy
 
     if npy.is_npz(names):
