@@ -55,6 +55,49 @@ def seeds():
         z.writestr("a.txt", b"hello" * 10)
         z.writestr("dir/b.bin", bytes(range(256)))
     out["fuzz_zip"]["deflated"] = buf.getvalue()
+    out.update(_flatgguf_seeds())
+    return out
+
+
+def _flatgguf_seeds():
+    """TFLite (the committed fixtures), GGUF (gguf-py's writer) and .npy (numpy) seeds."""
+    import glob
+    import tempfile
+
+    import numpy as np
+
+    out = collections.defaultdict(dict)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for p in glob.glob(os.path.join(here, "..", "tests", "fixtures", "tflite", "*.tflite")):
+        with open(p, "rb") as f:
+            out["fuzz_tflite"][os.path.basename(p)] = f.read()
+    for name, arr in {"f4": np.arange(6, dtype="<f4").reshape(2, 3), "be": np.arange(3, dtype=">i8"),
+                      "fortran": np.asfortranarray(np.ones((2, 3))), "rec": np.zeros(2, dtype=[("a", "<i2")])}.items():
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        out["fuzz_npy"][name] = buf.getvalue()
+    try:
+        import gguf
+        import gguf.quants as gq
+    except ImportError:
+        return out
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "s.gguf")
+        w = gguf.GGUFWriter(path, "llama")
+        w.add_array("tok", ["a", "bb"])
+        w.add_array("nested", [[1, 2], [3]])
+        w.add_float64("x", 1.0)
+        x = np.linspace(-1, 1, 512, dtype=np.float32).reshape(2, 256)
+        for q in (gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q5_0):
+            b = gq.quantize(x, q)
+            w.add_tensor(q.name, b, raw_shape=b.shape, raw_dtype=q)
+        w.add_tensor("f16", np.ones((2, 4), np.float16))
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        with open(path, "rb") as f:
+            out["fuzz_gguf"]["small"] = f.read()
     return out
 
 

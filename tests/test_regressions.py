@@ -51,12 +51,26 @@ def _open(fmt):
     return run
 
 
+def _tflite_unchecked(data: bytes):
+    """As the fuzz target: without requiring the "TFL3" identifier."""
+    from mfparse.formats import tflite
+
+    r = tflite.open_unchecked(Source(data))
+    for t in r.tensors():
+        if t.offset is not None:
+            r.read(t)
+    r.graph.to_dict()
+
+
 REPLAY = {
     "fuzz_zip": lambda data: ZipArchive(Source(data)).names(),
     "fuzz_pickle": _pickle,
     "fuzz_torch_legacy": _open("torch-legacy"),
     "fuzz_torch_zip": _open("torch-zip"),
     "fuzz_safetensors": _open("safetensors"),
+    "fuzz_tflite": _tflite_unchecked,
+    "fuzz_gguf": _open("gguf"),
+    "fuzz_npy": _open("npy"),
 }
 
 
