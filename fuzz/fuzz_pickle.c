@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pos += used;
         mf_torch_result r = {0};
         mf_error werr = {0};
-        if (mf_torch_walk(root, k & 1, &a, &r, &werr) == MF_OK && r.storages.len) {
+        if (mf_torch_walk(root, k & 1, used, &a, &r, &werr) == MF_OK && r.storages.len) {
             uint64_t *off = mf_arena_calloc(&a, r.storages.len, sizeof *off, &werr, 0);
             uint64_t *avail = mf_arena_calloc(&a, r.storages.len, sizeof *avail, &werr, 0);
             if (off && avail) {

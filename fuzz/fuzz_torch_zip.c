@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         size_t used;
         if (mf_pkl_load(&p, data + e[i].data_offset, (size_t)e[i].comp_size, e[i].data_offset, &root, &used)) break;
         mf_torch_result r = {0};
-        if (mf_torch_walk(root, MF_TORCH_ZIP, &a, &r, &err)) break;
+        if (mf_torch_walk(root, MF_TORCH_ZIP, used, &a, &r, &err)) break;
         uint8_t prefix[300];
         if (plen > 250) break;
         memcpy(prefix, e[0].name, plen);
