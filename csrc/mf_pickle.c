@@ -45,6 +45,7 @@ static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
         p->stack_cap = ncap;
     }
     p->stack[p->sp++] = v;
+    if (p->sp > p->stack_max) p->stack_max = p->sp;
     return 0;
 }
 
@@ -76,6 +77,7 @@ static int push_mark(mf_pkl *p, uint64_t at) {
         p->marks_cap = ncap;
     }
     p->marks[p->nmarks++] = p->sp;
+    if (p->nmarks > p->marks_max) p->marks_max = p->nmarks;
     return 0;
 }
 
@@ -155,6 +157,7 @@ static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
             *memo_find(p, old[i].key - 1) = old[i];
         }
     }
+    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
     mf_pkl_memo_slot *s = memo_find(p, key);
     if (s->key == 0) {
         s->key = key + 1;
@@ -440,16 +443,22 @@ static int set_items(mf_pkl *p, mf_pv *t, mf_pv **kv, size_t npairs, uint8_t op,
 
 #define FAIL_IF(cond) do { if (cond) goto fail; } while (0)
 
-/* buf[0] is the first opcode of a pickle; base is its file offset */
-int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
-                size_t *consumed) {
+/* buf[0] is the next opcode; base is its file offset. A fresh load resets the stacks and the
+ * memo; a resumed one (after MF_PKL_PAUSED) keeps them. */
+static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                     size_t *consumed, int resume) {
     mf_error *err = p->err;
     mf_cursor c;
     mf_cursor_init(&c, buf, len, base, err);
-    p->sp = 0;
-    p->nmarks = 0;
-    p->memo = NULL;
-    p->memo_len = p->memo_cap = 0;
+    *consumed = 0;
+    if (resume && !p->paused) return mf_fail(err, MF_ERR_CORRUPT, base, "pickle resumed without a paused load");
+    if (!resume) {
+        p->sp = 0;
+        p->nmarks = 0;
+        p->memo = NULL;
+        p->memo_len = p->memo_cap = 0;
+    }
+    p->paused = 0;
     if (p->none_node == NULL) {
         p->none_node = new_node(p, MF_PV_NONE, 'N', base);
         p->true_node = new_node(p, MF_PV_BOOL, 0x88, base);
@@ -937,6 +946,13 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
             t->state = a;
             t->flags |= MF_PVF_BUILT;
             FAIL_IF(event(p, MF_EV_BUILD, at, t, a));
+            if (p->pause_on_build) {
+                /* a FRAME that goes on past the pause would hide the bytes the caller skips */
+                if (frame_end != NULL && c.pos != frame_end) FAIL_IF(event(p, MF_EV_FRAME, at, NULL, NULL));
+                p->paused = 1;
+                *consumed = (size_t)(c.pos - c.start);
+                return MF_PKL_PAUSED;
+            }
             break;
         case 'P': /* PERSID */
             FAIL_IF(read_line(&c, &s, &n, "PERSID"));
@@ -998,6 +1014,16 @@ fail:
     *consumed = (size_t)(c.pos - c.start);
     p->pickles++;
     return result;
+}
+
+int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                size_t *consumed) {
+    return interpret(p, buf, len, base, root, consumed, 0);
+}
+
+int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                  size_t *consumed) {
+    return interpret(p, buf, len, base, root, consumed, 1);
 }
 
 /* ========================================================================================== */

@@ -121,7 +121,18 @@ typedef struct mf_pkl {
     mf_pkl_memo_slot *memo;
     size_t memo_len, memo_cap;  /* memo_len = number of keys (MEMOIZE uses it) */
     mf_pv *none_node, *true_node, *false_node;
+    /* statistics over all loads (`mfparse scan` flags resource abuse with them) */
+    uint64_t memo_key_max;  /* largest memo index written by PUT/BINPUT/LONG_BINPUT/MEMOIZE, + 1 */
+    size_t stack_max;       /* deepest object stack seen */
+    size_t marks_max;       /* deepest MARK nesting seen */
+    /* pausing: formats that put raw bytes after a BUILD (joblib's arrays) */
+    int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
+    int paused;             /* a load is paused; mf_pkl_resume continues it */
 } mf_pkl;
+
+/* Returned (with no error recorded) by mf_pkl_load / mf_pkl_resume when pause_on_build is set
+ * and a BUILD ran: *consumed is the number of bytes read through the BUILD opcode. */
+#define MF_PKL_PAUSED 100
 
 void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err);
 
@@ -129,6 +140,12 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err);
  * returned and *consumed the bytes read through STOP. Stacked pickles: call again on the rest. */
 int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                 size_t *consumed);
+
+/* Continue a paused load: buf[0] is the next opcode (the caller skipped whatever raw bytes
+ * follow the BUILD), base its file offset. Stack, marks and memo are those of the paused load;
+ * a FRAME open at the pause is closed. Same results as mf_pkl_load. */
+int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                  size_t *consumed);
 
 /* Helpers for walkers. */
 int mf_pv_is_str(const mf_pv *v, const char *s);

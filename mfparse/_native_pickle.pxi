@@ -35,10 +35,20 @@ cdef extern from "mf_pickle.h":
         uint32_t pickles
         uint64_t opcodes
         uint64_t max_opcodes
+        mf_pv **stack
+        size_t sp
+        uint64_t memo_key_max
+        size_t stack_max
+        size_t marks_max
+        int pause_on_build
+        int paused
 
+    int MF_PKL_PAUSED
     void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err)
     int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                     size_t *consumed)
+    int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                      size_t *consumed)
 
 cdef extern from "mf_torch.h":
     ctypedef struct mf_torch_storage:
@@ -262,21 +272,39 @@ cdef class PickleParse:
     def __dealloc__(self):
         mf_arena_free(&self.arena)
 
-    def load(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True):
+    def load(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True, bint pause_on_build=False):
         """Interpret the pickle at buf[start:]; base is the file offset of buf[0].
 
         Returns (root PV, bytes consumed). With raise_errors=False a failure returns
         (None, consumed) and leaves the exception in .error (events stay readable).
+        With pause_on_build, the load stops after every BUILD: it returns (None, consumed
+        through the BUILD) with .paused set; resume() continues it.
         """
+        self.pkl.pause_on_build = pause_on_build
+        return self._run(buf, base, start, raise_errors, False)
+
+    def resume(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True):
+        """Continue a paused load at buf[start:] (the caller skipped the bytes it consumed)."""
+        return self._run(buf, base, start, raise_errors, True)
+
+    cdef _run(self, buf, uint64_t base, size_t start, bint raise_errors, bint resume):
         cdef const uint8_t[::1] view = buf
         cdef mf_pv *root = NULL
         cdef size_t consumed = 0
+        cdef int rc
         if start > <size_t>view.shape[0]:
             raise ValueError("start past the end of the buffer")
         self.buffers.append(buf)
         clear_error(&self.err)
-        mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
-                    base + start, &root, &consumed)
+        self.error = None
+        if resume:
+            rc = mf_pkl_resume(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
+                               base + start, &root, &consumed)
+        else:
+            rc = mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
+                             base + start, &root, &consumed)
+        if rc == MF_PKL_PAUSED and not self.err.code:
+            return None, consumed
         if self.err.code:
             exc = error_from_code(self.err.code, self.err.offset, self.err.msg.decode("utf-8", "replace"))
             self.error = exc
@@ -296,6 +324,23 @@ cdef class PickleParse:
     @property
     def pickles(self):
         return self.pkl.pickles
+
+    @property
+    def paused(self):
+        """True while a load stopped by pause_on_build waits for resume()."""
+        return bool(self.pkl.paused)
+
+    def top(self):
+        """The PV on top of the object stack (the BUILD target of a paused load), or None."""
+        if self.pkl.sp == 0:
+            return None
+        return PV.wrap(self, self.pkl.stack[self.pkl.sp - 1])
+
+    @property
+    def stats(self):
+        """{'memo_key_max', 'stack_max', 'marks_max'} over every load of this session."""
+        return {"memo_key_max": self.pkl.memo_key_max, "stack_max": self.pkl.stack_max,
+                "marks_max": self.pkl.marks_max}
 
     def events(self):
         """[(kind, pickle index, offset, PV a, PV b)] in execution order."""
