@@ -144,7 +144,8 @@ static mf_pkl_memo_slot *memo_find(mf_pkl *p, uint64_t key) {
     }
 }
 
-static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+/* Insert into the hash table (sparse keys). */
+static int memo_hash_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
     if ((p->memo_len + 1) * 2 > p->memo_cap) {
         size_t ncap = p->memo_cap ? p->memo_cap * 2 : 256;
         mf_pkl_memo_slot *old = p->memo;
@@ -157,7 +158,6 @@ static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
             *memo_find(p, old[i].key - 1) = old[i];
         }
     }
-    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
     mf_pkl_memo_slot *s = memo_find(p, key);
     if (s->key == 0) {
         s->key = key + 1;
@@ -167,14 +167,53 @@ static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
     return 0;
 }
 
-static mf_pv *memo_get(mf_pkl *p, uint64_t key, uint64_t at) {
-    mf_pkl_memo_slot *s = memo_find(p, key);
-    if (s == NULL || s->key == 0) {
-        mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle memo value not found at index %llu",
-                (unsigned long long)key);
-        return NULL;
+/* Grow the dense array to hold `key` and move the hash table's keys below the new capacity
+ * into it (rebuilding the table without them). Precondition: key < 2 * memo_len + 256, so the
+ * array stays proportional to the number of memo entries. */
+static int memo_grow_dense(mf_pkl *p, uint64_t key, uint64_t at) {
+    size_t ncap = p->memo_dense_cap ? p->memo_dense_cap * 2 : 256;
+    while ((uint64_t)ncap <= key) ncap *= 2;
+    mf_pv **nd = (mf_pv **)mf_arena_calloc(p->arena, ncap, sizeof *nd, p->err, at);
+    if (nd == NULL) return 1;
+    if (p->memo_dense_cap) memcpy(nd, p->memo_dense, p->memo_dense_cap * sizeof *nd);
+    p->memo_dense = nd;
+    p->memo_dense_cap = ncap;
+    if (p->memo_cap == 0) return 0;
+    mf_pkl_memo_slot *old = p->memo;
+    size_t old_cap = p->memo_cap, moved = 0;
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].key != 0 && old[i].key - 1 < ncap) moved++;
+    if (moved == 0) return 0;
+    p->memo = (mf_pkl_memo_slot *)mf_arena_calloc(p->arena, old_cap, sizeof *p->memo, p->err, at);
+    if (p->memo == NULL) return 1;
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].key == 0) continue;
+        if (old[i].key - 1 < ncap) nd[old[i].key - 1] = old[i].value;
+        else *memo_find(p, old[i].key - 1) = old[i];
     }
-    return s->value;
+    return 0;
+}
+
+static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
+    if (key >= p->memo_dense_cap && key < 2 * (uint64_t)p->memo_len + 256 && memo_grow_dense(p, key, at)) return 1;
+    if (key < p->memo_dense_cap) {
+        if (p->memo_dense[key] == NULL) p->memo_len++;
+        p->memo_dense[key] = v;
+        return 0;
+    }
+    return memo_hash_put(p, key, v, at);
+}
+
+static mf_pv *memo_get(mf_pkl *p, uint64_t key, uint64_t at) {
+    if (key < p->memo_dense_cap) {
+        if (p->memo_dense[key] != NULL) return p->memo_dense[key];
+    } else {
+        mf_pkl_memo_slot *s = memo_find(p, key);
+        if (s != NULL && s->key != 0) return s->value;
+    }
+    mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle memo value not found at index %llu", (unsigned long long)key);
+    return NULL;
 }
 
 /* ========================================================================================== */
@@ -457,6 +496,8 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
         p->nmarks = 0;
         p->memo = NULL;
         p->memo_len = p->memo_cap = 0;
+        p->memo_dense = NULL;
+        p->memo_dense_cap = 0;
     }
     p->paused = 0;
     if (p->none_node == NULL) {

@@ -128,6 +128,10 @@ typedef struct mf_pkl {
     /* pausing: formats that put raw bytes after a BUILD (joblib's arrays) */
     int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
     int paused;             /* a load is paused; mf_pkl_resume continues it */
+    /* memo keys below memo_dense_cap (the dense 0, 1, 2, ... that picklers write) live in a
+     * direct array; sparse keys in the hash table `memo` (never both) */
+    mf_pv **memo_dense;
+    size_t memo_dense_cap;
 } mf_pkl;
 
 /* Returned (with no error recorded) by mf_pkl_load / mf_pkl_resume when pause_on_build is set
