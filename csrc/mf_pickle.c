@@ -509,6 +509,13 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
     }
     const uint8_t *frame_end = NULL; /* end of the current FRAME, NULL when none is open */
     int result = MF_OK;
+    if (resume && p->paused_frame_end != UINT64_MAX) {
+        /* the frame open at the pause: it goes on if nothing was skipped inside it */
+        if (base < p->paused_frame_end && p->paused_frame_end - base <= len)
+            frame_end = buf + (size_t)(p->paused_frame_end - base);
+        else if (base != p->paused_frame_end && event(p, MF_EV_FRAME, base, NULL, NULL))
+            return err->code;
+    }
 
     for (;;) {
         uint64_t at = mf_tell(&c);
@@ -988,8 +995,9 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
             t->flags |= MF_PVF_BUILT;
             FAIL_IF(event(p, MF_EV_BUILD, at, t, a));
             if (p->pause_on_build) {
-                /* a FRAME that goes on past the pause would hide the bytes the caller skips */
-                if (frame_end != NULL && c.pos != frame_end) FAIL_IF(event(p, MF_EV_FRAME, at, NULL, NULL));
+                p->paused_frame_end = UINT64_MAX;
+                if (frame_end != NULL && c.pos != frame_end)
+                    p->paused_frame_end = base + (uint64_t)(frame_end - c.start);
                 p->paused = 1;
                 *consumed = (size_t)(c.pos - c.start);
                 return MF_PKL_PAUSED;

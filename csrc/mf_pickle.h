@@ -128,6 +128,7 @@ typedef struct mf_pkl {
     /* pausing: formats that put raw bytes after a BUILD (joblib's arrays) */
     int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
     int paused;             /* a load is paused; mf_pkl_resume continues it */
+    uint64_t paused_frame_end; /* file offset where the FRAME open at the pause ends; UINT64_MAX if none */
     /* memo keys below memo_dense_cap (the dense 0, 1, 2, ... that picklers write) live in a
      * direct array; sparse keys in the hash table `memo` (never both) */
     mf_pv **memo_dense;
@@ -146,8 +147,9 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
                 size_t *consumed);
 
 /* Continue a paused load: buf[0] is the next opcode (the caller skipped whatever raw bytes
- * follow the BUILD), base its file offset. Stack, marks and memo are those of the paused load;
- * a FRAME open at the pause is closed. Same results as mf_pkl_load. */
+ * follow the BUILD), base its file offset. Stack, marks and memo are those of the paused load.
+ * A FRAME open at the pause goes on when nothing was skipped; skipping bytes that the frame
+ * still covers is a frame anomaly (bytes hidden inside a frame). Same results as mf_pkl_load. */
 int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                   size_t *consumed);
 

@@ -342,12 +342,58 @@ cdef class PickleParse:
         return {"memo_key_max": self.pkl.memo_key_max, "stack_max": self.pkl.stack_max,
                 "marks_max": self.pkl.marks_max}
 
-    def events(self):
-        """[(kind, pickle index, offset, PV a, PV b)] in execution order."""
+    def events(self, kinds=None):
+        """[(kind, pickle index, offset, PV a, PV b)] in execution order; with kinds (a set of
+        kind names), only the events of those kinds."""
         cdef size_t i
         cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        if kinds is None:
+            return [(EVENT_KINDS[e[i].kind], e[i].pickle, e[i].offset, PV.wrap(self, e[i].a),
+                     PV.wrap(self, e[i].b)) for i in range(self.pkl.events.len)]
+        cdef bint want[16]
+        cdef int k
+        for k in range(16):
+            want[k] = k < len(EVENT_KINDS) and EVENT_KINDS[k] in kinds
         return [(EVENT_KINDS[e[i].kind], e[i].pickle, e[i].offset, PV.wrap(self, e[i].a), PV.wrap(self, e[i].b))
-                for i in range(self.pkl.events.len)]
+                for i in range(self.pkl.events.len) if e[i].kind < 16 and want[e[i].kind]]
+
+    def event_counts(self):
+        """{kind: number of events}."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        counts = [0] * len(EVENT_KINDS)
+        for i in range(self.pkl.events.len):
+            counts[e[i].kind] += 1
+        return {EVENT_KINDS[k]: counts[k] for k in range(1, len(EVENT_KINDS)) if counts[k]}
+
+    def call_groups(self):
+        """Call events grouped by the node they call: [(callee PV, number of calls, pickle index
+        and offset of the first call)] in order of first call."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        cdef dict groups = {}
+        cdef size_t key
+        for i in range(self.pkl.events.len):
+            if e[i].kind != 2 or e[i].a == NULL:
+                continue
+            key = <size_t>e[i].a.c_fn
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [i, 1]
+            else:
+                g[1] += 1
+        out = []
+        for key, g in groups.items():
+            i = g[0]
+            out.append((PV.wrap(self, e[i].a.c_fn), g[1], e[i].pickle, e[i].offset))
+        return out
+
+    def calls_of(self, PV fn):
+        """[(pickle index, offset, call PV)] of the calls whose callee is the node fn."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        return [(e[i].pickle, e[i].offset, PV.wrap(self, e[i].a)) for i in range(self.pkl.events.len)
+                if e[i].kind == 2 and e[i].a != NULL and e[i].a.c_fn == fn.p]
 
     # ---- torch -----------------------------------------------------------------------------
 
@@ -397,6 +443,19 @@ cdef class PickleParse:
                         t[i].q_zero_point, t[i].q_axis, t[i].q_scales, t[i].q_zero_points,
                         PV.wrap(self, t[i].subclass), PV.wrap(self, t[i].device), t[i].offset))
         return out
+
+    def torch_storage_sizes(self):
+        """[(key, dtype code, numel, pickle offset)] of the walked storages."""
+        cdef size_t i
+        cdef mf_torch_storage *s = <mf_torch_storage *>self.torch.storages.items
+        return [(text(s[i].key, s[i].key_len), s[i].dtype, s[i].numel, s[i].offset)
+                for i in range(self.torch.storages.len)]
+
+    def torch_extents(self):
+        """[(storage index, dtype code, extent in elements, pickle offset)] of the walked tensors."""
+        cdef size_t i
+        cdef mf_torch_tensor *t = <mf_torch_tensor *>self.torch.tensors.items
+        return [(t[i].storage, t[i].dtype, t[i].extent, t[i].offset) for i in range(self.torch.tensors.len)]
 
     def torch_listing(self):
         """[(name, kind, index)] for every tensor or bare storage entry, in walk order."""
