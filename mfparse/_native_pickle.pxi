@@ -184,6 +184,14 @@ cdef class PV:
         return None
 
     @property
+    def raw(self):
+        """The bytes of a str, bytes, bytearray or bigint node as they are in the file (str:
+        UTF-8 that may be invalid); None for other kinds."""
+        if 5 <= self.p.kind <= 7 or self.p.kind == 3:
+            return (<const char *>self.p.u_s)[:self.p.n]
+        return None
+
+    @property
     def items(self):
         """Tuple/list/set items as PVs; for a dict, (key, value) pairs."""
         cdef uint32_t i

@@ -20,7 +20,7 @@ def has(report, severity=None, glob=None, kind=None, member=None, why=None):
     for f in report.findings:
         if severity is not None and f.severity != severity:
             continue
-        if glob is not None and (glob(f.global_name) if callable(glob) else f.global_name != glob):
+        if glob is not None and (not glob(f.global_name) if callable(glob) else f.global_name != glob):
             continue
         if kind is not None and f.kind != kind:
             continue

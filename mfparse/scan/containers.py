@@ -166,9 +166,15 @@ def register_checker(kind: str, checker, sniffer=None, before: str | None = None
         _INDEX.clear()
 
 
+_CONTROL = re.compile(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
 def _is_text(buf) -> bool:
+    """UTF-8 text without control characters, at least 16 bytes long (judged on its first 64 KiB)."""
+    if len(buf) < 16:
+        return False
     sample = bytes(buf[:1 << 16])
-    if b"\x00" in sample:
+    if _CONTROL.search(sample):
         return False
     try:
         sample.decode("utf-8")
@@ -536,14 +542,15 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                     ctx.finding("suspicious", f"zip member {nm!r}: {why}", where, offset=m.local_offset,
                                 kind="container")
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
+        keras_config = is_keras and nm == "config.json"
         doff = m.data_offset
-        if m.method == 0 and not desig and doff is not None:
+        if m.method == 0 and not desig and not keras_config and doff is not None:
             # fast path for raw data records: only bytes that could start a pickle or a container
             if m.comp_size == 0 or doff >= size:
                 continue
             if not _worth_reading(buf[doff:doff + m.comp_size], nm):
                 continue
-        got = _read_member(ctx, m, buf, where, probe=not desig and m.method != 0)
+        got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
         if got is None:
             continue
         data, off, complete = got
@@ -555,7 +562,7 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                 continue
             data, off, complete = got
         mw = where.child(nm, base + off if base is not None and off is not None else None)
-        if is_keras and nm == "config.json":
+        if keras_config:
             keras_check.check_config_bytes(ctx, data, mw)
             _crc(ctx, data, m, where)
             continue

@@ -64,19 +64,29 @@ class StreamResult:
         self.events = None
 
 
+def _text(pv):
+    """(text, valid) of a str node: UTF-8 decoded as CPython decodes it; invalid UTF-8 (which
+    makes CPython's unpickler fail) comes back backslash-escaped with valid False."""
+    raw = pv.raw
+    try:
+        return raw.decode("utf-8", "surrogatepass"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), False
+
+
 def describe(pv) -> str:
     """A short description of a value node for messages."""
     if pv is None:
         return "nothing"
     k = pv.kind
     if k == "global":
-        q = pv.qualname
-        return q if q is not None else "a computed global"
+        parts = _global_parts(pv)
+        return f"{parts[0]}.{parts[1]}" if parts is not None else "a computed global"
     if k == "call":
         fn = pv.fn
         return f"the result of calling {describe(fn)}"
-    if k in ("str", "bytes", "int", "bool", "none", "float"):
-        v = pv.value
+    if k in ("str", "bytes", "int", "bool", "none", "float", "bigint"):
+        v = _text(pv)[0] if k == "str" else pv.value
         r = repr(v)
         return r if len(r) <= 60 else r[:57] + "..."
     return f"a {k}"
@@ -88,16 +98,26 @@ def _literal_str(pv):
     if pv is None:
         return None
     if pv.kind == "str":
-        return pv.value
+        return _text(pv)[0]
     if pv.kind == "bytes":
-        return pv.value.decode("utf-8", "backslashreplace")
+        return pv.raw.decode("utf-8", "backslashreplace")
     return None
+
+
+def _global_parts(g, with_validity=False):
+    """(module, name) of a literal global (None when computed); with_validity adds whether both
+    were valid UTF-8."""
+    if g is None or g.kind != "global" or g.computed:
+        return None
+    m, mok = _text(g.module)
+    n, nok = _text(g.name)
+    return (m, n, mok and nok) if with_validity else (m, n)
 
 
 def _identifier_import(pv) -> bool:
     if pv.kind != "global":
         return False
-    parts = pv.global_parts
+    parts = _global_parts(pv)
     if parts is None:
         return False
     return policy.is_dotted_identifier(parts[0]) and policy.is_dotted_identifier(parts[1])
@@ -122,10 +142,8 @@ def _int_tuple(pv):
 
 
 def _callee_qualname(call) -> str | None:
-    fn = call.fn
-    if fn is None or fn.kind != "global":
-        return None
-    return fn.qualname
+    parts = _global_parts(call.fn)
+    return None if parts is None else f"{parts[0]}.{parts[1]}"
 
 
 def _args(call) -> list:
@@ -179,7 +197,10 @@ class Judge:
     # ---- imports ----------------------------------------------------------------------------
 
     def import_(self, g, pk, off) -> None:
-        parts = g.global_parts
+        parts = _global_parts(g, with_validity=True)
+        if parts is not None and not parts[2]:
+            self.finding("suspicious", "GLOBAL whose module or name is not valid UTF-8 (CPython fails to decode "
+                         "it)", pickle=pk, offset=off, module=parts[0], qualname=parts[1], kind="import")
         if parts is None:
             mod, name = g.module, g.name
             ms, ns = _literal_str(mod), _literal_str(name)
@@ -196,7 +217,7 @@ class Judge:
                     self.finding("suspicious", f"STACK_GLOBAL with non-string operands ({describe(mod)}, "
                                  f"{describe(name)}): CPython refuses it", pickle=pk, offset=off, kind="computed")
                 return
-        module, name = parts
+        module, name = parts[0], parts[1]
         self.ctx.saw_global(f"{module}.{name}")
         key = (module, name)
         verdict = self.cache.get(key)
@@ -221,7 +242,7 @@ class Judge:
             return
         if k != "global":
             return
-        parts = fn.global_parts
+        parts = _global_parts(fn)
         if parts is None:
             return  # computed: reported at the import
         m3, n3 = policy.py3_name(*parts)
@@ -267,7 +288,7 @@ class Judge:
         k = target.kind
         if k == "global":
             name = describe(target)
-            parts = target.global_parts
+            parts = _global_parts(target)
             self.finding("dangerous", f"BUILD sets attributes on {name} itself (a class, function or module): "
                          "the state can replace its __code__, __globals__ or module attributes", pickle=pk,
                          offset=off, module=parts[0] if parts else None, qualname=parts[1] if parts else None,
@@ -279,7 +300,7 @@ class Judge:
                 if fn is not None and fn.kind == "call":
                     self.finding("dangerous", f"BUILD on {describe(target)}", pickle=pk, offset=off, kind="build")
                 return
-            m3, n3 = policy.py3_name(*target.fn.global_parts)
+            m3, n3 = policy.py3_name(*_global_parts(target.fn))
             q3 = f"{m3}.{n3}"
             if q3 in _BUILD_OK:
                 return
@@ -304,7 +325,7 @@ class Judge:
             q = _callee_qualname(target)
             if q is None:
                 return
-            m3, n3 = policy.py3_name(*target.fn.global_parts)
+            m3, n3 = policy.py3_name(*_global_parts(target.fn))
             q3 = f"{m3}.{n3}"
             if q3 in ("collections.OrderedDict", "collections.Counter"):
                 return
@@ -331,7 +352,7 @@ class Judge:
             q = _callee_qualname(target)
             if q is None:
                 return
-            m3, n3 = policy.py3_name(*target.fn.global_parts)
+            m3, n3 = policy.py3_name(*_global_parts(target.fn))
             if f"{m3}.{n3}" in policy.ALLOWED:
                 sev = "dangerous" if f"{m3}.{n3}" in _TENSORISH else "suspicious"
                 self.finding(sev, f"APPEND on the result of {m3}.{n3}: calls its append/extend method", pickle=pk,
