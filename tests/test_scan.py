@@ -320,3 +320,13 @@ def test_canary_never_appears(tmp_path):
     r = cli(tmp_path, "--recursive", "--json")
     assert r.returncode == 1
     assert not canary.exists()
+
+
+def test_lists_are_documented():
+    with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as f:
+        text = f.read()
+    names = list(policy.DANGEROUS) + sorted(policy.DANGEROUS_ATTRS)
+    missing = [n for n in names if f"`{n}`" not in text]
+    assert not missing, missing
+    for n in sorted(policy.BUILTINS_ALLOWED):
+        assert f"`{n}`" in text
