@@ -36,6 +36,8 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err) {
 
 static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     if (v == NULL) return 1;
+    if (p->max_stack && p->sp >= p->max_stack)
+        return mf_fail(p->err, MF_ERR_LIMIT, at, "pickle stack deeper than %zu values", p->max_stack);
     if (p->sp == p->stack_cap) {
         size_t ncap = p->stack_cap ? p->stack_cap * 2 : 256;
         mf_pv **ns = (mf_pv **)mf_arena_alloc(p->arena, ncap * sizeof *ns, p->err, at);

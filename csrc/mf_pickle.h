@@ -111,7 +111,7 @@ typedef struct mf_pkl {
     int protocol;       /* highest PROTO seen, -1 if none */
     uint32_t pickles;   /* number of mf_pkl_load calls */
     uint64_t opcodes;   /* opcodes executed, all pickles */
-    /* limits */
+    /* limits (0 = none) */
     uint64_t max_opcodes;
     /* interpreter state (per load) */
     mf_pv **stack;
@@ -133,6 +133,7 @@ typedef struct mf_pkl {
      * direct array; sparse keys in the hash table `memo` (never both) */
     mf_pv **memo_dense;
     size_t memo_dense_cap;
+    size_t max_stack;       /* limit on the object stack (0 = none): MF_ERR_LIMIT beyond it */
 } mf_pkl;
 
 /* Returned (with no error recorded) by mf_pkl_load / mf_pkl_resume when pause_on_build is set
