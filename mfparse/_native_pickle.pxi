@@ -42,6 +42,7 @@ cdef extern from "mf_pickle.h":
         size_t marks_max
         int pause_on_build
         int paused
+        size_t max_stack
 
     int MF_PKL_PAUSED
     void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err)
@@ -102,6 +103,73 @@ cdef extern from "mf_torch.h":
     int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err)
     int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
                         uint64_t **storage_data, mf_error *err)
+
+
+cdef bint _dotted_name(const mf_pv *v) noexcept:
+    """A STR node spelling a dotted Python name: identifier characters (ASCII letters, digits,
+    '_', or any non-ASCII byte) in non-empty parts that do not start with a digit."""
+    cdef uint32_t i
+    cdef uint8_t ch
+    cdef bint start = True
+    if v == NULL or v.kind != 5 or v.n == 0:
+        return False
+    for i in range(v.n):
+        ch = v.u_s[i]
+        if ch == 46:  # '.'
+            if start:
+                return False
+            start = True
+            continue
+        if ch >= 128 or ch == 95 or (65 <= ch <= 90) or (97 <= ch <= 122):
+            start = False
+        elif 48 <= ch <= 57:
+            if start:
+                return False
+        else:
+            return False
+    return not start
+
+
+def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
+    """Does interpreting buf (stacked pickles, up to the first error) import a dotted name?
+    Also True when a limit (max_stack, the arena) was hit: the bytes need a closer look.
+
+    A cheap yes/no for bytes that may or may not be a pickle: no Python objects are made for
+    the value graph or the events."""
+    cdef const uint8_t[::1] view = buf
+    cdef mf_arena arena
+    cdef mf_pkl pkl
+    cdef mf_error err
+    cdef mf_pv *root = NULL
+    cdef size_t pos = 0, used = 0, n = view.shape[0], k, i
+    cdef mf_pkl_event *e
+    cdef bint found = False
+    if n == 0:
+        return False
+    mf_arena_init(&arena, mf_arena_cap_for(n, 256, 64 << 20))
+    clear_error(&err)
+    mf_pkl_init(&pkl, &arena, &err)
+    pkl.max_stack = max_stack
+    try:
+        for k in range(max_pickles):
+            if pos >= n:
+                break
+            used = 0
+            mf_pkl_load(&pkl, &view[0] + pos, n - pos, pos, &root, &used)
+            e = <mf_pkl_event *>pkl.events.items
+            for i in range(pkl.events.len):
+                if e[i].kind == 1 and e[i].a != NULL and not (e[i].a.flags & 2) \
+                        and _dotted_name(e[i].a.g_mod) and _dotted_name(e[i].a.g_name):
+                    found = True
+                    break
+            if err.code == 4 or err.code == 5:  # a limit: worth a closer look
+                found = True
+            if found or err.code:
+                break
+            pos += used
+    finally:
+        mf_arena_free(&arena)
+    return found
 
 
 PV_KINDS = ("none", "bool", "int", "bigint", "float", "str", "bytes", "bytearray", "tuple", "list",
@@ -267,11 +335,12 @@ cdef class PickleParse:
     cdef list buffers
     cdef readonly object error  # the exception of a failed load, for callers that go on
 
-    def __cinit__(self, uint64_t size_hint=0):
+    def __cinit__(self, uint64_t size_hint=0, size_t max_stack=0):
         # bookkeeping may reach ~200 bytes per input byte for hostile inputs; real pickles use far less
         mf_arena_init(&self.arena, mf_arena_cap_for(size_hint, 256, 64 << 20))
         clear_error(&self.err)
         mf_pkl_init(&self.pkl, &self.arena, &self.err)
+        self.pkl.max_stack = max_stack
         memset(&self.torch, 0, sizeof(mf_torch_result))
         self.legacy_data = NULL
         self.buffers = []
