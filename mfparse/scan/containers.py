@@ -585,21 +585,15 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
     return True
 
 
-_IMPORT_OPS = re.compile(b"[ci\x93]")
-
-
 def _worth_reading(data, nm) -> bool:
-    """Could these bytes hold a pickle import or a container? (cheap: first bytes, and for
-    small members whether an import opcode occurs at all: an arbitrary member is judged only
-    when it imports something)"""
+    """Could these bytes start a pickle or a container? (cheap: the first bytes only; a pickle
+    is then probed in C before anything else is done with it)"""
     n = len(data)
     if n == 0:
         return False
     b0 = data[0]
-    if b0 in _MEMBER_MAGIC_FIRST:
+    if b0 in OPCODES or b0 in _MEMBER_MAGIC_FIRST:
         return True
-    if b0 in OPCODES:
-        return n > 1 << 16 or _IMPORT_OPS.search(data) is not None
     return n >= 512 and bytes(data[257:262]) == b"ustar"
 
 
@@ -732,6 +726,8 @@ def check_npy(ctx, buf, where, *, name=None, designated=False, torchscript=False
         ctx.error(f"npy header of {hlen} bytes does not fit the file", where, at)
         return False
     text = bytes(buf[start:start + hlen]).decode("utf-8" if major == 3 else "latin-1", "replace")
+    if "O" not in text:
+        return True  # no object typestr ('O', '|O', '<O8'): numpy.load never unpickles this array
     try:
         header = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:

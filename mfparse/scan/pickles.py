@@ -44,7 +44,7 @@ JUDGED = frozenset(["global", "build", "setitem", "append", "ext", "frame", "buf
 
 RESOURCE_MEMO_INDEX = 1 << 24   # CPython's C unpickler sizes its memo array by the largest index
 RESOURCE_MARKS = 5000           # pickle.dumps cannot nest containers this deep (recursion limit)
-RESOURCE_STACK = 1 << 26
+MAX_STACK = 1 << 26             # values on the pickle stack at once: more is a stack blow-up
 ALLOC_BOMB = 1 << 24            # a constructor asked for more than this many bytes
 
 
@@ -372,9 +372,6 @@ class Judge:
         if s["marks_max"] > RESOURCE_MARKS:
             self.finding("suspicious", f"MARKs nested {s['marks_max']} deep: deeper than pickle.dumps can write "
                          "(stack exhaustion in loaders that recurse)", kind="resource")
-        if s["stack_max"] > RESOURCE_STACK:
-            self.finding("suspicious", f"{s['stack_max']} values on the pickle stack at once (stack blow-up)",
-                         kind="resource")
 
 
 # ==========================================================================================
@@ -417,6 +414,9 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
     if n == 0 or buf[0] not in OPCODES:
         res.error = "empty" if n == 0 else f"first byte 0x{buf[0]:02x} is not a pickle opcode"
         return res
+    if designated is False and not _native.pickle_probe(buf, max_stack=MAX_STACK):
+        res.error = "no pickle import in it"
+        return res  # arbitrary bytes that import nothing: not a pickle anyone would load
     base = where.base or 0
     parse, roots, end, err, err_start = _run(ctx, buf, base, where, joblib=False, single=single)
     events = parse.events(JUDGED)
@@ -457,8 +457,8 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
         if isinstance(err, _Stop):
             pass  # the structure around the pickles stopped the reading; already recorded
         elif isinstance(err, ResourceLimitError):
-            judge.finding("dangerous", f"the pickle exhausts the scanner's bounded memory or opcode budget: {err}",
-                          kind="resource")
+            judge.finding("dangerous", f"the pickle exhausts the scanner's bounded stack or memory (a stack or "
+                          f"memory blow-up): {err}", kind="resource")
         elif roots and err_start is not None and err.offset == base + err_start and not single:
             ctx.error(f"bytes after pickle {len(roots) - 1} are not a pickle: {err}", where)
         else:
@@ -470,7 +470,7 @@ def _run(ctx, buf, base, where, joblib: bool, single: bool):
     """Interpret stacked pickles. Returns (parse, roots, end position, error, start of the
     pickle that failed)."""
     n = len(buf)
-    parse = _native.PickleParse(n)
+    parse = _native.PickleParse(n, MAX_STACK)
     roots = []
     pos = 0
     err = None
