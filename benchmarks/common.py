@@ -86,7 +86,8 @@ def timeit(fn, repeat: int = 7, warmup: int = 1) -> float:
 
 def peak_rss_mb(code: str) -> float:
     """Peak resident memory (MB) of a fresh Python process running `code`."""
-    probe = code + "\nimport resource, sys\nprint('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    # VmHWM belongs to this process image (ru_maxrss would carry the forking parent's peak)
+    probe = code + "\nprint('RSS', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     kb = int(re.search(r"RSS (\d+)", r.stdout).group(1))

@@ -160,24 +160,10 @@ void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, m
 }
 
 /* c->pos is where the missing bytes would start */
-int mf_need(mf_cursor *c, size_t n, const char *what) {
-    if (n <= (size_t)(c->end - c->pos)) return 0;
+int mf_cursor_fail(mf_cursor *c, size_t n, const char *what) {
     mf_fail(c->err, MF_ERR_TRUNCATED, mf_tell(c), "%s truncated: needs %zu bytes, %zu left", what, n,
             (size_t)(c->end - c->pos));
     return 1;
-}
-
-int mf_skip(mf_cursor *c, size_t n, const char *what) {
-    if (mf_need(c, n, what)) return 1;
-    c->pos += n;
-    return 0;
-}
-
-int mf_take(mf_cursor *c, size_t n, const uint8_t **out, const char *what) {
-    if (mf_need(c, n, what)) return 1;
-    *out = c->pos;
-    c->pos += n;
-    return 0;
 }
 
 int mf_seek(mf_cursor *c, uint64_t rel, const char *what) {
@@ -187,33 +173,6 @@ int mf_seek(mf_cursor *c, uint64_t rel, const char *what) {
         return 1;
     }
     c->pos = c->start + rel;
-    return 0;
-}
-
-int mf_u8(mf_cursor *c, uint8_t *out, const char *what) {
-    if (mf_need(c, 1, what)) return 1;
-    *out = *c->pos++;
-    return 0;
-}
-
-int mf_u16le(mf_cursor *c, uint16_t *out, const char *what) {
-    if (mf_need(c, 2, what)) return 1;
-    *out = mf_load_u16le(c->pos);
-    c->pos += 2;
-    return 0;
-}
-
-int mf_u32le(mf_cursor *c, uint32_t *out, const char *what) {
-    if (mf_need(c, 4, what)) return 1;
-    *out = mf_load_u32le(c->pos);
-    c->pos += 4;
-    return 0;
-}
-
-int mf_u64le(mf_cursor *c, uint64_t *out, const char *what) {
-    if (mf_need(c, 8, what)) return 1;
-    *out = mf_load_u64le(c->pos);
-    c->pos += 8;
     return 0;
 }
 

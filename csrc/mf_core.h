@@ -146,15 +146,25 @@ static inline size_t mf_remaining(const mf_cursor *c) { return (size_t)(c->end -
 static inline uint64_t mf_tell(const mf_cursor *c) { return c->base + (uint64_t)(c->pos - c->start); }
 
 /* All of these return 0 on success; on failure they record MF_ERR_TRUNCATED and return 1.
- * `what` names the field for the message ("zip central directory entry"). */
-int mf_need(mf_cursor *c, size_t n, const char *what);
-int mf_skip(mf_cursor *c, size_t n, const char *what);
-int mf_take(mf_cursor *c, size_t n, const uint8_t **out, const char *what);
+ * `what` names the field for the message ("zip central directory entry"). The checks are
+ * inline (they run for every field of every record); the failure path is not. */
+int mf_cursor_fail(mf_cursor *c, size_t n, const char *what);
 int mf_seek(mf_cursor *c, uint64_t rel, const char *what); /* rel = offset from start */
-int mf_u8(mf_cursor *c, uint8_t *out, const char *what);
-int mf_u16le(mf_cursor *c, uint16_t *out, const char *what);
-int mf_u32le(mf_cursor *c, uint32_t *out, const char *what);
-int mf_u64le(mf_cursor *c, uint64_t *out, const char *what);
+
+static inline int mf_need(mf_cursor *c, size_t n, const char *what) {
+    return n <= (size_t)(c->end - c->pos) ? 0 : mf_cursor_fail(c, n, what);
+}
+static inline int mf_skip(mf_cursor *c, size_t n, const char *what) {
+    if (mf_need(c, n, what)) return 1;
+    c->pos += n;
+    return 0;
+}
+static inline int mf_take(mf_cursor *c, size_t n, const uint8_t **out, const char *what) {
+    if (mf_need(c, n, what)) return 1;
+    *out = c->pos;
+    c->pos += n;
+    return 0;
+}
 
 /* Unchecked little-endian loads for callers that already proved the bytes exist. */
 static inline uint16_t mf_load_u16le(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -163,6 +173,30 @@ static inline uint32_t mf_load_u32le(const uint8_t *p) {
 }
 static inline uint64_t mf_load_u64le(const uint8_t *p) {
     return (uint64_t)mf_load_u32le(p) | ((uint64_t)mf_load_u32le(p + 4) << 32);
+}
+
+static inline int mf_u8(mf_cursor *c, uint8_t *out, const char *what) {
+    if (mf_need(c, 1, what)) return 1;
+    *out = *c->pos++;
+    return 0;
+}
+static inline int mf_u16le(mf_cursor *c, uint16_t *out, const char *what) {
+    if (mf_need(c, 2, what)) return 1;
+    *out = mf_load_u16le(c->pos);
+    c->pos += 2;
+    return 0;
+}
+static inline int mf_u32le(mf_cursor *c, uint32_t *out, const char *what) {
+    if (mf_need(c, 4, what)) return 1;
+    *out = mf_load_u32le(c->pos);
+    c->pos += 4;
+    return 0;
+}
+static inline int mf_u64le(mf_cursor *c, uint64_t *out, const char *what) {
+    if (mf_need(c, 8, what)) return 1;
+    *out = mf_load_u64le(c->pos);
+    c->pos += 8;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

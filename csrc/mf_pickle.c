@@ -16,7 +16,7 @@
 /* Nodes, stack, memo                                                                         */
 /* ========================================================================================== */
 
-static mf_pv *new_node(mf_pkl *p, int kind, uint8_t op, uint64_t offset) {
+static inline mf_pv *new_node(mf_pkl *p, int kind, uint8_t op, uint64_t offset) {
     mf_pv *v = (mf_pv *)mf_arena_alloc(p->arena, sizeof(mf_pv), p->err, offset);
     if (v == NULL) return NULL;
     memset(v, 0, sizeof *v);
@@ -34,7 +34,7 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err) {
     p->protocol = -1;
 }
 
-static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
+static inline int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     if (v == NULL) return 1;
     if (p->max_stack && p->sp >= p->max_stack)
         return mf_fail(p->err, MF_ERR_LIMIT, at, "pickle stack deeper than %zu values", p->max_stack);
@@ -51,9 +51,9 @@ static int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     return 0;
 }
 
-static size_t fence(const mf_pkl *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
+static inline size_t fence(const mf_pkl *p) { return p->nmarks ? p->marks[p->nmarks - 1] : 0; }
 
-static mf_pv *pop(mf_pkl *p, uint64_t at) {
+static inline mf_pv *pop(mf_pkl *p, uint64_t at) {
     if (p->sp <= fence(p)) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle stack underflow");
         return NULL;
@@ -61,7 +61,7 @@ static mf_pv *pop(mf_pkl *p, uint64_t at) {
     return p->stack[--p->sp];
 }
 
-static mf_pv *top(mf_pkl *p, uint64_t at) {
+static inline mf_pv *top(mf_pkl *p, uint64_t at) {
     if (p->sp <= fence(p)) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle stack underflow");
         return NULL;
@@ -119,7 +119,7 @@ static int add_items(mf_pkl *p, mf_pv *c, mf_pv **src, size_t n, uint64_t at) {
         c->u.items = ni;
         c->cap = (uint32_t)ncap;
     }
-    memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
+    if (n) memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
     c->n = (uint32_t)need;
     return 0;
 }
@@ -146,10 +146,31 @@ static mf_pkl_memo_slot *memo_find(mf_pkl *p, uint64_t key) {
     }
 }
 
-/* Insert into the hash table (sparse keys). */
-static int memo_hash_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
+    /* dense keys: grow the array while keys stay within twice the number of entries */
+    if (key >= p->dense_cap && key < 2 * (uint64_t)p->memo_len + 1024) {
+        size_t ncap = p->dense_cap ? p->dense_cap * 2 : 1024;
+        while (ncap <= key) ncap *= 2;
+        mf_pv **nd = (mf_pv **)mf_arena_calloc(p->arena, ncap, sizeof *nd, p->err, at);
+        if (nd == NULL) return 1;
+        if (p->dense_cap) memcpy(nd, p->dense, p->dense_cap * sizeof *nd);
+        p->dense = nd;
+        p->dense_cap = ncap;
+    }
+    if (key < p->dense_cap) {
+        if (p->dense[key] == NULL) {
+            /* a key may already sit in the hash table from before the array grew */
+            mf_pkl_memo_slot *old = memo_find(p, key);
+            if (old == NULL || old->key == 0) p->memo_len++;
+            else old->value = v;
+        }
+        p->dense[key] = v;
+        return 0;
+    }
     if ((p->memo_len + 1) * 2 > p->memo_cap) {
         size_t ncap = p->memo_cap ? p->memo_cap * 2 : 256;
+        while ((p->memo_len + 1) * 2 > ncap) ncap *= 2;
         mf_pkl_memo_slot *old = p->memo;
         size_t old_cap = p->memo_cap;
         p->memo = (mf_pkl_memo_slot *)mf_arena_calloc(p->arena, ncap, sizeof *p->memo, p->err, at);
@@ -169,53 +190,15 @@ static int memo_hash_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
     return 0;
 }
 
-/* Grow the dense array to hold `key` and move the hash table's keys below the new capacity
- * into it (rebuilding the table without them). Precondition: key < 2 * memo_len + 256, so the
- * array stays proportional to the number of memo entries. */
-static int memo_grow_dense(mf_pkl *p, uint64_t key, uint64_t at) {
-    size_t ncap = p->memo_dense_cap ? p->memo_dense_cap * 2 : 256;
-    while ((uint64_t)ncap <= key) ncap *= 2;
-    mf_pv **nd = (mf_pv **)mf_arena_calloc(p->arena, ncap, sizeof *nd, p->err, at);
-    if (nd == NULL) return 1;
-    if (p->memo_dense_cap) memcpy(nd, p->memo_dense, p->memo_dense_cap * sizeof *nd);
-    p->memo_dense = nd;
-    p->memo_dense_cap = ncap;
-    if (p->memo_cap == 0) return 0;
-    mf_pkl_memo_slot *old = p->memo;
-    size_t old_cap = p->memo_cap, moved = 0;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].key != 0 && old[i].key - 1 < ncap) moved++;
-    if (moved == 0) return 0;
-    p->memo = (mf_pkl_memo_slot *)mf_arena_calloc(p->arena, old_cap, sizeof *p->memo, p->err, at);
-    if (p->memo == NULL) return 1;
-    for (size_t i = 0; i < old_cap; i++) {
-        if (old[i].key == 0) continue;
-        if (old[i].key - 1 < ncap) nd[old[i].key - 1] = old[i].value;
-        else *memo_find(p, old[i].key - 1) = old[i];
-    }
-    return 0;
-}
-
-static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
-    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
-    if (key >= p->memo_dense_cap && key < 2 * (uint64_t)p->memo_len + 256 && memo_grow_dense(p, key, at)) return 1;
-    if (key < p->memo_dense_cap) {
-        if (p->memo_dense[key] == NULL) p->memo_len++;
-        p->memo_dense[key] = v;
-        return 0;
-    }
-    return memo_hash_put(p, key, v, at);
-}
-
 static mf_pv *memo_get(mf_pkl *p, uint64_t key, uint64_t at) {
-    if (key < p->memo_dense_cap) {
-        if (p->memo_dense[key] != NULL) return p->memo_dense[key];
-    } else {
-        mf_pkl_memo_slot *s = memo_find(p, key);
-        if (s != NULL && s->key != 0) return s->value;
+    if (key < p->dense_cap && p->dense[key] != NULL) return p->dense[key];
+    mf_pkl_memo_slot *s = memo_find(p, key);
+    if (s == NULL || s->key == 0) {
+        mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle memo value not found at index %llu",
+                (unsigned long long)key);
+        return NULL;
     }
-    mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle memo value not found at index %llu", (unsigned long long)key);
-    return NULL;
+    return s->value;
 }
 
 /* ========================================================================================== */
@@ -284,9 +267,39 @@ static mf_pv *long_node(mf_pkl *p, const uint8_t *b, size_t n, uint8_t op, uint6
     return v;
 }
 
+/* UTF-8 as CPython's unpickler decodes it ('surrogatepass': encoded surrogates are accepted). */
+static int utf8_ok(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint32_t cp, min;
+        if ((b & 0xE0) == 0xC0) { k = 1; cp = b & 0x1F; min = 0x80; }
+        else if ((b & 0xF0) == 0xE0) { k = 2; cp = b & 0x0F; min = 0x800; }
+        else if ((b & 0xF8) == 0xF0) { k = 3; cp = b & 0x07; min = 0x10000; }
+        else return 0;
+        if (n - i <= k) return 0;
+        for (size_t m = 1; m <= k; m++) {
+            if ((s[i + m] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + m] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 static mf_pv *bytes_node(mf_pkl *p, int kind, const uint8_t *s, uint64_t n, uint8_t op, uint64_t at) {
     if (n > UINT32_MAX) {
         mf_fail(p->err, MF_ERR_LIMIT, at, "pickle string of %llu bytes", (unsigned long long)n);
+        return NULL;
+    }
+    if (kind == MF_PV_STR && !utf8_ok(s, (size_t)n)) {
+        mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle string is not valid UTF-8");
         return NULL;
     }
     mf_pv *v = new_node(p, kind, op, at);
@@ -498,8 +511,8 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
         p->nmarks = 0;
         p->memo = NULL;
         p->memo_len = p->memo_cap = 0;
-        p->memo_dense = NULL;
-        p->memo_dense_cap = 0;
+        p->dense = NULL;
+        p->dense_cap = 0;
     }
     p->paused = 0;
     if (p->none_node == NULL) {
@@ -622,7 +635,8 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
         case 'K': /* BININT1 */ {
             uint8_t u;
             FAIL_IF(mf_u8(&c, &u, "pickle BININT1"));
-            FAIL_IF(push(p, int_node(p, u, op, at), at));
+            if (p->small_ints[u] == NULL) p->small_ints[u] = int_node(p, u, op, at);
+            FAIL_IF(push(p, p->small_ints[u], at));
             break;
         }
         case 'M': /* BININT2 */ {

@@ -118,8 +118,11 @@ typedef struct mf_pkl {
     size_t sp, stack_cap;
     size_t *marks;
     size_t nmarks, marks_cap;
-    mf_pkl_memo_slot *memo;
-    size_t memo_len, memo_cap;  /* memo_len = number of keys (MEMOIZE uses it) */
+    mf_pv **dense;              /* memo keys below dense_cap (the usual 0, 1, 2, ...) */
+    size_t dense_cap;
+    mf_pkl_memo_slot *memo;     /* other keys: open addressing */
+    size_t memo_len, memo_cap;  /* memo_len = number of keys in both (MEMOIZE uses it) */
+    mf_pv *small_ints[256];     /* shared nodes for BININT1 values (immutable, no offset needed) */
     mf_pv *none_node, *true_node, *false_node;
     /* statistics over all loads (`mfparse scan` flags resource abuse with them) */
     uint64_t memo_key_max;  /* largest memo index written by PUT/BINPUT/LONG_BINPUT/MEMOIZE, + 1 */
@@ -129,10 +132,6 @@ typedef struct mf_pkl {
     int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
     int paused;             /* a load is paused; mf_pkl_resume continues it */
     uint64_t paused_frame_end; /* file offset where the FRAME open at the pause ends; UINT64_MAX if none */
-    /* memo keys below memo_dense_cap (the dense 0, 1, 2, ... that picklers write) live in a
-     * direct array; sparse keys in the hash table `memo` (never both) */
-    mf_pv **memo_dense;
-    size_t memo_dense_cap;
     size_t max_stack;       /* limit on the object stack (0 = none): MF_ERR_LIMIT beyond it */
 } mf_pkl;
 

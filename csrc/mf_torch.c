@@ -84,6 +84,52 @@ static const mf_pv *callee(const mf_pv *call) {
 
 static int fn_is(const mf_pv *fn, const char *mod, const char *name) { return mf_pv_global_is(fn, mod, name); }
 
+/* What a global is, decided once per GLOBAL node (memoized globals are shared nodes) and
+ * cached in its `tag`. */
+enum {
+    FN_OTHER = 0,
+    FN_TENSOR_V2, FN_TENSOR_V3, FN_TENSOR, FN_QTENSOR, FN_PARAMETER, FN_PARAMETER_STATE,
+    FN_META, FN_DEVICE_FROM_CPU, FN_FROM_TYPE_V2,
+    FN_ORDERED_DICT, FN_SIZE,
+    FN_REBUILD_FIRST = FN_TENSOR_V2, FN_REBUILD_LAST = FN_FROM_TYPE_V2,
+};
+
+static const struct {
+    const char *mod, *name;
+    int code;
+} known_fns[] = {
+    {"torch._utils", "_rebuild_tensor_v2", FN_TENSOR_V2},
+    {"torch._utils", "_rebuild_tensor_v3", FN_TENSOR_V3},
+    {"torch._utils", "_rebuild_tensor", FN_TENSOR},
+    {"torch._utils", "_rebuild_qtensor", FN_QTENSOR},
+    {"torch._utils", "_rebuild_parameter", FN_PARAMETER},
+    {"torch._utils", "_rebuild_parameter_with_state", FN_PARAMETER_STATE},
+    {"torch._utils", "_rebuild_meta_tensor_no_storage", FN_META},
+    {"torch._utils", "_rebuild_device_tensor_from_cpu_tensor", FN_DEVICE_FROM_CPU},
+    {"torch._tensor", "_rebuild_from_type_v2", FN_FROM_TYPE_V2},
+    {"collections", "OrderedDict", FN_ORDERED_DICT},
+    {"torch", "Size", FN_SIZE},
+    {NULL, NULL, 0},
+};
+
+static int fn_code(const mf_pv *fn) {
+    if (fn == NULL || fn->kind != MF_PV_GLOBAL || (fn->flags & MF_PVF_COMPUTED)) return FN_OTHER;
+    if (fn->tag >= 0) return fn->tag;
+    int code = FN_OTHER;
+    for (int i = 0; known_fns[i].mod != NULL; i++)
+        if (mf_pv_is_str(fn->u.g.name, known_fns[i].name) && mf_pv_is_str(fn->u.g.mod, known_fns[i].mod)) {
+            code = known_fns[i].code;
+            break;
+        }
+    ((mf_pv *)fn)->tag = code;
+    return code;
+}
+
+static int is_rebuild(const mf_pv *fn) {
+    int c = fn_code(fn);
+    return c >= FN_REBUILD_FIRST && c <= FN_REBUILD_LAST;
+}
+
 /* ========================================================================================== */
 /* Walker state                                                                               */
 /* ========================================================================================== */
@@ -124,7 +170,7 @@ static int as_int(const mf_pv *v, int64_t *out) {
 
 /* A tuple of ints, or torch.Size((ints...)) as old files have it. */
 static int as_int_tuple(const mf_pv *v, const mf_pv ***items, uint32_t *n) {
-    if (v != NULL && v->kind == MF_PV_CALL && fn_is(callee(v), "torch", "Size")) v = arg(v, 0);
+    if (v != NULL && v->kind == MF_PV_CALL && fn_code(callee(v)) == FN_SIZE) v = arg(v, 0);
     if (v == NULL || (v->kind != MF_PV_TUPLE && v->kind != MF_PV_LIST)) return 0;
     for (uint32_t i = 0; i < v->n; i++)
         if (v->u.items[i]->kind != MF_PV_INT) return 0;
@@ -242,18 +288,6 @@ static int decode_storage(walker *w, const mf_pv *pidnode, int32_t *index, int64
 
 static int decode_tensor(walker *w, mf_pv *call, int32_t *index);
 
-static int is_rebuild(const mf_pv *fn) {
-    if (fn == NULL || fn->kind != MF_PV_GLOBAL || (fn->flags & MF_PVF_COMPUTED)) return 0;
-    if (mf_pv_is_str(fn->u.g.mod, "torch._utils"))
-        return mf_pv_is_str(fn->u.g.name, "_rebuild_tensor_v2") || mf_pv_is_str(fn->u.g.name, "_rebuild_tensor_v3") ||
-               mf_pv_is_str(fn->u.g.name, "_rebuild_tensor") || mf_pv_is_str(fn->u.g.name, "_rebuild_qtensor") ||
-               mf_pv_is_str(fn->u.g.name, "_rebuild_parameter") ||
-               mf_pv_is_str(fn->u.g.name, "_rebuild_parameter_with_state") ||
-               mf_pv_is_str(fn->u.g.name, "_rebuild_meta_tensor_no_storage") ||
-               mf_pv_is_str(fn->u.g.name, "_rebuild_device_tensor_from_cpu_tensor");
-    return fn_is(fn, "torch._tensor", "_rebuild_from_type_v2");
-}
-
 static int tensor_geometry(walker *w, const mf_pv *call, mf_torch_tensor *t, const mf_pv *size,
                            const mf_pv *stride) {
     const mf_pv **sz, **st;
@@ -278,6 +312,12 @@ static int tensor_geometry(walker *w, const mf_pv *call, mf_torch_tensor *t, con
             return fail_args(w, call, "a stride whose extent overflows");
     }
     t->numel = numel;
+    t->contiguous = 1;
+    uint64_t expect = 1;
+    for (uint32_t i = nsz; i-- > 0;) {
+        if (t->shape[i] != 1 && (uint64_t)t->stride[i] != expect) t->contiguous = 0;
+        expect *= (uint64_t)t->shape[i]; /* <= numel, no overflow */
+    }
     if (numel == 0) t->extent = 0;
     else if (mf_add_u64(last, 1, &t->extent) || mf_add_u64(t->extent, (uint64_t)t->storage_offset, &t->extent))
         return fail_args(w, call, "an extent that overflows");
@@ -285,7 +325,7 @@ static int tensor_geometry(walker *w, const mf_pv *call, mf_torch_tensor *t, con
 }
 
 /* _rebuild_tensor(_v2/_v3) and _rebuild_qtensor: storage first, then offset, size, stride. */
-static int decode_dense(walker *w, mf_pv *call, const mf_pv *fn, mf_torch_tensor *t) {
+static int decode_dense(walker *w, mf_pv *call, int code, mf_torch_tensor *t) {
     const mf_pv *storage = arg(call, 0);
     int64_t off = 0;
     if (storage == NULL || storage->kind != MF_PV_PERSID) return fail_args(w, call, "a storage that is not a persistent id");
@@ -298,8 +338,7 @@ static int decode_dense(walker *w, mf_pv *call, const mf_pv *fn, mf_torch_tensor
     if (tensor_geometry(w, call, t, arg(call, 2), arg(call, 3))) return w->err->code;
     if (view_numel >= 0 && t->extent > (uint64_t)view_off + (uint64_t)view_numel)
         return fail_args(w, call, "a tensor that reaches outside its storage view");
-    const mf_pv *nm = fn->u.g.name;
-    if (mf_pv_is_str(nm, "_rebuild_tensor_v3")) {
+    if (code == FN_TENSOR_V3) {
         const mf_pv *dt = arg(call, 6);
         if (dt == NULL || dt->kind != MF_PV_GLOBAL || (dt->flags & MF_PVF_COMPUTED) || !mf_pv_is_str(dt->u.g.mod, "torch"))
             return fail_args(w, call, "a dtype argument that is not a torch dtype");
@@ -308,12 +347,12 @@ static int decode_dense(walker *w, mf_pv *call, const mf_pv *fn, mf_torch_tensor
             return mf_fail(w->err, MF_ERR_UNSUPPORTED, call->offset, "unknown torch dtype torch.%.*s",
                            (int)dt->u.g.name->n, (const char *)dt->u.g.name->u.s);
     }
-    if (!mf_pv_is_str(nm, "_rebuild_tensor")) {
+    if (code != FN_TENSOR) {
         int64_t rg = 0;
-        as_int(arg(call, mf_pv_is_str(nm, "_rebuild_qtensor") ? 5 : 4), &rg);
+        as_int(arg(call, code == FN_QTENSOR ? 5 : 4), &rg);
         t->requires_grad = rg != 0;
     }
-    if (mf_pv_is_str(nm, "_rebuild_qtensor")) {
+    if (code == FN_QTENSOR) {
         const mf_pv *qp = arg(call, 4);
         t->kind = MF_TT_QUANTIZED;
         if (qp == NULL || qp->kind != MF_PV_TUPLE || qp->n < 1 || qp->u.items[0]->kind != MF_PV_GLOBAL)
@@ -354,10 +393,9 @@ static int decode_tensor(walker *w, mf_pv *call, int32_t *index) {
         return 0;
     }
     const mf_pv *fn = callee(call);
+    int code = fn_code(fn);
     if (call->kind != MF_PV_CALL || !is_rebuild(fn)) return fail_args(w, call, "a tensor argument that is not a tensor");
-    const mf_pv *nm = fn->u.g.name;
-    if (mf_pv_is_str(nm, "_rebuild_parameter") || mf_pv_is_str(nm, "_rebuild_parameter_with_state") ||
-        mf_pv_is_str(nm, "_rebuild_device_tensor_from_cpu_tensor")) {
+    if (code == FN_PARAMETER || code == FN_PARAMETER_STATE || code == FN_DEVICE_FROM_CPU) {
         mf_pv *data = (mf_pv *)arg(call, 0);
         if (data == NULL || data->kind != MF_PV_CALL) return fail_args(w, call, "data that is not a tensor");
         int32_t inner;
@@ -367,7 +405,7 @@ static int decode_tensor(walker *w, mf_pv *call, int32_t *index) {
         if (t == NULL) return w->err->code;
         *t = ((mf_torch_tensor *)w->out->tensors.items)[inner];
         t->offset = call->offset;
-        if (mf_pv_is_str(nm, "_rebuild_device_tensor_from_cpu_tensor")) {
+        if (code == FN_DEVICE_FROM_CPU) {
             t->device = arg(call, 2);
             int64_t rg = 0;
             as_int(arg(call, 3), &rg);
@@ -381,7 +419,7 @@ static int decode_tensor(walker *w, mf_pv *call, int32_t *index) {
         *index = call->tag = (int32_t)(w->out->tensors.len - 1);
         return 0;
     }
-    if (fn_is(fn, "torch._tensor", "_rebuild_from_type_v2")) {
+    if (code == FN_FROM_TYPE_V2) {
         /* (func, type, args, state): a tensor subclass around a plain rebuild */
         const mf_pv *inner_fn = arg(call, 0), *inner_args = arg(call, 2);
         if (!is_rebuild(inner_fn) || inner_args == NULL || inner_args->kind != MF_PV_TUPLE)
@@ -404,8 +442,9 @@ static int decode_tensor(walker *w, mf_pv *call, int32_t *index) {
     memset(&tmp, 0, sizeof tmp);
     tmp.storage = -1;
     tmp.q_scales = tmp.q_zero_points = -1;
+    tmp.file_offset = UINT64_MAX;
     tmp.offset = call->offset;
-    if (mf_pv_is_str(nm, "_rebuild_meta_tensor_no_storage")) {
+    if (code == FN_META) {
         const mf_pv *dt = arg(call, 0);
         tmp.kind = MF_TT_META;
         if (dt == NULL || dt->kind != MF_PV_GLOBAL || (dt->flags & MF_PVF_COMPUTED) ||
@@ -415,7 +454,7 @@ static int decode_tensor(walker *w, mf_pv *call, int32_t *index) {
         int64_t rg = 0;
         as_int(arg(call, 3), &rg);
         tmp.requires_grad = rg != 0;
-    } else if (decode_dense(w, call, fn, &tmp)) {
+    } else if (decode_dense(w, call, code, &tmp)) {
         return w->err->code;
     }
     mf_torch_tensor *t = (mf_torch_tensor *)mf_vec_push(&w->out->tensors, sizeof *t, w->a, w->err, call->offset);
@@ -548,7 +587,7 @@ static const mf_pv *dict_get(const mf_pv *d, const char *key) {
 
 static const mf_pv *as_dict(const mf_pv *v) {
     /* OrderedDict() is a call whose items arrive through SETITEMS */
-    if (v != NULL && v->kind == MF_PV_CALL && fn_is(callee(v), "collections", "OrderedDict")) return v->extra;
+    if (v != NULL && v->kind == MF_PV_CALL && fn_code(callee(v)) == FN_ORDERED_DICT) return v->extra;
     return v != NULL && v->kind == MF_PV_DICT ? v : NULL;
 }
 
@@ -612,7 +651,7 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key) {
         if (decode_tensor(w, v, &idx)) return 1;
         return emit(w, MF_TE_TENSOR, depth, key, v, NULL, idx);
     }
-    if (fn_is(fn, "collections", "OrderedDict")) {
+    if (fn_code(fn) == FN_ORDERED_DICT) {
         if (emit(w, MF_TE_DICT, depth, key, v, NULL, -1)) return 1;
         /* OrderedDict([(k, v), ...]) as protocols 0/1 write it, then SETITEMS */
         const mf_pv *init = arg(v, 0);
@@ -727,5 +766,90 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
         c.pos += nbytes;
     }
     *storage_data = data;
+    return MF_OK;
+}
+
+/* ========================================================================================== */
+/* Storages -> file bytes                                                                     */
+/* ========================================================================================== */
+
+int mf_torch_resolve(mf_torch_result *r, const uint64_t *data_offset, const uint64_t *avail, mf_error *err) {
+    const mf_torch_storage *st = (const mf_torch_storage *)r->storages.items;
+    mf_torch_tensor *ts = (mf_torch_tensor *)r->tensors.items;
+    for (size_t i = 0; i < r->storages.len; i++) {
+        uint64_t need;
+        if (mf_mul_u64(st[i].numel, mf_dtype_bits(st[i].dtype) / 8, &need))
+            return mf_fail(err, MF_ERR_CORRUPT, st[i].offset, "storage '%.*s' size overflows", (int)st[i].key_len,
+                           (const char *)st[i].key);
+        if (avail[i] != UINT64_MAX && need > avail[i])
+            return mf_fail(err, MF_ERR_CORRUPT, st[i].offset,
+                           "storage '%.*s' declares %llu elements of %s (%llu bytes) but the file holds %llu bytes for it",
+                           (int)st[i].key_len, (const char *)st[i].key, (unsigned long long)st[i].numel,
+                           mf_dtype_name(st[i].dtype), (unsigned long long)need, (unsigned long long)avail[i]);
+    }
+    for (size_t i = 0; i < r->tensors.len; i++) {
+        mf_torch_tensor *t = &ts[i];
+        t->file_offset = UINT64_MAX;
+        if (t->storage < 0) continue;
+        const mf_torch_storage *s = &st[t->storage];
+        uint64_t bits = mf_dtype_bits(t->dtype), have, reach, off;
+        if (mf_mul_u64(s->numel, mf_dtype_bits(s->dtype), &have) ||
+            mf_mul_u64(t->extent, bits, &reach) || reach > have)
+            return mf_fail(err, MF_ERR_CORRUPT, t->offset,
+                           "tensor reaches element %llu of storage '%.*s', which holds %llu elements of %s",
+                           (unsigned long long)t->extent, (int)s->key_len, (const char *)s->key,
+                           (unsigned long long)(bits ? have / bits : 0), mf_dtype_name(t->dtype));
+        if (data_offset[t->storage] == UINT64_MAX) continue;
+        if (mf_mul_u64((uint64_t)t->storage_offset, bits / 8, &off) ||
+            mf_add_u64(off, data_offset[t->storage], &t->file_offset))
+            return mf_fail(err, MF_ERR_CORRUPT, t->offset, "tensor offset overflows");
+    }
+    return MF_OK;
+}
+
+typedef struct name_slot {
+    const uint8_t *name;
+    uint32_t len;
+    int32_t index;
+} name_slot;
+
+int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
+                          const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,
+                          uint64_t *avail, int32_t *member, mf_error *err) {
+    /* index the members under the record folder by the rest of their name (the storage key) */
+    size_t cap = 16;
+    while (cap < n_entries * 2 + 2) cap *= 2;
+    name_slot *slots = (name_slot *)mf_arena_calloc(a, cap, sizeof *slots, err, 0);
+    if (slots == NULL) return err->code;
+    size_t head = prefix_len;
+    for (size_t i = 0; i < n_entries; i++) {
+        const mf_zip_entry *e = &entries[i];
+        if (e->name_len <= head || memcmp(e->name, prefix, prefix_len) != 0) continue;
+        const uint8_t *k = e->name + head;
+        uint32_t kn = e->name_len - (uint32_t)head;
+        size_t j = (size_t)hash_bytes(k, kn) & (cap - 1);
+        while (slots[j].name != NULL && !(slots[j].len == kn && memcmp(slots[j].name, k, kn) == 0))
+            j = (j + 1) & (cap - 1);
+        slots[j].name = k; /* a repeated name keeps its last entry, as zipfile does */
+        slots[j].len = kn;
+        slots[j].index = (int32_t)i;
+    }
+    const mf_torch_storage *st = (const mf_torch_storage *)r->storages.items;
+    for (size_t i = 0; i < r->storages.len; i++) {
+        size_t j = (size_t)hash_bytes(st[i].key, st[i].key_len) & (cap - 1);
+        while (slots[j].name != NULL &&
+               !(slots[j].len == st[i].key_len && memcmp(slots[j].name, st[i].key, st[i].key_len) == 0))
+            j = (j + 1) & (cap - 1);
+        if (slots[j].name == NULL)
+            return mf_fail(err, MF_ERR_CORRUPT, st[i].offset, "storage record '%.*s%.*s' is missing from the archive",
+                           (int)prefix_len, (const char *)prefix, (int)st[i].key_len, (const char *)st[i].key);
+        const mf_zip_entry *e = &entries[slots[j].index];
+        member[i] = slots[j].index;
+        avail[i] = e->uncomp_size;
+        data_offset[i] = e->method == 0 && e->data_offset != UINT64_MAX ? e->data_offset : UINT64_MAX;
+        if (e->method == 0 && e->comp_size != e->uncomp_size)
+            return mf_fail(err, MF_ERR_CORRUPT, e->local_offset, "stored zip member '%.*s' has two different sizes",
+                           (int)e->name_len, (const char *)e->name);
+    }
     return MF_OK;
 }

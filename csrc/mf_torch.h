@@ -13,6 +13,7 @@
 #define MF_TORCH_H
 
 #include "mf_pickle.h"
+#include "mf_zip.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,6 +55,8 @@ typedef struct mf_torch_tensor {
     uint8_t requires_grad;
     uint8_t is_parameter;
     uint8_t qscheme;          /* MF_QS_* */
+    uint8_t contiguous;       /* stride is C-contiguous for shape */
+    uint64_t file_offset;     /* set by mf_torch_resolve: file offset of element 0; UINT64_MAX if none */
     double q_scale;
     int64_t q_zero_point;
     int64_t q_axis;
@@ -114,6 +117,19 @@ int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *o
  * in the index order of out->storages. */
 int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
                     uint64_t **storage_data, mf_error *err);
+
+/* Check every storage against the bytes the file holds for it and every tensor against its
+ * storage, and set each tensor's file_offset. Per storage i: data_offset[i] is the file offset
+ * of its bytes (UINT64_MAX: not mapped, e.g. a compressed member), avail[i] how many bytes the
+ * file holds for it (UINT64_MAX: already checked). */
+int mf_torch_resolve(mf_torch_result *r, const uint64_t *data_offset, const uint64_t *avail, mf_error *err);
+
+/* Zip files: storage i lives in member "<prefix><key>", prefix being the record folder with its
+ * trailing slash ("archive/data/"; TorchScript constants: "archive/constants/"). Fills data_offset (UINT64_MAX for a
+ * compressed member), avail (the member's uncompressed size) and member (entry index). */
+int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
+                          const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,
+                          uint64_t *avail, int32_t *member, mf_error *err);
 
 /* dtype of a torch storage class name ("FloatStorage") or dtype name ("float32"); 0 if unknown */
 int mf_torch_storage_dtype(const uint8_t *name, size_t n);

@@ -6,7 +6,12 @@ interface is included below (_native_<stem>.pxi next to csrc/mf_<stem>.c).
 """
 
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
-from libc.string cimport memset
+from libc.string cimport memcmp, memset
+
+from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.unicode cimport PyUnicode_DecodeUTF8
 
 from mfparse.errors import error_from_code
 
@@ -27,6 +32,7 @@ cdef extern from "mf_core.h":
         size_t cap
 
     void mf_arena_init(mf_arena *a, uint64_t cap)
+    void *mf_arena_calloc(mf_arena *a, size_t count, size_t size, mf_error *err, uint64_t offset)
     void mf_arena_free(mf_arena *a)
     uint64_t mf_arena_cap_for(uint64_t input_len, uint64_t per_byte, uint64_t floor)
     const char *mf_dtype_name(int dt)
@@ -48,7 +54,28 @@ cdef inline void clear_error(mf_error *err) noexcept:
 
 cdef str text(const uint8_t *s, size_t n):
     """UTF-8 bytes from a file as str; undecodable bytes are kept as backslash escapes."""
-    return (<const char *>s)[:n].decode("utf-8", "backslashreplace")
+    return PyUnicode_DecodeUTF8(<const char *>s, n, "backslashreplace")
+
+
+cdef tuple i64_tuple(const int64_t *a, size_t n):
+    """A tuple of Python ints from a C array (shapes, strides)."""
+    cdef tuple t = PyTuple_New(n)
+    cdef size_t i
+    for i in range(n):
+        v = PyLong_FromLongLong(a[i])
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(t, i, v)
+    return t
+
+
+cdef tuple u64_tuple(const uint64_t *a, size_t n):
+    cdef tuple t = PyTuple_New(n)
+    cdef size_t i
+    for i in range(n):
+        v = PyLong_FromUnsignedLongLong(a[i])
+        Py_INCREF(v)
+        PyTuple_SET_ITEM(t, i, v)
+    return t
 
 
 def dtype_names():
@@ -59,6 +86,10 @@ def dtype_names():
 def dtype_bits():
     """Bits per element of every C dtype code (index = code)."""
     return [mf_dtype_bits(i) for i in range(MF_DT_COUNT)]
+
+
+DTYPE_NAMES = dtype_names()
+DTYPE_BITS = dtype_bits()
 
 
 include "_native_zip.pxi"

@@ -74,6 +74,8 @@ cdef extern from "mf_torch.h":
         uint8_t requires_grad
         uint8_t is_parameter
         uint8_t qscheme
+        uint8_t contiguous
+        uint64_t file_offset
         double q_scale
         int64_t q_zero_point
         int64_t q_axis
@@ -103,6 +105,10 @@ cdef extern from "mf_torch.h":
     int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err)
     int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
                         uint64_t **storage_data, mf_error *err)
+    int mf_torch_resolve(mf_torch_result *r, const uint64_t *data_offset, const uint64_t *avail, mf_error *err)
+    int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
+                              const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,
+                              uint64_t *avail, int32_t *member, mf_error *err)
 
 
 cdef bint _dotted_name(const mf_pv *v) noexcept:
@@ -504,22 +510,112 @@ cdef class PickleParse:
                         s[i].numel, s[i].offset, data))
         return out
 
-    def torch_tensors(self):
-        """[(storage, dtype, shape, stride, storage_offset, numel, extent, kind, requires_grad,
-        is_parameter, qscheme, q_scale, q_zero_point, q_axis, q_scales, q_zero_points,
-        subclass PV|None, device PV|None, pickle offset)]"""
-        cdef size_t i
-        cdef uint32_t d
-        cdef mf_torch_tensor *t = <mf_torch_tensor *>self.torch.tensors.items
+    def torch_infos(self, ZipDirectory zipdir, bytes prefix, info_cls, empty):
+        """TensorInfos (info_cls) for every tensor and bare storage, in walk order.
+
+        zipdir/prefix: the archive whose "<prefix><key>" members hold the storages (prefix is the
+        record folder, e.g. b"archive/data/");
+        zipdir None: a legacy file (storage bytes located by torch_legacy). Storage and tensor
+        bounds are checked in C (mf_torch_resolve) before anything is built.
+        """
+        cdef size_t ns = self.torch.storages.len, i
+        cdef mf_torch_storage *st = <mf_torch_storage *>self.torch.storages.items
+        cdef mf_torch_entry *e = <mf_torch_entry *>self.torch.entries.items
+        cdef mf_torch_tensor *t
+        cdef uint64_t *data_offset
+        cdef uint64_t *avail
+        cdef int32_t *member
+        cdef mf_zip_entry *ze
+        clear_error(&self.err)
+        data_offset = <uint64_t *>mf_arena_calloc(&self.arena, ns + 1, sizeof(uint64_t), &self.err, 0)
+        avail = <uint64_t *>mf_arena_calloc(&self.arena, ns + 1, sizeof(uint64_t), &self.err, 0)
+        member = <int32_t *>mf_arena_calloc(&self.arena, ns + 1, sizeof(int32_t), &self.err, 0)
+        raise_error(&self.err)
+        ids = []
+        if zipdir is not None:
+            mf_torch_zip_storages(&self.torch, zipdir.entries, zipdir.n, prefix, len(prefix), &self.arena,
+                                  data_offset, avail, member, &self.err)
+            raise_error(&self.err)
+            for i in range(ns):
+                ze = &zipdir.entries[member[i]]
+                ids.append((<const char *>ze.name)[:ze.name_len].decode("utf-8", "replace"))
+        else:
+            if self.legacy_data == NULL and ns:
+                raise ValueError("torch_legacy() has not run")
+            for i in range(ns):
+                data_offset[i] = self.legacy_data[i]
+                avail[i] = <uint64_t>-1
+                ids.append(text(st[i].key, st[i].key_len))
+        mf_torch_resolve(&self.torch, data_offset, avail, &self.err)
+        raise_error(&self.err)
+        from types import MappingProxyType
+        proxies = {}
+        for i in range(ns):
+            loc = text(st[i].location, st[i].location_len)
+            if loc not in proxies:
+                proxies[loc] = MappingProxyType({"device": loc})
+        locations = [proxies[text(st[i].location, st[i].location_len)] for i in range(ns)]
+        names = DTYPE_NAMES
+        bits = DTYPE_BITS
         out = []
-        for i in range(self.torch.tensors.len):
-            shape = tuple([t[i].shape[d] for d in range(t[i].ndim)])
-            stride = tuple([t[i].stride[d] for d in range(t[i].ndim)])
-            out.append((t[i].storage, t[i].dtype, shape, stride, t[i].storage_offset, t[i].numel, t[i].extent,
-                        t[i].kind, bool(t[i].requires_grad), bool(t[i].is_parameter), t[i].qscheme, t[i].q_scale,
-                        t[i].q_zero_point, t[i].q_axis, t[i].q_scales, t[i].q_zero_points,
-                        PV.wrap(self, t[i].subclass), PV.wrap(self, t[i].device), t[i].offset))
+        new = tuple.__new__
+        for i in range(self.torch.entries.len):
+            if e[i].kind == MF_TE_TENSOR:
+                out.append(self._tensor_info(e[i].tensor, text(<const uint8_t *>e[i].path, e[i].path_len),
+                                             ids, locations, names, bits, info_cls, empty, data_offset))
+            elif e[i].kind == MF_TE_STORAGE:
+                j = e[i].tensor
+                nbytes = st[j].numel * bits[st[j].dtype] // 8
+                out.append(new(info_cls, (text(<const uint8_t *>e[i].path, e[i].path_len),
+                                          names[st[j].dtype], (st[j].numel,), nbytes,
+                                          None if data_offset[j] == <uint64_t>-1 else data_offset[j], ids[j], None,
+                                          {"device": locations[j]["device"], "storage_object": True})))
         return out
+
+    cdef _tensor_info(self, int32_t ti, str name, list ids, list locations, list names, list bits, info_cls, empty,
+                      uint64_t *data_offset):
+        cdef mf_torch_tensor *t = &(<mf_torch_tensor *>self.torch.tensors.items)[ti]
+        cdef uint32_t d
+        shape = i64_tuple(t.shape, t.ndim)
+        stride = None if t.contiguous else i64_tuple(t.stride, t.ndim)
+        if t.storage >= 0:
+            sid = ids[t.storage]
+            if (t.kind == 0 and t.device == NULL and not t.requires_grad and not t.is_parameter
+                    and t.subclass == NULL and data_offset[t.storage] != <uint64_t>-1):
+                # the common case: only the device; one shared read-only mapping per storage location
+                extras = locations[t.storage]
+                return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
+                                                t.file_offset, sid, stride, extras))
+            extras = {"device": locations[t.storage]["device"]}
+            if data_offset[t.storage] == <uint64_t>-1:
+                extras["storage_offset"] = t.storage_offset
+        else:
+            sid = None
+            extras = {"device": "meta"}
+        if t.device != NULL:
+            dev = PV.wrap(self, t.device).value
+            extras["device"] = dev.decode("latin-1") if isinstance(dev, bytes) else str(dev)
+        if t.requires_grad:
+            extras["requires_grad"] = True
+        if t.is_parameter:
+            extras["parameter"] = True
+        if t.subclass != NULL:
+            extras["subclass"] = PV.wrap(self, t.subclass).qualname or "?"
+        if t.kind == 1:
+            q = {"qscheme": ("?", "per_tensor_affine", "per_channel_affine", "per_channel_affine_float_qparams")[t.qscheme]}
+            if t.qscheme == 1:
+                q["scale"] = t.q_scale
+                q["zero_point"] = t.q_zero_point
+            else:
+                q["axis"] = t.q_axis
+                q["scales"] = self._tensor_info(t.q_scales, name + ".q_scales", ids, locations, names, bits,
+                                                info_cls, empty, data_offset)
+                q["zero_points"] = self._tensor_info(t.q_zero_points, name + ".q_zero_points", ids, locations,
+                                                     names, bits, info_cls, empty, data_offset)
+            extras["quantization"] = q
+        return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
+                                        None if t.file_offset == <uint64_t>-1 else t.file_offset, sid, stride,
+                                        extras or empty))
 
     def torch_storage_sizes(self):
         """[(key, dtype code, numel, pickle offset)] of the walked storages."""

@@ -41,11 +41,12 @@ def safetensors_header_len(const uint8_t[::1] head, uint64_t file_size):
     return n
 
 
-def safetensors_parse(const uint8_t[::1] buf, uint64_t file_size):
+def safetensors_parse(const uint8_t[::1] buf, uint64_t file_size, info_cls=tuple, empty=None):
     """Parse and validate a safetensors header; buf = the first 8 + N bytes of the file.
 
     Returns (tensors, metadata | None, data_start) with tensors as
-    [(name, dtype code, shape tuple, begin, end)] in data-offset order (absolute offsets).
+    info_cls(name, dtype name, shape tuple, nbytes, offset, None, None, empty) in data-offset
+    order (absolute offsets; info_cls is a tuple subclass such as TensorInfo, or tuple itself).
     """
     cdef mf_arena arena
     cdef mf_error err
@@ -59,10 +60,12 @@ def safetensors_parse(const uint8_t[::1] buf, uint64_t file_size):
         mf_safetensors_parse(&buf[0] if buf.shape[0] else NULL, buf.shape[0], file_size, &arena, &r, &err)
         raise_error(&err)
         tensors = []
+        names = DTYPE_NAMES
+        new = tuple.__new__
         for i in range(r.n_tensors):
             t = &r.tensors[i]
-            tensors.append((text(t.name, t.name_len), t.dtype, tuple([t.shape[d] for d in range(t.ndim)]),
-                            t.begin, t.end))
+            tensors.append(new(info_cls, (text(t.name, t.name_len), names[t.dtype], u64_tuple(t.shape, t.ndim),
+                                          t.end - t.begin, t.begin, None, None, empty)))
         meta = None
         if r.has_meta:
             meta = {text(r.meta[i].key, r.meta[i].key_len): text(r.meta[i].value, r.meta[i].value_len)

@@ -124,16 +124,31 @@ cdef class ZipDirectory:
         raise_error(&err)
         return self.entries[i].data_offset
 
+    def find(self, bytes name):
+        """Index of the last entry with this raw name, or -1."""
+        cdef size_t i = self.n
+        cdef const char *want = name
+        cdef size_t wn = len(name)
+        while i > 0:
+            i -= 1
+            if self.entries[i].name_len == wn and memcmp(self.entries[i].name, want, wn) == 0:
+                return i
+        return -1
+
+    def entry(self, size_t i):
+        """One entry as a tuple (see entries_list)."""
+        if i >= self.n:
+            raise IndexError(i)
+        return self._row(&self.entries[i])
+
+    cdef tuple _row(self, mf_zip_entry *e):
+        raw = (<const char *>e.name)[:e.name_len]
+        name = raw.decode("utf-8", "replace") if e.flags & 0x800 else raw.decode("cp437")
+        return (name, e.flags, e.method, e.crc32, e.comp_size, e.uncomp_size, e.local_offset,
+                None if e.data_offset == <uint64_t>-1 else e.data_offset, e.anomalies)
+
     def entries_list(self):
         """[(name, flags, method, crc32, comp_size, uncomp_size, local_offset, data_offset|None,
         anomalies)] in directory order. Names: UTF-8 when flag 0x800 is set, else cp437."""
         cdef size_t i
-        cdef mf_zip_entry *e
-        out = []
-        for i in range(self.n):
-            e = &self.entries[i]
-            raw = (<const char *>e.name)[:e.name_len]
-            name = raw.decode("utf-8", "replace") if e.flags & 0x800 else raw.decode("cp437")
-            out.append((name, e.flags, e.method, e.crc32, e.comp_size, e.uncomp_size, e.local_offset,
-                        None if e.data_offset == <uint64_t>-1 else e.data_offset, e.anomalies))
-        return out
+        return [self._row(&self.entries[i]) for i in range(self.n)]

@@ -85,14 +85,14 @@ class ObjectNode(NamedTuple):
 
 
 def _jsonable(v):
+    if isinstance(v, TensorInfo):  # before tuple: both named tuples are tuples
+        return v.to_dict()
+    if isinstance(v, ObjectNode):
+        return {"__class__": v.cls, **{str(k): _jsonable(x) for k, x in v.fields.items()}}
     if isinstance(v, dict):
         return {str(k): _jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
-    if isinstance(v, TensorInfo):
-        return v.to_dict()
-    if isinstance(v, ObjectNode):
-        return {"__class__": v.cls, **{str(k): _jsonable(x) for k, x in v.fields.items()}}
     if isinstance(v, (bytes, bytearray)):
         return v.decode("latin-1")
     if isinstance(v, float) and v != v:

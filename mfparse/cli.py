@@ -1,5 +1,6 @@
 """Command line: `mfparse inspect FILE [--json] [--stats] [--tree]`,
-`mfparse scan PATH... [--json] [--recursive] [--jobs N]` (also `python -m mfparse`).
+`mfparse scan PATH... [--json] [--recursive] [--jobs N]`, `mfparse bench MODEL ...`
+(also `python -m mfparse`).
 
 Each subcommand lives in its own function; main() only parses arguments and dispatches.
 Exit codes: 0 success, 1 a finding or failed comparison (scan, diff), 2 an error.
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--recursive", "-r", action="store_true", help="scan every file under directories")
     sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel")
     sc.set_defaults(func=_cmd_scan)
+
+    from mfparse.bench.cli import add_parser as add_bench  # light: imports no runtime
+
+    add_bench(sub)
     return p
 
 

@@ -17,9 +17,10 @@ def _zip_reader(source):
     from mfparse.formats import torch as torch_fmt
     from mfparse.formats.zip import ZipArchive
 
-    names = ZipArchive(source).names()
-    if torch_fmt.find_archive_prefix(names) is not None:
-        return torch_fmt.open_zip(source)
+    archive = ZipArchive(source)
+    if torch_fmt.find_archive_prefix(archive) is not None:
+        return torch_fmt.open_zip(source, archive)
+    names = archive.names()
     raise UnsupportedFormatError(
         "zip archive that is not a torch checkpoint (members: "
         + ", ".join(names[:5])

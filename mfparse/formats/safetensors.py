@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import struct
 
-from mfparse import _native, dtypes
-from mfparse.api import TensorInfo
+from mfparse import _native
+from mfparse.api import EMPTY, TensorInfo
 from mfparse.formats.base import Reader
 
 
@@ -25,12 +25,7 @@ class SafetensorsReader(Reader):
         super().__init__(source)
         buf, size = source.buf, source.size
         n = _native.safetensors_header_len(buf[:8], size)
-        rows, meta, self.data_start = _native.safetensors_parse(buf[: 8 + n], size)
-        self._meta = meta
-        names = dtypes.NAMES
-        self._tensors = [
-            TensorInfo(name, names[dt], shape, end - begin, begin) for name, dt, shape, begin, end in rows
-        ]
+        self._tensors, self._meta, self.data_start = _native.safetensors_parse(buf[: 8 + n], size, TensorInfo, EMPTY)
 
     def metadata(self) -> dict:
         return dict(self._meta or {})

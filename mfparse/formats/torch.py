@@ -8,36 +8,35 @@ pickles; every tensor is checked to lie inside its storage, and every storage in
 
 from __future__ import annotations
 
+import re
+
 from mfparse import _native, dtypes
 from mfparse.api import EMPTY, ObjectNode, TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.zip import ZipArchive
 
-QSCHEMES = {1: "per_tensor_affine", 2: "per_channel_affine", 3: "per_channel_affine_float_qparams"}
-
-# legacy files start with the magic number pickled by protocol 2 (0x80 0x02, LONG1 of 10 bytes)
-LEGACY_MAGIC_P2 = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+#: torch.serialization.MAGIC_NUMBER, pickled first in every legacy file
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 
 def is_legacy(head: bytes) -> bool:
-    """True for the magic-number pickle that starts a legacy torch file (any protocol)."""
-    if head.startswith(LEGACY_MAGIC_P2):
-        return True
-    if head[:1] == b"\x80" and head[2:4] == b"\x8a\x0a" and head[4:14] == LEGACY_MAGIC_P2[4:14]:
-        return True
-    return head.startswith(b"L119547037146038801333356") or head.startswith(b"I119547037146038801333356")
+    """True when the file starts with a pickle of the legacy magic number (any protocol).
+    The first pickle is interpreted symbolically, as everything else."""
+    parse = _native.PickleParse(len(head))
+    root, _ = parse.load(head, 0, 0, False)
+    return root is not None and root.kind in ("int", "bigint") and root.value == LEGACY_MAGIC
 
 
-def find_archive_prefix(names) -> str | None:
+def find_archive_prefix(archive: ZipArchive) -> str | None:
     """The folder that holds data.pkl: the first entry's top folder, as torch's reader takes it,
     else any single folder with a data.pkl."""
-    names = list(names)
-    if names:
-        top = names[0].split("/", 1)[0]
-        if f"{top}/data.pkl" in names:
+    first = archive.first_name()
+    if first is not None:
+        top = first.split("/", 1)[0]
+        if archive.find(f"{top}/data.pkl") is not None:
             return top
-    for n in names:
+    for n in archive.members:
         parts = n.split("/")
         if len(parts) == 2 and parts[1] == "data.pkl":
             return parts[0]
@@ -45,90 +44,14 @@ def find_archive_prefix(names) -> str | None:
 
 
 class _TorchReader(Reader):
-    """Shared by the zip and legacy readers: records -> TensorInfos, structure -> tree."""
+    """Shared by the zip and legacy readers: structure -> tree and metadata, data -> views."""
 
     byteorder = "<"
-
-    def _build(self, parse, storage_bytes):
-        """storage_bytes(index, key, record) -> (file offset | None, available bytes | None, id)."""
-        self.parse = parse
-        self._compressed: dict[str, tuple[str, int]] = {}
-        storages = parse.torch_storages()
-        tensors = parse.torch_tensors()
-        names = dtypes.NAMES
-        bits = dtypes.BITS
-        resolved = []
-        for i, st in enumerate(storages):
-            key, _loc, sdt, numel, at = st[0], st[1], st[2], st[3], st[4]
-            start, available, sid = storage_bytes(i, st)
-            need = numel * bits[sdt] // 8
-            if available is not None and need > available:
-                raise CorruptFileError(
-                    f"storage {sid!r} declares {numel} x {names[sdt]} ({need} bytes) but the file holds "
-                    f"{available} bytes for it",
-                    at,
-                )
-            resolved.append((start, need, sid))
-
-        infos: dict[int, TensorInfo] = {}
-
-        def info_for(ti: int, name: str) -> TensorInfo:
-            (sidx, dt, shape, stride, soff, numel, extent, kind, rg, param, qs, qscale, qzp, qaxis, qsc, qzps,
-             subclass, device, at) = tensors[ti]
-            dname = names[dt]
-            itembits = bits[dt]
-            extras = {}
-            if sidx >= 0:
-                start, need, sid = resolved[sidx]
-                extras["device"] = storages[sidx][1]
-                if extent * itembits > need * 8:
-                    raise CorruptFileError(
-                        f"tensor {name!r} reaches element {extent} of storage {sid!r}, which holds "
-                        f"{need * 8 // itembits if itembits else 0} elements of {dname}",
-                        at,
-                    )
-                offset = None if start is None else start + soff * itembits // 8
-                if start is None:
-                    self._compressed[name] = (sid, soff * itembits // 8)
-            else:
-                sid, offset = None, None
-                extras["device"] = "meta"
-            if device is not None:
-                extras["device"] = _device_str(device)
-            if rg:
-                extras["requires_grad"] = True
-            if param:
-                extras["parameter"] = True
-            if subclass is not None:
-                extras["subclass"] = subclass.qualname or "?"
-            if kind == 1:
-                q = {"qscheme": QSCHEMES.get(qs, "?")}
-                if qs == 1:
-                    q.update(scale=qscale, zero_point=qzp)
-                else:
-                    q.update(axis=qaxis, scales=info_for(qsc, name + ".q_scales"),
-                             zero_points=info_for(qzps, name + ".q_zero_points"))
-                extras["quantization"] = q
-            return TensorInfo(name, dname, shape, (numel * itembits + 7) // 8, offset, sid,
-                              None if _contiguous(shape, stride) else stride, extras or EMPTY)
-
-        out = []
-        for name, kind, idx in parse.torch_listing():
-            if kind == "tensor":
-                out.append(info_for(idx, name))
-            else:  # a bare storage: a 1-D tensor of its elements
-                start, need, sid = resolved[idx]
-                st = storages[idx]
-                out.append(TensorInfo(name, names[st[2]], (st[3],), need, start, sid, None,
-                                      {"device": st[1], "storage_object": True}))
-        self._tensors = _last_wins(out)
 
     def read(self, info: TensorInfo):
         if info.offset is None:
             raise UnsupportedFormatError(f"tensor {info.name!r} has no data in the file (meta tensor)")
         return view(self.source.buf, info, self.byteorder)
-
-    # ---- structure -------------------------------------------------------------------------
 
     def tree(self):
         by_name = {t.name: t for t in self._tensors}
@@ -138,26 +61,18 @@ class _TorchReader(Reader):
         return flatten_metadata(self.tree())
 
 
-def _contiguous(shape, stride) -> bool:
-    expected = 1
-    for d, s in zip(reversed(shape), reversed(stride)):
-        if d != 1 and s != expected:
-            return False
-        expected *= d
-    return True
-
-
-def _last_wins(infos):
-    """A name seen twice (a repeated dict key) keeps its last value, at its first position,
-    as a Python dict built by the unpickler would."""
-    seen: dict[str, int] = {}
-    out: list[TensorInfo] = []
+def last_wins(infos):
+    """A name seen twice (a repeated dict key) keeps its last value at its first position, as the
+    dict an unpickler builds would."""
+    by_name = {t.name: t for t in infos}
+    if len(by_name) == len(infos):
+        return infos
+    seen: set[str] = set()
+    out = []
     for t in infos:
-        if t.name in seen:
-            out[seen[t.name]] = t
-        else:
-            seen[t.name] = len(out)
-            out.append(t)
+        if t.name not in seen:
+            seen.add(t.name)
+            out.append(by_name[t.name])
     return out
 
 
@@ -166,43 +81,47 @@ class TorchZipReader(_TorchReader):
 
     format = "torch-zip"
 
-    def __init__(self, source):
+    def __init__(self, source, archive: ZipArchive | None = None):
         super().__init__(source)
-        self.zip = ZipArchive(source)
-        members = self.zip.members
-        prefix = find_archive_prefix(members)
+        self.zip = archive if archive is not None else ZipArchive(source)
+        prefix = find_archive_prefix(self.zip)
         if prefix is None:
             raise UnsupportedFormatError("zip archive without a data.pkl: not a torch checkpoint")
         self.prefix = prefix
-        if f"{prefix}/constants.pkl" in members or any(n.startswith(f"{prefix}/code/") for n in members):
+        if self.zip.find(f"{prefix}/constants.pkl") is not None:
             self.format = "torchscript"
-        order = members.get(f"{prefix}/byteorder")
+        order = self.zip.find(f"{prefix}/byteorder")
         if order is not None and bytes(self.zip.read(order)).strip() == b"big":
             self.byteorder = ">"
-        pkl_member = members[f"{prefix}/data.pkl"]
+        pkl_member = self.zip.find(f"{prefix}/data.pkl")
         pkl = self.zip.read(pkl_member)
         base = pkl_member.data_offset if pkl_member.method == 0 else 0
-        parse = _native.PickleParse(len(pkl))
-        root, _ = parse.load(pkl, base)
+        self.parse = _native.PickleParse(len(pkl))
+        root, _ = self.parse.load(pkl, base)
+        self.parse.torch_walk(root, 0)
+        infos = self.parse.torch_infos(self.zip.directory, f"{prefix}/data/".encode("utf-8"), TensorInfo, EMPTY)
+        if self.format == "torchscript":
+            infos += self._torchscript_constants()
+        self._tensors = last_wins(infos)
+
+    def _torchscript_constants(self) -> list[TensorInfo]:
+        """Tensors of constants.pkl (storages under constants/), named as TorchScript code names
+        them: CONSTANTS.c0, CONSTANTS.c1, ..."""
+        member = self.zip.find(f"{self.prefix}/constants.pkl")
+        data = self.zip.read(member)
+        parse = _native.PickleParse(len(data))
+        root, _ = parse.load(data, member.data_offset if member.method == 0 else 0)
         parse.torch_walk(root, 0)
-
-        def storage_bytes(i, st):
-            name = f"{prefix}/data/{st[0]}"
-            m = members.get(name)
-            if m is None:
-                raise CorruptFileError(f"storage record {name!r} is missing from the archive", st[4])
-            if m.method != 0:
-                return None, m.size, name
-            return m.data_offset, m.size, name
-
-        self._build(parse, storage_bytes)
+        self._constants_parse = parse  # the TensorInfos' storages live as long as the reader
+        infos = parse.torch_infos(self.zip.directory, f"{self.prefix}/constants/".encode("utf-8"), TensorInfo, EMPTY)
+        return [t._replace(name=f"CONSTANTS.c{t.name}") for t in infos]
 
     def read(self, info: TensorInfo):
-        where = self._compressed.get(info.name)
-        if where is not None:
+        if info.offset is None and "storage_offset" in info.extras:
             # a deflated storage record (a re-zipped checkpoint): inflate it, view the tensor in it
-            data = self.zip.read(self.zip.members[where[0]])
-            return view(data, info._replace(offset=where[1]), self.byteorder)
+            data = self.zip.read(self.zip.find(info.storage))
+            start = info.extras["storage_offset"] * dtypes.bits(info.dtype) // 8
+            return view(data, info._replace(offset=start), self.byteorder)
         return super().read(info)
 
 
@@ -214,17 +133,13 @@ class TorchLegacyReader(_TorchReader):
 
     def __init__(self, source):
         super().__init__(source)
-        parse = _native.PickleParse(source.size)
-        parse.torch_legacy(source.buf)
-
-        def storage_bytes(i, st):
-            return st[5], None, st[0]
-
-        self._build(parse, storage_bytes)
+        self.parse = _native.PickleParse(source.size)
+        self.parse.torch_legacy(source.buf)
+        self._tensors = last_wins(self.parse.torch_infos(None, b"", TensorInfo, EMPTY))
 
 
-def open_zip(source):
-    return TorchZipReader(source)
+def open_zip(source, archive: ZipArchive | None = None):
+    return TorchZipReader(source, archive)
 
 
 def open_legacy(source):
@@ -268,6 +183,13 @@ def leaf_value(pv):
             return [leaf_value(i) for i in items[0].items]
         if q in ("builtins.complex", "__builtin__.complex") and all(i.kind in ("float", "int") for i in items):
             return complex(*[i.value for i in items])
+        if q == "_codecs.encode" and len(items) == 2 and items[0].kind == "str" and items[1].kind == "str" \
+                and items[1].value.replace("-", "") == "latin1":
+            return items[0].value.encode("latin-1")  # how protocols < 3 write bytes
+        if q in ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar") and len(items) == 2:
+            value = _numpy_scalar(items[0], items[1])
+            if value is not None:
+                return value
         if q in ("builtins.slice", "__builtin__.slice"):
             return ObjectNode("slice", {"args": [leaf_value(i) for i in items]})
         return ObjectNode(q or "<computed>")
@@ -276,10 +198,40 @@ def leaf_value(pv):
     return ObjectNode(f"<{k}>")
 
 
+_NUMERIC_DTYPE = re.compile(r"^[<>|=]?[biufc][1-9][0-9]?$")
+
+
+def _numpy_scalar(dtype_pv, data_pv):
+    """A numpy scalar pickled as scalar(dtype('f8'), b'...'): decoded from its bytes when the
+    dtype is a plain numeric one (nothing is imported or called), else None."""
+    import numpy as np
+
+    if dtype_pv.kind != "call" or dtype_pv.fn is None or dtype_pv.fn.qualname not in (
+            "numpy.dtype", "numpy.core.multiarray.dtype", "numpy._core.multiarray.dtype"):
+        return None
+    args = dtype_pv.args.items if dtype_pv.args is not None and dtype_pv.args.kind == "tuple" else []
+    if not args or args[0].kind != "str" or not _NUMERIC_DTYPE.match(args[0].value):
+        return None
+    order = "<"
+    state = dtype_pv.state
+    if state is not None and state.kind == "tuple" and len(state.items) > 1 and state.items[1].kind == "str":
+        order = state.items[1].value if state.items[1].value in "<>|=" else "<"
+    raw = leaf_value(data_pv)
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
+    if not isinstance(raw, bytes):
+        return None
+    dt = np.dtype(args[0].value.lstrip("<>|=")).newbyteorder(order if order != "|" else "=")
+    if len(raw) != dt.itemsize:
+        return None
+    return np.frombuffer(raw, dtype=dt)[0].item()
+
+
 def build_tree(entries, by_name):
     """Nested dicts/lists from the walker's pre-order entries; tensors as TensorInfo leaves."""
     root_holder: list = []
     stack: list = []  # (depth, container, kind)
+    objects: dict[int, object] = {}  # id(ObjectNode) -> its PV, to render tensor-free objects as leaves
     for path, depth, kind, _tensor, key, value, cls in entries:
         while stack and stack[-1][0] >= depth:
             stack.pop()
@@ -294,6 +246,7 @@ def build_tree(entries, by_name):
         elif kind in ("object", "module"):
             qual = cls.qualname if cls is not None and cls.kind == "global" else None
             node = ObjectNode(qual or "<computed>", {})
+            objects[id(node)] = value
         elif kind == "ref":
             node = ObjectNode("<recursive reference>")
         else:
@@ -311,24 +264,39 @@ def build_tree(entries, by_name):
         if kind in ("dict", "list", "set", "tuple", "object", "module"):
             stack.append((depth, node, kind))
     root = root_holder[0] if root_holder else None
-    return _finish(root)
+    return _finish(root, objects)
 
 
 class _Tuple(list):
     """A tuple under construction (closed into a tuple by _finish)."""
 
 
-def _finish(node):
+def _has_tensor(node) -> bool:
+    if isinstance(node, TensorInfo):
+        return True
     if isinstance(node, ObjectNode):
-        if not node.fields:
-            return ObjectNode(node.cls)
-        return ObjectNode(node.cls, {k: _finish(v) for k, v in node.fields.items()})
+        return any(_has_tensor(v) for v in node.fields.values())
     if isinstance(node, dict):
-        return {k: _finish(v) for k, v in node.items()}
-    if isinstance(node, _Tuple):
-        return tuple(_finish(v) for v in node)
+        return any(_has_tensor(v) for v in node.values())
     if isinstance(node, list):
-        return [_finish(v) for v in node]
+        return any(_has_tensor(v) for v in node)
+    return False
+
+
+def _finish(node, objects):
+    if isinstance(node, ObjectNode):
+        pv = objects.get(id(node))
+        if pv is not None and not _has_tensor(node):
+            value = leaf_value(pv)  # e.g. a numpy scalar, torch.Size, a device: rendered whole
+            if not isinstance(value, ObjectNode) or not node.fields:
+                return value
+        return ObjectNode(node.cls, {k: _finish(v, objects) for k, v in node.fields.items()})
+    if isinstance(node, dict):
+        return {k: _finish(v, objects) for k, v in node.items()}
+    if isinstance(node, _Tuple):
+        return tuple(_finish(v, objects) for v in node)
+    if isinstance(node, list):
+        return [_finish(v, objects) for v in node]
     return node
 
 

@@ -40,12 +40,13 @@ class ZipMember(NamedTuple):
 
 
 class ZipArchive:
-    """Members of a zip file, by name. The central directory is authoritative.
+    """Members of a zip file. The central directory is authoritative.
 
     Attributes:
-        members: name -> ZipMember, in directory order (a repeated name keeps its last entry,
-            as zipfile does, and the duplicate is flagged in `anomalies`).
-        anomalies: archive-level anomaly bits.
+        directory: the parsed central directory (C records).
+        members: name -> ZipMember in directory order, built on first use (a repeated name keeps
+            its last entry, as zipfile does, and the duplicate is flagged).
+        anomalies: archive-level anomaly bits (complete once `members` has been built).
     """
 
     def __init__(self, source):
@@ -59,19 +60,37 @@ class ZipArchive:
         self.directory = _native.ZipDirectory(buf[cd_offset:cd_offset + cd_size], eocd, size)
         self.directory.resolve_all(buf)
         self.anomalies = eocd[6]
-        members: dict[str, ZipMember] = {}
-        for row in self.directory.entries_list():
-            m = ZipMember(*row)
-            if m.name in members:
-                m = m._replace(anomalies=m.anomalies | (1 << 5))
-                self.anomalies |= 1 << 5
-            members[m.name] = m
         if len(self.directory) != eocd[3]:
             self.anomalies |= 1 << 6
-        self.members = members
+        self._members: dict[str, ZipMember] | None = None
+
+    @property
+    def members(self) -> dict[str, ZipMember]:
+        if self._members is None:
+            members: dict[str, ZipMember] = {}
+            for row in self.directory.entries_list():
+                m = ZipMember(*row)
+                if m.name in members:
+                    m = m._replace(anomalies=m.anomalies | (1 << 5))
+                    self.anomalies |= 1 << 5
+                members[m.name] = m
+            self._members = members
+        return self._members
 
     def names(self) -> list[str]:
         return list(self.members)
+
+    def first_name(self) -> str | None:
+        return self.directory.entry(0)[0] if len(self.directory) else None
+
+    def find(self, name: str) -> ZipMember | None:
+        """The member called `name` (its last entry), without building `members`."""
+        if self._members is not None:
+            return self._members.get(name)
+        i = self.directory.find(name.encode("utf-8"))
+        if i < 0:
+            return None if name.isascii() else self.members.get(name)
+        return ZipMember(*self.directory.entry(i))
 
     def read(self, name_or_member, max_size: int | None = None):
         """A member's bytes: a zero-copy memoryview when stored, decompressed bytes when deflated.

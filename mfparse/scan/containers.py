@@ -19,7 +19,6 @@ import zlib
 
 from mfparse import _native, dtypes
 from mfparse.errors import MFParseError
-from mfparse.formats.torch import find_archive_prefix
 from mfparse.scan import keras as keras_check
 from mfparse.scan.pickles import OPCODES, check_tensors, scan_stream, storage_itembytes, walk_torch
 from mfparse.scan.report import Context, Where
@@ -433,6 +432,20 @@ class ZipEntry:
          self.data_offset, self.anomalies) = row
 
 
+def archive_prefix(names) -> str | None:
+    """The folder that holds data.pkl, as torch's reader picks it: the first entry's top folder
+    when it has a data.pkl, else any folder with one."""
+    if names:
+        top = names[0].split("/", 1)[0]
+        if f"{top}/data.pkl" in names:
+            return top
+    for n in names:
+        parts = n.split("/")
+        if len(parts) == 2 and parts[1] == "data.pkl":
+            return parts[0]
+    return None
+
+
 def zip_directory(buf):
     """(entry rows in directory order, archive anomaly bits, eocd tuple) of a zip in buf.
     Every entry is kept, duplicates included (each is scanned: readers differ on which wins)."""
@@ -522,7 +535,7 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         if anomalies & bit & _ARCHIVE_BITS:
             ctx.finding("suspicious", f"zip: {why}", where, kind="container")
     names = list(members)
-    prefix = find_archive_prefix(names)
+    prefix = archive_prefix(names)
     ts = torchscript or any(n.endswith("constants.pkl") for n in names)
     if ts:
         code = [n for n in names if "/code/" in n and n.endswith(".py")]
