@@ -14,7 +14,7 @@ Competitors (optional imports; a missing one is reported as "not installed"):
   fickling:   fickling.scan_zip_archive for zip files, fickling.scan_file otherwise (what its CLI
               does); flagged = severity above LIKELY_SAFE
 
-Usage: python benchmarks/bench_scan.py [--repeat N] [--no-write] [--no-big]
+Usage: [MFPARSE_SCAN_BIG_DIR=dir] python benchmarks/bench_scan.py [--repeat N] [--no-write] [--no-big]
 """
 
 from __future__ import annotations
@@ -40,12 +40,18 @@ import common  # noqa: E402
 # ---- files ---------------------------------------------------------------------------------
 
 def ensure_big():
+    """llama.pth and many.pth: read from MFPARSE_SCAN_BIG_DIR when set (e.g. another checkout's
+    benchmarks/.data, read only), else generated into the cache as bench_listing.py does."""
     import numpy as np
     import torch
 
     out = {}
+    big_dir = os.environ.get("MFPARSE_SCAN_BIG_DIR")
     for tag, specs, dtype in (("llama", common.llama_specs(), torch.float16),
                               ("many", common.many_specs(), torch.float32)):
+        if big_dir and os.path.exists(os.path.join(big_dir, f"{tag}.pth")):
+            out[tag] = common.Path(big_dir) / f"{tag}.pth"
+            continue
         path = common.cached(f"{tag}.pth")
         if not path.exists():
             print(f"generating {tag}.pth ...", flush=True)
@@ -270,8 +276,7 @@ def main():
     scanners = available()
     benign, malicious = ensure_corpus()
     groups = [("benign corpus", benign), ("malicious corpus", malicious)]
-    big = ensure_big() if not args.no_big else {"many": common.cached("many.pth")} if common.cached(
-        "many.pth").exists() else {}
+    big = {} if args.no_big else ensure_big()
     for tag in ("many", "llama"):
         if tag in big:
             groups.append((f"{tag}.pth", [big[tag]]))
@@ -310,8 +315,9 @@ def main():
 
     env = competitor_versions()
     cmd = "PYTHONPATH=. python benchmarks/bench_scan.py " + " ".join(sys.argv[1:])
+    big_dir = os.environ.get("MFPARSE_SCAN_BIG_DIR")
     body = [
-        f"Command: `{cmd}` (MFPARSE_BENCH_DATA={os.environ.get('MFPARSE_BENCH_DATA', 'benchmarks/.data')})",
+        f"Command: `{('MFPARSE_SCAN_BIG_DIR=' + big_dir + ' ') if big_dir else ''}{cmd}`",
         f"Machine: {common.machine()}; versions: " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
         "Each group is scanned file by file with each tool, in this process, warm page cache, median of "
@@ -324,7 +330,11 @@ def main():
         f"Malicious files flagged (of {len(mal)}): " + ", ".join(f"{s} {caught[s]}" for s in scanners)
         + f". Benign files flagged (of {len(benign_names)}): " + ", ".join(f"{s} {false_pos[s]}" for s in scanners)
         + ".",
-        "Files a competitor flags that mfparse calls safe: " + (", ".join(missed) if missed else "none") + ".",
+        "Malicious files a competitor flags that mfparse calls safe: "
+        + (", ".join(n for n in missed if n in mal) or "none") + ". Benign files a competitor flags that "
+        "mfparse calls safe: " + (", ".join(n for n in missed if n not in mal) or "none")
+        + " (fickling flags every import outside the standard library, torch and numpy included, and every "
+        "call of one; picklescan flags none of them).",
         "",
         "<details><summary>Verdict per file</summary>",
         "",

@@ -18,6 +18,7 @@ docs/architecture.md, "Safety model".
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from mfparse.scan.report import Context, Finding, ScanReport, Where, display_path, render_text
@@ -43,11 +44,14 @@ def scan(path) -> ScanReport:
     from mfparse.source import Source
 
     t0 = time.perf_counter()
-    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) <= SMALL_FILE:
-        with open(path, "rb") as f:  # small files: one read beats setting up a memory map
-            src = Source(f.read())
-        src.path = os.fspath(path)
-    else:
+    src = None
+    if isinstance(path, (str, os.PathLike)):
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE:
+                src = Source(f.read())  # small files: one read beats setting up a memory map
+                src.path = os.fspath(path)
+    if src is None:
         src = Source(path)
     ctx = Context(display_path(path), src.size)
     name = os.path.basename(src.path) if src.path else None

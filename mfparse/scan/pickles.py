@@ -109,6 +109,11 @@ def _global_parts(g, with_validity=False):
     were valid UTF-8."""
     if g is None or g.kind != "global" or g.computed:
         return None
+    try:
+        parts = g.global_parts  # the interpreter checks UTF-8 of str nodes: this rarely fails
+        return (parts[0], parts[1], True) if with_validity else parts
+    except UnicodeDecodeError:
+        pass
     m, mok = _text(g.module)
     n, nok = _text(g.name)
     return (m, n, mok and nok) if with_validity else (m, n)
