@@ -259,6 +259,12 @@ def test_keras_benign():
            "registered_name": None}
     r = scan(_keras(cfg))
     assert r.verdict == "safe", str(r)
+    cfg["config"]["layers"].append({"module": "keras_hub.src.models", "class_name": "Backbone", "config": {},
+                                    "registered_name": "keras_hub>Backbone"})
+    assert scan(_keras(cfg)).verdict == "safe"
+    cfg["config"]["layers"].append({"module": "keras.layers", "class_name": "MyDense", "config": {},
+                                    "registered_name": "Custom>MyDense"})
+    assert_unsafe(scan(_keras(cfg)), "suspicious", kind="keras", why="custom object")
 
 
 def test_keras_lambda_at_depth():

@@ -78,15 +78,18 @@ def _check_entry(ctx, d: dict, path: str, where, source: str) -> None:
         return
     if isinstance(reg, str) and reg:
         pkg, _, name = reg.partition(">")
-        if name and not in_keras(pkg) and pkg not in ("Custom", ""):
+        if not name or in_keras(pkg):
+            pass  # a built-in's registered name ("relu") or one of Keras' own packages
+        elif pkg not in ("Custom", ""):
             sev, why = policy.judge_global(pkg, name)
             ctx.finding(_worst(sev), f"{source}: entry at {at} is registered as {reg!r}, outside Keras: it loads "
                         "only with custom objects or an import of its package", where, module=pkg, qualname=name,
                         kind="keras")
-        elif name:
+            return
+        else:
             ctx.finding("suspicious", f"{source}: entry at {at} is a custom object {reg!r}: Keras needs the caller's "
                         "code for it", where, module=pkg or None, qualname=name, kind="keras")
-        return
+            return
     if isinstance(cn, str) and ("." in cn or ">" in cn):
         mod2, _, name = cn.replace(">", ".").rpartition(".")
         if not in_keras(mod2):
