@@ -138,10 +138,12 @@ cdef bint _dotted_name(const mf_pv *v) noexcept:
 
 def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
     """Does interpreting buf (stacked pickles, up to the first error) import a dotted name?
-    Also True when a limit (max_stack, the arena) was hit: the bytes need a closer look.
 
-    A cheap yes/no for bytes that may or may not be a pickle: no Python objects are made for
-    the value graph or the events."""
+    Returns 1 when it does, or when a limit (max_stack, the arena) was hit (the bytes need a
+    closer look); 2 when it does not but the data ran out (more bytes could still import
+    something: buf may be a prefix); 0 when it does not and the interpretation failed before
+    the end. A cheap answer for bytes that may or may not be a pickle: no Python objects are
+    made for the value graph or the events."""
     cdef const uint8_t[::1] view = buf
     cdef mf_arena arena
     cdef mf_pkl pkl
@@ -149,9 +151,9 @@ def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
     cdef mf_pv *root = NULL
     cdef size_t pos = 0, used = 0, n = view.shape[0], k, i
     cdef mf_pkl_event *e
-    cdef bint found = False
+    cdef int found = 0
     if n == 0:
-        return False
+        return 2
     mf_arena_init(&arena, mf_arena_cap_for(n, 256, 64 << 20))
     clear_error(&err)
     mf_pkl_init(&pkl, &arena, &err)
@@ -166,13 +168,15 @@ def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
             for i in range(pkl.events.len):
                 if e[i].kind == 1 and e[i].a != NULL and not (e[i].a.flags & 2) \
                         and _dotted_name(e[i].a.g_mod) and _dotted_name(e[i].a.g_name):
-                    found = True
+                    found = 1
                     break
             if err.code == 4 or err.code == 5:  # a limit: worth a closer look
-                found = True
+                found = 1
             if found or err.code:
                 break
             pos += used
+        if not found and (err.code == 1 or (err.code == 0 and pos >= n)):
+            found = 2  # ran out of data
     finally:
         mf_arena_free(&arena)
     return found
