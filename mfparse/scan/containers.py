@@ -568,7 +568,13 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
             continue
         data, off, complete = got
         if not complete:
+            # the first 64 KiB of a compressed member decide whether the rest is worth inflating
             if not _worth_reading(data, nm):
+                continue
+            kind = sniff(data, nm)
+            if kind == "npy" and _npy_object(data) is False:
+                continue
+            if kind is None and _native.pickle_probe(data) == 0:
                 continue
             got = _read_member(ctx, m, buf, where, probe=False)
             if got is None:
@@ -719,6 +725,18 @@ def _descr_has_object(d) -> bool:
             if isinstance(field, (list, tuple)) and len(field) >= 2 and _descr_has_object(field[1]):
                 return True
     return False
+
+
+def _npy_object(buf):
+    """True/False: does the .npy header in buf declare an object dtype; None when it cannot tell."""
+    n = len(buf)
+    if n < 10:
+        return None
+    hlen, start = (int.from_bytes(bytes(buf[8:10]), "little"), 10) if buf[6] == 1 else (
+        int.from_bytes(bytes(buf[8:12]), "little"), 12)
+    if start + hlen > n:
+        return None
+    return b"O" in bytes(buf[start:start + hlen])
 
 
 def check_npy(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:

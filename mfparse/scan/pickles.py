@@ -419,7 +419,7 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
     if n == 0 or buf[0] not in OPCODES:
         res.error = "empty" if n == 0 else f"first byte 0x{buf[0]:02x} is not a pickle opcode"
         return res
-    if designated is False and not _native.pickle_probe(buf, max_stack=MAX_STACK):
+    if designated is False and _native.pickle_probe(buf, max_stack=MAX_STACK) != 1:
         res.error = "no pickle import in it"
         return res  # arbitrary bytes that import nothing: not a pickle anyone would load
     base = where.base or 0
