@@ -525,12 +525,9 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
     if end < size:
         ctx.note(f"{size - end} bytes follow the zip end record" + (f" in {where.member}" if where.member else ""))
         scan_stream(ctx, buf[end:], Where(where.member, (where.base or 0) + end, where.depth + 1), designated=False)
-    entries = [ZipEntry(r) for r in rows]
-    members = {}
-    for m in entries:
-        if m.name in members:
-            anomalies |= 1 << 5
-        members[m.name] = m
+    members = {r[0]: r for r in rows}  # name -> row (the last of duplicates, as zipfile keeps)
+    if len(members) != len(rows):
+        anomalies |= 1 << 5
     for bit, why in _ANOMALY_FINDINGS.items():
         if anomalies & bit & _ARCHIVE_BITS:
             ctx.finding("suspicious", f"zip: {why}", where, kind="container")
@@ -547,22 +544,22 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         ctx.note("Keras archive (.keras): config.json checked for Lambda layers and foreign modules")
     datapkl = f"{prefix}/data.pkl" if prefix is not None else None
     base = where.base
-    for m in entries:
-        nm = m.name
-        if m.anomalies:
+    first_ok = OPCODES | _MEMBER_MAGIC_FIRST
+    for row in rows:  # every entry, duplicates included: readers differ on which one they load
+        nm, _flags, method, _crc32, csize, _usize, loff, doff, anom = row
+        if anom:
             for bit, why in _ANOMALY_FINDINGS.items():
-                if m.anomalies & bit & ~_ARCHIVE_BITS:
-                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where, offset=m.local_offset,
-                                kind="container")
+                if anom & bit & ~_ARCHIVE_BITS:
+                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where, offset=loff, kind="container")
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
         keras_config = is_keras and nm == "config.json"
-        doff = m.data_offset
-        if m.method == 0 and not desig and not keras_config and doff is not None:
+        if method == 0 and not desig and not keras_config and doff is not None:
             # fast path for raw data records: only bytes that could start a pickle or a container
-            if m.comp_size == 0 or doff >= size:
+            if csize == 0 or doff >= size:
                 continue
-            if not _worth_reading(buf[doff:doff + m.comp_size], nm):
+            if buf[doff] not in first_ok and not (csize >= 512 and bytes(buf[doff + 257:doff + 262]) == b"ustar"):
                 continue
+        m = ZipEntry(row)
         got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
         if got is None:
             continue
@@ -632,16 +629,16 @@ def _check_torch_zip(ctx, res, members, prefix, where) -> None:
     sizes = []
     for key, dt, numel, at in parse.torch_storage_sizes():
         rec = f"{prefix}/data/{key}"
-        m = members.get(rec)
+        row = members.get(rec)
         need = numel * bits[dt] // 8
-        if m is None:
+        if row is None:
             ctx.error(f"storage record {rec!r} is missing from the archive: torch.load fails", where, at)
             sizes.append(None)
-        elif need > m.size:
+        elif need > row[5]:
             ctx.finding("dangerous", f"storage {key!r} declares {numel} x {names[dt]} ({need} bytes) but its "
-                        f"record holds {m.size} bytes: torch allocates the declared size and reads past the record",
+                        f"record holds {row[5]} bytes: torch allocates the declared size and reads past the record",
                         where, offset=at, kind="loader")
-            sizes.append(m.size)
+            sizes.append(row[5])
         else:
             sizes.append(need)
     check_tensors(ctx, parse, sizes, where)
