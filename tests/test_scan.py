@@ -120,6 +120,10 @@ def _write_benign(d):
             out[f"numpy_p{proto}.pkl"] = d / f"numpy_p{proto}.pkl"
     (d / "stacked.pkl").write_bytes(pickle.dumps([1, 2]) + pickle.dumps({"x": b"y"}) + pickle.dumps(None))
     out["stacked.pkl"] = d / "stacked.pkl"
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.ones(2, 3), "b": torch.zeros(3, dtype=torch.float16)}, str(d / "model.safetensors"))
+    out["model.safetensors"] = d / "model.safetensors"
     return out
 
 

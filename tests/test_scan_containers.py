@@ -186,6 +186,9 @@ def test_tar_archives(tmp_path):
         f = assert_unsafe(r, glob="os.system")
         assert f.member.endswith(long), f.member
     assert scan(tar({"a.pkl": __import__("pickle").dumps([1])})).verdict == "safe"
+    # a pickle in the first header's name field (pickle.load on the archive runs it)
+    evil = b"cos\nsystem\n(S'id'\ntR."
+    assert_unsafe(scan(tar({evil.decode(): b"x"})), glob="os.system")
 
 
 @pytest.mark.parametrize("magic,what", [(b"7z\xbc\xaf\x27\x1c", "7z"), (b"\x28\xb5\x2f\xfd", "zstd"),
@@ -293,6 +296,9 @@ def test_keras_config_in_hdf5_bytes():
     h5 = b"\x89HDF\r\n\x1a\n" + bytes(200) + cfg + b"\x00" + bytes(100)
     assert_unsafe(scan(h5), kind="keras", why="Lambda")
     assert scan(b"\x89HDF\r\n\x1a\n" + bytes(300)).verdict == "safe"
+    # a pickle in the user block in front of the superblock (HDF5 allows 512 bytes there)
+    block = PAYLOAD.ljust(512, b"\x00")
+    assert_unsafe(scan(block + b"\x89HDF\r\n\x1a\n" + bytes(300)), glob="os.system")
 
 
 def test_invalid_keras_config_is_an_error():

@@ -657,6 +657,8 @@ def _tar_size(field: bytes) -> int:
 
 
 def check_tar(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    # a header name field can itself be a pickle: pickle.load on the archive would run it
+    scan_stream(ctx, buf, where, designated=False, single=True)
     n = len(buf)
     pos = 0
     longname = None

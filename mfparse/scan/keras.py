@@ -128,6 +128,11 @@ _CONFIG_START = re.compile(rb'\{\s*"class_name"\s*:')
 def check_hdf5_bytes(ctx, buf, where, **_) -> bool:
     """Provisional HDF5 check: find the Keras model config JSON (stored uncompressed as an
     attribute string) in the raw bytes and check it. Replaced by the HDF5 reader's checker."""
+    if bytes(buf[:8]) != b"\x89HDF\r\n\x1a\n":
+        # a user block in front of the superblock: a loader that reads the first bytes unpickles them
+        from mfparse.scan.pickles import scan_stream
+
+        scan_stream(ctx, buf, where, designated=False, single=True)
     decoder = json.JSONDecoder()
     found = 0
     pos = 0
