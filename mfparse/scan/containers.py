@@ -550,7 +550,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         if anom:
             for bit, why in _ANOMALY_FINDINGS.items():
                 if anom & bit & ~_ARCHIVE_BITS:
-                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where, offset=loff, kind="container")
+                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where.child(nm, None),
+                                offset=where.offset(loff), kind="container")
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
         keras_config = is_keras and nm == "config.json"
         if method == 0 and not desig and not keras_config and doff is not None:
@@ -616,7 +617,8 @@ def _worth_reading(data, nm) -> bool:
 def _crc(ctx, data, m, where) -> None:
     if zlib.crc32(data) & 0xFFFFFFFF != m.crc32:
         ctx.finding("suspicious", f"zip member {m.name!r} fails its CRC-32 check: Python's zipfile refuses it, "
-                    "torch's reader does not check", where, offset=m.local_offset, kind="container")
+                    "torch's reader does not check", where.child(m.name, None), offset=where.offset(m.local_offset),
+                    kind="container")
 
 
 def _check_torch_zip(ctx, res, members, prefix, where) -> None:
