@@ -318,7 +318,8 @@ def main():
     big_dir = os.environ.get("MFPARSE_SCAN_BIG_DIR")
     body = [
         f"Command: `{('MFPARSE_SCAN_BIG_DIR=' + big_dir + ' ') if big_dir else ''}{cmd}`",
-        f"Machine: {common.machine()}; versions: " + ", ".join(f"{k} {v}" for k, v in env.items()),
+        f"Machine: {common.machine()} (load average {os.getloadavg()[0]:.1f} at the end of the run: the "
+        "machine is shared, so single runs vary by up to 2x); versions: " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
         "Each group is scanned file by file with each tool, in this process, warm page cache, median of "
         f"{args.repeat} runs after a warm-up. mfparse scans every zip member by content (first bytes, then "

@@ -334,3 +334,24 @@ def test_lists_are_documented():
     assert not missing, missing
     for n in sorted(policy.BUILTINS_ALLOWED):
         assert f"`{n}`" in text
+
+
+def test_hook_registry(monkeypatch):
+    from mfparse.scan import containers
+
+    monkeypatch.setattr(containers, "SNIFFERS", list(containers.SNIFFERS))
+    monkeypatch.setattr(containers, "CHECKERS", dict(containers.CHECKERS))
+    monkeypatch.setattr(containers, "_INDEX", [])
+    monkeypatch.setattr(containers, "_MEMBER_MAGIC_FIRST", set(containers._MEMBER_MAGIC_FIRST))
+
+    def checker(ctx, buf, where, **kw):
+        ctx.finding("dangerous", "a test format with an exec op", where, kind="format")
+        return True
+
+    from mfparse.scan import register_checker
+
+    assert scan(zip_bytes({"inner.bin": b"FAKE" + bytes(20)})).verdict == "safe"
+    register_checker("fakefmt", checker, sniffer=lambda h, b, n, t: h[:4] == b"FAKE", before="zip",
+                     first_bytes=b"F")
+    assert_unsafe(scan(b"FAKE" + bytes(20)), kind="format")
+    assert_unsafe(scan(zip_bytes({"inner.bin": b"FAKE" + bytes(20)})), kind="format", member="inner.bin")

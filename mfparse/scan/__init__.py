@@ -114,8 +114,11 @@ def scan_paths(paths, recursive: bool = False, jobs: int = 1):
             yield ScanReport.from_dict(d)
 
 
-def register_checker(kind: str, checker, sniffer=None, before: str | None = None) -> None:
-    """Plug in a checker for a container or format kind (see mfparse/scan/containers.py)."""
+def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
+    """Plug in a checker for a container or format kind (see mfparse/scan/containers.py):
+    ``checker(ctx, buf, where, **kw) -> bool``, optionally with a sniffer
+    ``sniffer(head, buf, name, top) -> bool`` placed before the sniffer named `before`, and the
+    first bytes (a bytes object) the format can start with."""
     from mfparse.scan import containers
 
-    containers.register_checker(kind, checker, sniffer, before)
+    containers.register_checker(kind, checker, sniffer, before, first_bytes)

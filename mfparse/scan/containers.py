@@ -129,7 +129,7 @@ def sniff(buf, name=None, top=False) -> str | None:
 
 
 # first bytes of the containers a zip/tar member is opened as (the rest hold no pickle)
-_MEMBER_MAGIC_FIRST = frozenset(b"P\x1fB\xfd\x5d\x04\x28" + b"7R\x93\x78")
+_MEMBER_MAGIC_FIRST = set(b"P\x1fB\xfd\x5d\x04\x28" + b"7R\x93\x78")  # + first bytes of registered formats
 
 
 # ==========================================================================================
@@ -163,6 +163,8 @@ def register_checker(kind: str, checker, sniffer=None, before: str | None = None
         idx = next((i for i, e in enumerate(SNIFFERS) if e[0] == before), len(SNIFFERS))
         SNIFFERS.insert(idx, (kind, sniffer, first_bytes))
         _INDEX.clear()
+        if first_bytes:
+            _MEMBER_MAGIC_FIRST.update(first_bytes)  # zip/tar members starting so are looked at
 
 
 _CONTROL = re.compile(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
