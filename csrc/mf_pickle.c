@@ -36,6 +36,8 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err) {
 
 static inline int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     if (v == NULL) return 1;
+    if (p->max_stack && p->sp >= p->max_stack)
+        return mf_fail(p->err, MF_ERR_LIMIT, at, "pickle stack deeper than %zu values", p->max_stack);
     if (p->sp == p->stack_cap) {
         size_t ncap = p->stack_cap ? p->stack_cap * 2 : 256;
         mf_pv **ns = (mf_pv **)mf_arena_alloc(p->arena, ncap * sizeof *ns, p->err, at);
@@ -45,6 +47,7 @@ static inline int push(mf_pkl *p, mf_pv *v, uint64_t at) {
         p->stack_cap = ncap;
     }
     p->stack[p->sp++] = v;
+    if (p->sp > p->stack_max) p->stack_max = p->sp;
     return 0;
 }
 
@@ -76,6 +79,7 @@ static int push_mark(mf_pkl *p, uint64_t at) {
         p->marks_cap = ncap;
     }
     p->marks[p->nmarks++] = p->sp;
+    if (p->nmarks > p->marks_max) p->marks_max = p->nmarks;
     return 0;
 }
 
@@ -143,6 +147,7 @@ static mf_pkl_memo_slot *memo_find(mf_pkl *p, uint64_t key) {
 }
 
 static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
+    if (key >= p->memo_key_max) p->memo_key_max = key + 1;
     /* dense keys: grow the array while keys stay within twice the number of entries */
     if (key >= p->dense_cap && key < 2 * (uint64_t)p->memo_len + 1024) {
         size_t ncap = p->dense_cap ? p->dense_cap * 2 : 1024;
@@ -492,18 +497,24 @@ static int set_items(mf_pkl *p, mf_pv *t, mf_pv **kv, size_t npairs, uint8_t op,
 
 #define FAIL_IF(cond) do { if (cond) goto fail; } while (0)
 
-/* buf[0] is the first opcode of a pickle; base is its file offset */
-int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
-                size_t *consumed) {
+/* buf[0] is the next opcode; base is its file offset. A fresh load resets the stacks and the
+ * memo; a resumed one (after MF_PKL_PAUSED) keeps them. */
+static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                     size_t *consumed, int resume) {
     mf_error *err = p->err;
     mf_cursor c;
     mf_cursor_init(&c, buf, len, base, err);
-    p->sp = 0;
-    p->nmarks = 0;
-    p->memo = NULL;
-    p->memo_len = p->memo_cap = 0;
-    p->dense = NULL;
-    p->dense_cap = 0;
+    *consumed = 0;
+    if (resume && !p->paused) return mf_fail(err, MF_ERR_CORRUPT, base, "pickle resumed without a paused load");
+    if (!resume) {
+        p->sp = 0;
+        p->nmarks = 0;
+        p->memo = NULL;
+        p->memo_len = p->memo_cap = 0;
+        p->dense = NULL;
+        p->dense_cap = 0;
+    }
+    p->paused = 0;
     if (p->none_node == NULL) {
         p->none_node = new_node(p, MF_PV_NONE, 'N', base);
         p->true_node = new_node(p, MF_PV_BOOL, 0x88, base);
@@ -513,6 +524,13 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
     }
     const uint8_t *frame_end = NULL; /* end of the current FRAME, NULL when none is open */
     int result = MF_OK;
+    if (resume && p->paused_frame_end != UINT64_MAX) {
+        /* the frame open at the pause: it goes on if nothing was skipped inside it */
+        if (base < p->paused_frame_end && p->paused_frame_end - base <= len)
+            frame_end = buf + (size_t)(p->paused_frame_end - base);
+        else if (base != p->paused_frame_end && event(p, MF_EV_FRAME, base, NULL, NULL))
+            return err->code;
+    }
 
     for (;;) {
         uint64_t at = mf_tell(&c);
@@ -992,6 +1010,14 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
             t->state = a;
             t->flags |= MF_PVF_BUILT;
             FAIL_IF(event(p, MF_EV_BUILD, at, t, a));
+            if (p->pause_on_build) {
+                p->paused_frame_end = UINT64_MAX;
+                if (frame_end != NULL && c.pos != frame_end)
+                    p->paused_frame_end = base + (uint64_t)(frame_end - c.start);
+                p->paused = 1;
+                *consumed = (size_t)(c.pos - c.start);
+                return MF_PKL_PAUSED;
+            }
             break;
         case 'P': /* PERSID */
             FAIL_IF(read_line(&c, &s, &n, "PERSID"));
@@ -1053,6 +1079,16 @@ fail:
     *consumed = (size_t)(c.pos - c.start);
     p->pickles++;
     return result;
+}
+
+int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                size_t *consumed) {
+    return interpret(p, buf, len, base, root, consumed, 0);
+}
+
+int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                  size_t *consumed) {
+    return interpret(p, buf, len, base, root, consumed, 1);
 }
 
 /* ========================================================================================== */

@@ -111,7 +111,7 @@ typedef struct mf_pkl {
     int protocol;       /* highest PROTO seen, -1 if none */
     uint32_t pickles;   /* number of mf_pkl_load calls */
     uint64_t opcodes;   /* opcodes executed, all pickles */
-    /* limits */
+    /* limits (0 = none) */
     uint64_t max_opcodes;
     /* interpreter state (per load) */
     mf_pv **stack;
@@ -124,7 +124,20 @@ typedef struct mf_pkl {
     size_t memo_len, memo_cap;  /* memo_len = number of keys in both (MEMOIZE uses it) */
     mf_pv *small_ints[256];     /* shared nodes for BININT1 values (immutable, no offset needed) */
     mf_pv *none_node, *true_node, *false_node;
+    /* statistics over all loads (`mfparse scan` flags resource abuse with them) */
+    uint64_t memo_key_max;  /* largest memo index written by PUT/BINPUT/LONG_BINPUT/MEMOIZE, + 1 */
+    size_t stack_max;       /* deepest object stack seen */
+    size_t marks_max;       /* deepest MARK nesting seen */
+    /* pausing: formats that put raw bytes after a BUILD (joblib's arrays) */
+    int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
+    int paused;             /* a load is paused; mf_pkl_resume continues it */
+    uint64_t paused_frame_end; /* file offset where the FRAME open at the pause ends; UINT64_MAX if none */
+    size_t max_stack;       /* limit on the object stack (0 = none): MF_ERR_LIMIT beyond it */
 } mf_pkl;
+
+/* Returned (with no error recorded) by mf_pkl_load / mf_pkl_resume when pause_on_build is set
+ * and a BUILD ran: *consumed is the number of bytes read through the BUILD opcode. */
+#define MF_PKL_PAUSED 100
 
 void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err);
 
@@ -132,6 +145,13 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err);
  * returned and *consumed the bytes read through STOP. Stacked pickles: call again on the rest. */
 int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                 size_t *consumed);
+
+/* Continue a paused load: buf[0] is the next opcode (the caller skipped whatever raw bytes
+ * follow the BUILD), base its file offset. Stack, marks and memo are those of the paused load.
+ * A FRAME open at the pause goes on when nothing was skipped; skipping bytes that the frame
+ * still covers is a frame anomaly (bytes hidden inside a frame). Same results as mf_pkl_load. */
+int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                  size_t *consumed);
 
 /* Helpers for walkers. */
 int mf_pv_is_str(const mf_pv *v, const char *s);

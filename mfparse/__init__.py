@@ -14,11 +14,15 @@ from mfparse.errors import (
     UnsafeContentError,
     UnsupportedFormatError,
 )
+from mfparse.scan import Finding, ScanReport, scan
 
 __version__ = "0.1.0"
 
 __all__ = [
     "open",
+    "scan",
+    "ScanReport",
+    "Finding",
     "ModelFile",
     "TensorInfo",
     "ObjectNode",

@@ -35,10 +35,21 @@ cdef extern from "mf_pickle.h":
         uint32_t pickles
         uint64_t opcodes
         uint64_t max_opcodes
+        mf_pv **stack
+        size_t sp
+        uint64_t memo_key_max
+        size_t stack_max
+        size_t marks_max
+        int pause_on_build
+        int paused
+        size_t max_stack
 
+    int MF_PKL_PAUSED
     void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err)
     int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                     size_t *consumed)
+    int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
+                      size_t *consumed)
 
 cdef extern from "mf_torch.h":
     ctypedef struct mf_torch_storage:
@@ -99,6 +110,77 @@ cdef extern from "mf_torch.h":
     int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries, size_t n_entries,
                               const uint8_t *prefix, size_t prefix_len, mf_arena *a, uint64_t *data_offset,
                               uint64_t *avail, int32_t *member, mf_error *err)
+
+
+cdef bint _dotted_name(const mf_pv *v) noexcept:
+    """A STR node spelling a dotted Python name: identifier characters (ASCII letters, digits,
+    '_', or any non-ASCII byte) in non-empty parts that do not start with a digit."""
+    cdef uint32_t i
+    cdef uint8_t ch
+    cdef bint start = True
+    if v == NULL or v.kind != 5 or v.n == 0:
+        return False
+    for i in range(v.n):
+        ch = v.u_s[i]
+        if ch == 46:  # '.'
+            if start:
+                return False
+            start = True
+            continue
+        if ch >= 128 or ch == 95 or (65 <= ch <= 90) or (97 <= ch <= 122):
+            start = False
+        elif 48 <= ch <= 57:
+            if start:
+                return False
+        else:
+            return False
+    return not start
+
+
+def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
+    """Does interpreting buf (stacked pickles, up to the first error) import a dotted name?
+
+    Returns 1 when it does, or when a limit (max_stack, the arena) was hit (the bytes need a
+    closer look); 2 when it does not but the data ran out (more bytes could still import
+    something: buf may be a prefix); 0 when it does not and the interpretation failed before
+    the end. A cheap answer for bytes that may or may not be a pickle: no Python objects are
+    made for the value graph or the events."""
+    cdef const uint8_t[::1] view = buf
+    cdef mf_arena arena
+    cdef mf_pkl pkl
+    cdef mf_error err
+    cdef mf_pv *root = NULL
+    cdef size_t pos = 0, used = 0, n = view.shape[0], k, i
+    cdef mf_pkl_event *e
+    cdef int found = 0
+    if n == 0:
+        return 2
+    mf_arena_init(&arena, mf_arena_cap_for(n, 256, 64 << 20))
+    clear_error(&err)
+    mf_pkl_init(&pkl, &arena, &err)
+    pkl.max_stack = max_stack
+    try:
+        for k in range(max_pickles):
+            if pos >= n:
+                break
+            used = 0
+            mf_pkl_load(&pkl, &view[0] + pos, n - pos, pos, &root, &used)
+            e = <mf_pkl_event *>pkl.events.items
+            for i in range(pkl.events.len):
+                if e[i].kind == 1 and e[i].a != NULL and not (e[i].a.flags & 2) \
+                        and _dotted_name(e[i].a.g_mod) and _dotted_name(e[i].a.g_name):
+                    found = 1
+                    break
+            if err.code == 4 or err.code == 5:  # a limit: worth a closer look
+                found = 1
+            if found or err.code:
+                break
+            pos += used
+        if not found and (err.code == 1 or (err.code == 0 and pos >= n)):
+            found = 2  # ran out of data
+    finally:
+        mf_arena_free(&arena)
+    return found
 
 
 PV_KINDS = ("none", "bool", "int", "bigint", "float", "str", "bytes", "bytearray", "tuple", "list",
@@ -181,6 +263,14 @@ cdef class PV:
         return None
 
     @property
+    def raw(self):
+        """The bytes of a str, bytes, bytearray or bigint node as they are in the file (str:
+        UTF-8 that may be invalid); None for other kinds."""
+        if 5 <= self.p.kind <= 7 or self.p.kind == 3:
+            return (<const char *>self.p.u_s)[:self.p.n]
+        return None
+
+    @property
     def items(self):
         """Tuple/list/set items as PVs; for a dict, (key, value) pairs."""
         cdef uint32_t i
@@ -257,12 +347,13 @@ cdef class PickleParse:
     cdef readonly object error  # the exception of a failed load, for callers that go on
     cdef readonly uint64_t size_hint
 
-    def __cinit__(self, uint64_t size_hint=0):
+    def __cinit__(self, uint64_t size_hint=0, size_t max_stack=0):
         self.size_hint = size_hint
         # bookkeeping may reach ~200 bytes per input byte for hostile inputs; real pickles use far less
         mf_arena_init(&self.arena, mf_arena_cap_for(size_hint, 256, 64 << 20))
         clear_error(&self.err)
         mf_pkl_init(&self.pkl, &self.arena, &self.err)
+        self.pkl.max_stack = max_stack
         memset(&self.torch, 0, sizeof(mf_torch_result))
         self.legacy_data = NULL
         self.buffers = []
@@ -271,21 +362,39 @@ cdef class PickleParse:
     def __dealloc__(self):
         mf_arena_free(&self.arena)
 
-    def load(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True):
+    def load(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True, bint pause_on_build=False):
         """Interpret the pickle at buf[start:]; base is the file offset of buf[0].
 
         Returns (root PV, bytes consumed). With raise_errors=False a failure returns
         (None, consumed) and leaves the exception in .error (events stay readable).
+        With pause_on_build, the load stops after every BUILD: it returns (None, consumed
+        through the BUILD) with .paused set; resume() continues it.
         """
+        self.pkl.pause_on_build = pause_on_build
+        return self._run(buf, base, start, raise_errors, False)
+
+    def resume(self, buf, uint64_t base=0, size_t start=0, bint raise_errors=True):
+        """Continue a paused load at buf[start:] (the caller skipped the bytes it consumed)."""
+        return self._run(buf, base, start, raise_errors, True)
+
+    cdef _run(self, buf, uint64_t base, size_t start, bint raise_errors, bint resume):
         cdef const uint8_t[::1] view = buf
         cdef mf_pv *root = NULL
         cdef size_t consumed = 0
+        cdef int rc
         if start > <size_t>view.shape[0]:
             raise ValueError("start past the end of the buffer")
         self.buffers.append(buf)
         clear_error(&self.err)
-        mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
-                    base + start, &root, &consumed)
+        self.error = None
+        if resume:
+            rc = mf_pkl_resume(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
+                               base + start, &root, &consumed)
+        else:
+            rc = mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
+                             base + start, &root, &consumed)
+        if rc == MF_PKL_PAUSED and not self.err.code:
+            return None, consumed
         if self.err.code:
             exc = error_from_code(self.err.code, self.err.offset, self.err.msg.decode("utf-8", "replace"))
             self.error = exc
@@ -306,12 +415,75 @@ cdef class PickleParse:
     def pickles(self):
         return self.pkl.pickles
 
-    def events(self):
-        """[(kind, pickle index, offset, PV a, PV b)] in execution order."""
+    @property
+    def paused(self):
+        """True while a load stopped by pause_on_build waits for resume()."""
+        return bool(self.pkl.paused)
+
+    def top(self):
+        """The PV on top of the object stack (the BUILD target of a paused load), or None."""
+        if self.pkl.sp == 0:
+            return None
+        return PV.wrap(self, self.pkl.stack[self.pkl.sp - 1])
+
+    @property
+    def stats(self):
+        """{'memo_key_max', 'stack_max', 'marks_max'} over every load of this session."""
+        return {"memo_key_max": self.pkl.memo_key_max, "stack_max": self.pkl.stack_max,
+                "marks_max": self.pkl.marks_max}
+
+    def events(self, kinds=None):
+        """[(kind, pickle index, offset, PV a, PV b)] in execution order; with kinds (a set of
+        kind names), only the events of those kinds."""
         cdef size_t i
         cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        if kinds is None:
+            return [(EVENT_KINDS[e[i].kind], e[i].pickle, e[i].offset, PV.wrap(self, e[i].a),
+                     PV.wrap(self, e[i].b)) for i in range(self.pkl.events.len)]
+        cdef bint want[16]
+        cdef int k
+        for k in range(16):
+            want[k] = k < len(EVENT_KINDS) and EVENT_KINDS[k] in kinds
         return [(EVENT_KINDS[e[i].kind], e[i].pickle, e[i].offset, PV.wrap(self, e[i].a), PV.wrap(self, e[i].b))
-                for i in range(self.pkl.events.len)]
+                for i in range(self.pkl.events.len) if e[i].kind < 16 and want[e[i].kind]]
+
+    def event_counts(self):
+        """{kind: number of events}."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        counts = [0] * len(EVENT_KINDS)
+        for i in range(self.pkl.events.len):
+            counts[e[i].kind] += 1
+        return {EVENT_KINDS[k]: counts[k] for k in range(1, len(EVENT_KINDS)) if counts[k]}
+
+    def call_groups(self):
+        """Call events grouped by the node they call: [(callee PV, number of calls, pickle index
+        and offset of the first call)] in order of first call."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        cdef dict groups = {}
+        cdef size_t key
+        for i in range(self.pkl.events.len):
+            if e[i].kind != 2 or e[i].a == NULL:
+                continue
+            key = <size_t>e[i].a.c_fn
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [i, 1]
+            else:
+                g[1] += 1
+        out = []
+        for key, g in groups.items():
+            i = g[0]
+            out.append((PV.wrap(self, e[i].a.c_fn), g[1], e[i].pickle, e[i].offset))
+        return out
+
+    def calls_of(self, PV fn):
+        """[(pickle index, offset, call PV)] of the calls whose callee is the node fn."""
+        cdef size_t i
+        cdef mf_pkl_event *e = <mf_pkl_event *>self.pkl.events.items
+        return [(e[i].pickle, e[i].offset, PV.wrap(self, e[i].a)) for i in range(self.pkl.events.len)
+                if e[i].kind == 2 and e[i].a != NULL and e[i].a.c_fn == fn.p]
 
     # ---- torch -----------------------------------------------------------------------------
 
@@ -451,6 +623,19 @@ cdef class PickleParse:
         return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
                                         None if t.file_offset == <uint64_t>-1 else t.file_offset, sid, stride,
                                         extras or empty))
+
+    def torch_storage_sizes(self):
+        """[(key, dtype code, numel, pickle offset)] of the walked storages."""
+        cdef size_t i
+        cdef mf_torch_storage *s = <mf_torch_storage *>self.torch.storages.items
+        return [(text(s[i].key, s[i].key_len), s[i].dtype, s[i].numel, s[i].offset)
+                for i in range(self.torch.storages.len)]
+
+    def torch_extents(self):
+        """[(storage index, dtype code, extent in elements, pickle offset)] of the walked tensors."""
+        cdef size_t i
+        cdef mf_torch_tensor *t = <mf_torch_tensor *>self.torch.tensors.items
+        return [(t[i].storage, t[i].dtype, t[i].extent, t[i].offset) for i in range(self.torch.tensors.len)]
 
     def torch_listing(self):
         """[(name, kind, index)] for every tensor or bare storage entry, in walk order."""

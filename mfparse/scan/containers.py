@@ -1,0 +1,831 @@
+"""Finding every pickle in a file, whatever wraps it: containers are recognised by their bytes,
+opened, and their members scanned by content (a member's name never decides that it is data).
+
+Hook registry: SNIFFERS (ordered (kind, test) pairs) name what a buffer is; CHECKERS map each
+kind to the function that scans it. A format reader built elsewhere plugs in by adding a sniffer
+and/or replacing a checker (`register_checker`), e.g. the HDF5 reader for .h5 model configs or
+the protobuf reader for SavedModel ops. A checker is called as
+``checker(ctx, buf, where, name=..., designated=..., torchscript=...)`` and returns True when it
+interpreted the bytes (so the caller verifies the member's CRC), False otherwise.
+"""
+
+from __future__ import annotations
+
+import ast
+import bz2
+import lzma
+import re
+import zlib
+
+from mfparse import _native, dtypes
+from mfparse.errors import MFParseError
+from mfparse.scan import keras as keras_check
+from mfparse.scan.pickles import OPCODES, check_tensors, scan_stream, storage_itembytes, walk_torch
+from mfparse.scan.report import Context, Where
+
+INFLATE_FLOOR = 64 << 20   # a stream may always inflate to this much...
+INFLATE_RATIO = 1024       # ...plus this many times its compressed size (more is a bomb)
+INFLATE_TOTAL_FLOOR = 4 << 30
+PROBE_PREFIX = 1 << 16     # bytes of a compressed non-pickle member inflated to decide what it is
+
+PICKLE_NAMES = (".pkl", ".pickle", ".debug_pkl", ".joblib", ".pck", ".pcl")
+
+
+class _Buffer:
+    """What ZipArchive needs from a source: .buf and .size."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.size = len(buf)
+
+
+# ==========================================================================================
+# Sniffing
+# ==========================================================================================
+
+def _head(buf, n=16) -> bytes:
+    return bytes(buf[:n])
+
+
+def _eocd_ok(buf) -> bool:
+    size = len(buf)
+    try:
+        _native.zip_eocd(buf[size - min(size, _native.ZIP_TAIL_MAX):], size)
+        return True
+    except MFParseError:
+        return False
+
+
+def _is_zip(head, buf, name, top) -> bool:
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return True
+    if top and len(buf) >= 22:  # a zip appended to something else (a polyglot)
+        return b"PK\x05\x06" in bytes(buf[max(0, len(buf) - _native.ZIP_TAIL_MAX):]) and _eocd_ok(buf)
+    return False
+
+
+def _is_hdf5(head, buf, name, top) -> bool:
+    sig = b"\x89HDF\r\n\x1a\n"
+    if head[:8] == sig:
+        return True
+    return top and any(bytes(buf[o:o + 8]) == sig for o in (512, 1024, 2048) if len(buf) >= o + 8)
+
+
+def _is_safetensors(head, buf, name, top) -> bool:
+    if len(head) < 9 or head[8] != 0x7B:  # the JSON header starts right after its 8-byte length
+        return False
+    from mfparse.formats import safetensors
+
+    return safetensors.probe(head[:9], len(buf))
+
+
+def _is_protobuf(head, buf, name, top) -> bool:
+    lname = (name or "").lower()
+    return lname.endswith((".onnx", ".pb", ".ort")) and len(head) > 0 and head[0] not in OPCODES
+
+
+# (kind, test(head, buf, name, top), the first bytes it can match or None for any), in order.
+# head is the buffer's first 16 bytes; top is True for the file itself.
+SNIFFERS = [
+    ("zip", _is_zip, None),
+    ("gzip", lambda h, b, n, t: h[:3] == b"\x1f\x8b\x08", b"\x1f"),
+    ("bz2", lambda h, b, n, t: h[:3] == b"BZh" and h[4:10] in (b"1AY&SY", b"\x17rE8P\x90"), b"B"),
+    ("xz", lambda h, b, n, t: h[:6] == b"\xfd7zXZ\x00", b"\xfd"),
+    ("lzma", lambda h, b, n, t: h[:2] == b"\x5d\x00" and len(h) >= 13, b"\x5d"),
+    ("lz4", lambda h, b, n, t: h[:4] == b"\x04\x22\x4d\x18", b"\x04"),
+    ("zstd", lambda h, b, n, t: h[:4] == b"\x28\xb5\x2f\xfd", b"\x28"),
+    ("7z", lambda h, b, n, t: h[:6] == b"7z\xbc\xaf\x27\x1c", b"7"),
+    ("rar", lambda h, b, n, t: h[:6] == b"Rar!\x1a\x07", b"R"),
+    ("npy", lambda h, b, n, t: h[:6] == b"\x93NUMPY", b"\x93"),
+    ("tar", lambda h, b, n, t: len(b) >= 512 and bytes(b[257:262]) == b"ustar", None),
+    ("hdf5", _is_hdf5, None),
+    ("gguf", lambda h, b, n, t: h[:4] == b"GGUF", b"G"),
+    ("tflite", lambda h, b, n, t: h[4:8] == b"TFL3", None),
+    ("safetensors", _is_safetensors, None),
+    ("zlib", lambda h, b, n, t: len(h) >= 2 and h[0] == 0x78 and (h[0] * 256 + h[1]) % 31 == 0, b"\x78"),
+    ("protobuf", _is_protobuf, None),
+]
+_INDEX: list = []
+
+
+def _index():
+    """first byte -> the sniffers that can match it (in SNIFFERS order); rebuilt by
+    register_checker."""
+    if not _INDEX:
+        for byte in range(256):
+            _INDEX.append([(k, t) for k, t, first in SNIFFERS if first is None or byte in first])
+    return _INDEX
+
+
+def sniff(buf, name=None, top=False) -> str | None:
+    """The container or format kind of a buffer, or None (then it is scanned as a pickle)."""
+    if len(buf) == 0:
+        return None
+    head = bytes(buf[:16])
+    for kind, test in _index()[head[0]]:
+        if test(head, buf, name, top):
+            return kind
+    return None
+
+
+# first bytes of the containers a zip/tar member is opened as (the rest hold no pickle)
+_MEMBER_MAGIC_FIRST = set(b"P\x1fB\xfd\x5d\x04\x28" + b"7R\x93\x78")  # + first bytes of registered formats
+
+
+# ==========================================================================================
+# Dispatch
+# ==========================================================================================
+
+def scan_buffer(ctx: Context, buf, where: Where, *, designated, name=None, torchscript=False, top=False) -> bool:
+    """Scan one buffer: a container is opened, anything else is interpreted as pickles.
+
+    designated: True/"auto" when some loader would unpickle these bytes (a top-level file, a
+    member named like a pickle, a decompressed stream); False for an arbitrary member, which is
+    judged only when its bytes hold a pickle import. Returns True when the bytes were
+    interpreted (a container, a judged pickle, a checked config).
+    """
+    if where.depth > Context.MAX_DEPTH:
+        ctx.finding("suspicious", f"containers nested more than {Context.MAX_DEPTH} deep", where, kind="resource")
+        return False
+    kind = sniff(buf, name, top)
+    if kind is None:
+        return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript, top=top)
+    return CHECKERS[kind](ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
+
+
+def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
+    """Plug a checker in (replacing the one for `kind`), optionally with a sniffer
+    ``sniffer(head, buf, name, top) -> bool`` placed before the sniffer of `before` (default: at
+    the end, before the pickle fallback); first_bytes (bytes) narrows the bytes it can match."""
+    CHECKERS[kind] = checker
+    if sniffer is not None:
+        SNIFFERS[:] = [e for e in SNIFFERS if e[0] != kind]
+        idx = next((i for i, e in enumerate(SNIFFERS) if e[0] == before), len(SNIFFERS))
+        SNIFFERS.insert(idx, (kind, sniffer, first_bytes))
+        _INDEX.clear()
+        if first_bytes:
+            _MEMBER_MAGIC_FIRST.update(first_bytes)  # zip/tar members starting so are looked at
+
+
+_CONTROL = re.compile(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def _is_text(buf) -> bool:
+    """UTF-8 text without control characters, at least 16 bytes long (judged on its first 64 KiB)."""
+    if len(buf) < 16:
+        return False
+    sample = bytes(buf[:1 << 16])
+    if _CONTROL.search(sample):
+        return False
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(sample) - 3 and len(buf) > len(sample)  # a character cut by the sample
+    return True
+
+
+def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=False, top=False, **_) -> bool:
+    mode = designated
+    res = scan_stream(ctx, buf, where, designated=("auto" if mode else False), torchscript=torchscript)
+    if res.judged:
+        return True
+    if not mode:
+        return False
+    parse = res.parse
+    few = parse is None or parse.opcodes <= 1
+    if top and few and _is_text(buf):
+        if keras_check.looks_like_json(buf):
+            keras_check.check_json_file(ctx, buf, where)
+        ctx.note("text file: not a pickle and not a model format; nothing in it would be unpickled")
+        return True
+    if top and few:
+        ctx.error(f"unrecognised format: not a pickle ({res.error}) and not a container mfparse reads "
+                  f"(first bytes {_head(buf, 8).hex(' ')})", where)
+        return False
+    ctx.error(f"expected a pickle, but it could not be read as one: {res.error}", where)
+    return False
+
+
+# ==========================================================================================
+# Decompression (bounded)
+# ==========================================================================================
+
+def _inflate_limit(ctx: Context, compressed: int) -> int:
+    total = INFLATE_TOTAL_FLOOR + 64 * ctx.size
+    return max(0, min(INFLATE_FLOOR + INFLATE_RATIO * compressed, total - ctx.inflated))
+
+
+def _decompress(kind: str, data, limit: int):
+    """(bytes, exceeded) for a whole stream (concatenated members/streams included), producing
+    at most limit bytes. Raises ValueError/OSError/zlib.error/lzma.LZMAError on bad data."""
+    out = bytearray()
+    rest = data
+    first = True
+    while True:
+        if kind == "gzip":
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif kind == "zlib":
+            d = zlib.decompressobj()
+        elif kind == "deflate":
+            d = zlib.decompressobj(-zlib.MAX_WBITS)
+        elif kind == "bz2":
+            d = bz2.BZ2Decompressor()
+        elif kind in ("xz", "lzma"):
+            d = lzma.LZMADecompressor(lzma.FORMAT_AUTO)
+        else:
+            raise ValueError(kind)
+        room = limit - len(out)
+        if kind in ("gzip", "zlib", "deflate"):
+            chunk = d.decompress(rest, room + 1) if room >= 0 else b""
+            out += chunk
+            if len(out) > limit:
+                return bytes(out[:limit]), True
+            if not d.eof:
+                if d.unconsumed_tail:
+                    return bytes(out), True
+                if kind == "deflate":
+                    return bytes(out), False
+                raise ValueError(f"{kind} stream is truncated")
+            rest = d.unused_data
+        else:
+            chunk = d.decompress(bytes(rest) if first else rest, room + 1)
+            out += chunk
+            if len(out) > limit:
+                return bytes(out[:limit]), True
+            if not d.eof:
+                if not d.needs_input:
+                    return bytes(out), True
+                raise ValueError(f"{kind} stream is truncated")
+            rest = d.unused_data
+        first = False
+        if kind in ("zlib", "deflate") or not rest or not bytes(rest[:1]).strip(b"\x00"):
+            return bytes(out), False
+
+
+def _lz4_block(src, out: bytearray, limit: int) -> None:
+    """Decode one LZ4 block (the documented block format) into out."""
+    i, n = 0, len(src)
+    while i < n:
+        token = src[i]
+        i += 1
+        lit = token >> 4
+        if lit == 15:
+            while True:
+                if i >= n:
+                    raise ValueError("lz4 literal length runs past the block")
+                b = src[i]
+                i += 1
+                lit += b
+                if b != 255:
+                    break
+        if i + lit > n:
+            raise ValueError("lz4 literals run past the block")
+        out += src[i:i + lit]
+        i += lit
+        if len(out) > limit:
+            raise OverflowError
+        if i >= n:
+            break  # the last sequence has literals only
+        if i + 2 > n:
+            raise ValueError("lz4 match offset runs past the block")
+        off = src[i] | (src[i + 1] << 8)
+        i += 2
+        mlen = (token & 15) + 4
+        if (token & 15) == 15:
+            while True:
+                if i >= n:
+                    raise ValueError("lz4 match length runs past the block")
+                b = src[i]
+                i += 1
+                mlen += b
+                if b != 255:
+                    break
+        if off == 0 or off > len(out):
+            raise ValueError("lz4 match offset points before the output")
+        if len(out) + mlen > limit:
+            raise OverflowError
+        start = len(out) - off
+        if off >= mlen:
+            out += out[start:start + mlen]
+        else:
+            for k in range(mlen):
+                out.append(out[start + k])
+
+
+def _lz4_frames(data, limit: int):
+    """(bytes, exceeded) of LZ4 frames (the frame format), using the lz4 package when installed."""
+    try:
+        import lz4.frame as lz4f  # type: ignore
+    except ImportError:
+        lz4f = None
+    if lz4f is not None:
+        d = lz4f.LZ4FrameDecompressor()
+        out = d.decompress(bytes(data), max_length=limit + 1)
+        return (out[:limit], True) if len(out) > limit else (out, False)
+    src = bytes(data)
+    out = bytearray()
+    i, n = 0, len(src)
+    try:
+        while i < n:
+            if n - i < 4:
+                raise ValueError("lz4 frame truncated")
+            magic = int.from_bytes(src[i:i + 4], "little")
+            if 0x184D2A50 <= magic <= 0x184D2A5F:  # skippable frame
+                size = int.from_bytes(src[i + 4:i + 8], "little")
+                i += 8 + size
+                continue
+            if magic != 0x184D2204:
+                if out and not src[i:].strip(b"\x00"):
+                    break
+                raise ValueError("lz4 frame magic missing")
+            if n - i < 7:
+                raise ValueError("lz4 frame header truncated")
+            flg = src[i + 4]
+            if flg >> 6 != 1:
+                raise ValueError("lz4 frame version is not 01")
+            j = i + 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+            while True:
+                if j + 4 > n:
+                    raise ValueError("lz4 block size truncated")
+                bsize = int.from_bytes(src[j:j + 4], "little")
+                j += 4
+                if bsize == 0:
+                    break
+                raw = bsize & 0x80000000
+                bsize &= 0x7FFFFFFF
+                if j + bsize > n:
+                    raise ValueError("lz4 block runs past the data")
+                if raw:
+                    out += src[j:j + bsize]
+                    if len(out) > limit:
+                        raise OverflowError
+                else:
+                    _lz4_block(src[j:j + bsize], out, limit)
+                j += bsize + (4 if flg & 0x10 else 0)
+            i = j + (4 if flg & 0x04 else 0)
+    except OverflowError:
+        return bytes(out[:limit]), True
+    return bytes(out), False
+
+
+def check_compressed(ctx, buf, where, *, name=None, designated=False, torchscript=False, kind, **_) -> bool:
+    limit = _inflate_limit(ctx, len(buf))
+    try:
+        if kind == "lz4":
+            data, exceeded = _lz4_frames(buf, limit)
+        else:
+            data, exceeded = _decompress(kind, buf, limit)
+    except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+        if kind in ("zlib", "lzma"):  # weak magic: maybe it is a pickle after all
+            return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
+        if designated:
+            ctx.error(f"{kind} stream does not decompress: {e}", where)
+        return False
+    ctx.inflated += len(data)
+    inner = where.wrapped(kind)
+    if exceeded:
+        ctx.finding("dangerous", f"{kind} stream expands beyond {limit} bytes ({len(buf)} compressed): a "
+                    "decompression bomb; only the first bytes were scanned", where, kind="resource")
+    scan_buffer(ctx, memoryview(data), inner, designated="auto" if designated else False, name=_strip_ext(name),
+                torchscript=torchscript)
+    return True
+
+
+def _strip_ext(name):
+    if not name:
+        return name
+    for ext in (".gz", ".bz2", ".xz", ".lzma", ".lz4", ".z", ".zlib"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def check_unreadable(ctx, buf, where, *, kind, **_) -> bool:
+    what = {"zstd": "zstd-compressed data", "7z": "a 7z archive", "rar": "a RAR archive"}[kind]
+    ctx.error(f"{what}: mfparse does not open it, so what it holds cannot be judged", where)
+    return False
+
+
+# ==========================================================================================
+# Zip
+# ==========================================================================================
+
+_ANOMALY_FINDINGS = {
+    1 << 0: "local and central file names differ: readers that trust the local header see another file",
+    1 << 1: "flag 0x1 (encrypted) is set: scanners that skip encrypted members miss it; it was scanned anyway",
+    1 << 2: "flag 0x20 (compressed patched data) is set: scanners that refuse it skip the member",
+    1 << 3: "flag 0x40 (strong encryption) is set: scanners that refuse it skip the member",
+    1 << 4: "local and central compression methods differ: readers disagree on the member's bytes",
+    1 << 5: "the same name appears twice in the central directory: readers disagree on which one loads",
+    1 << 6: "the end record's entry count disagrees with the central directory",
+    1 << 8: "bytes before the archive: a loader that checks the first bytes unpickles the file instead",
+    1 << 9: "member data overlaps another member (a zip-bomb technique)",
+}
+_ARCHIVE_BITS = (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9)
+
+
+class ZipEntry:
+    """One central-directory entry (the central directory is authoritative)."""
+
+    __slots__ = ("name", "flags", "method", "crc32", "comp_size", "size", "local_offset", "data_offset", "anomalies")
+
+    def __init__(self, row):
+        (self.name, self.flags, self.method, self.crc32, self.comp_size, self.size, self.local_offset,
+         self.data_offset, self.anomalies) = row
+
+
+def archive_prefix(names) -> str | None:
+    """The folder that holds data.pkl, as torch's reader picks it: the first entry's top folder
+    when it has a data.pkl, else any folder with one."""
+    if names:
+        top = names[0].split("/", 1)[0]
+        if f"{top}/data.pkl" in names:
+            return top
+    for n in names:
+        parts = n.split("/")
+        if len(parts) == 2 and parts[1] == "data.pkl":
+            return parts[0]
+    return None
+
+
+def zip_directory(buf):
+    """(entry rows in directory order, archive anomaly bits, eocd tuple) of a zip in buf.
+    Every entry is kept, duplicates included (each is scanned: readers differ on which wins)."""
+    size = len(buf)
+    eocd = _native.zip_eocd(buf[size - min(size, _native.ZIP_TAIL_MAX):], size)
+    if eocd[4] is not None:
+        eocd = _native.zip_eocd64(buf[eocd[4]:], size, eocd)
+    directory = _native.ZipDirectory(buf[eocd[1]:eocd[1] + eocd[2]], eocd, size)
+    directory.resolve_all(buf)
+    rows = directory.entries_list()
+    anomalies = eocd[6]
+    if len(rows) != eocd[3]:
+        anomalies |= 1 << 6
+    return rows, anomalies, eocd
+
+
+def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
+    """(bytes, offset of the bytes in buf or None, complete) of a member; None when unreadable.
+    The encryption flag is ignored (the bytes are read as they are, so that a member merely
+    flagged as encrypted is still scanned). With probe, a compressed member is inflated only far
+    enough to see what it is."""
+    start = m.data_offset
+    if start is None:
+        ctx.error(f"zip member {m.name!r}: local header not found", where, m.local_offset)
+        return None
+    raw = buf[start:start + m.comp_size]
+    if m.method == 0:
+        if m.comp_size != m.size:
+            ctx.error(f"stored zip member {m.name!r} has compressed size {m.comp_size} but size {m.size}", where,
+                      m.local_offset)
+        return raw, start, True
+    if m.method in (8, 12):
+        kind = "deflate" if m.method == 8 else "bz2"
+        want = min(m.size, PROBE_PREFIX) if probe else m.size
+        limit = _inflate_limit(ctx, m.comp_size)
+        if m.size > limit and not probe:
+            ctx.finding("dangerous", f"zip member {m.name!r} declares {m.size} bytes from {m.comp_size} compressed: "
+                        "a decompression bomb; only the first bytes were scanned", where, offset=m.local_offset,
+                        kind="resource")
+            want = limit
+        try:
+            data, exceeded = _decompress(kind, raw, want)
+        except (ValueError, OSError, EOFError, zlib.error) as e:
+            if m.flags & 0x1:
+                ctx.error(f"zip member {m.name!r} is encrypted: its content cannot be judged", where, m.local_offset)
+            else:
+                ctx.error(f"zip member {m.name!r} does not inflate: {e}", where, start)
+            return None
+        if not probe:
+            ctx.inflated += len(data)
+            if len(data) < m.size and not exceeded:
+                ctx.error(f"zip member {m.name!r} inflates to {len(data)} bytes, the directory says {m.size}", where,
+                          start)
+            elif exceeded and want == m.size:
+                ctx.finding("suspicious", f"zip member {m.name!r} inflates to more than the {m.size} bytes its "
+                            "directory entry declares", where, offset=start, kind="container")
+        return memoryview(data), None, not probe or m.size <= want
+    ctx.error(f"zip member {m.name!r} uses compression method {m.method}, which mfparse does not read", where,
+              m.local_offset)
+    return None
+
+
+def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    try:
+        rows, anomalies, eocd = zip_directory(buf)
+    except MFParseError as e:
+        if designated or where.depth == 0:
+            ctx.error(f"zip archive could not be read: {e}", where)
+        return False
+    size = len(buf)
+    # bytes in front of the archive: a loader that looks at the first bytes would unpickle them
+    if _head(buf, 4) != b"PK\x03\x04":
+        scan_stream(ctx, buf, where, designated=False, single=True)
+    # bytes after the end record
+    comment = int.from_bytes(bytes(buf[eocd[0] + 20:eocd[0] + 22]), "little") if eocd[0] + 22 <= size else 0
+    end = eocd[0] + 22 + comment
+    if end < size:
+        ctx.note(f"{size - end} bytes follow the zip end record" + (f" in {where.member}" if where.member else ""))
+        scan_stream(ctx, buf[end:], Where(where.member, (where.base or 0) + end, where.depth + 1), designated=False)
+    members = {r[0]: r for r in rows}  # name -> row (the last of duplicates, as zipfile keeps)
+    if len(members) != len(rows):
+        anomalies |= 1 << 5
+    for bit, why in _ANOMALY_FINDINGS.items():
+        if anomalies & bit & _ARCHIVE_BITS:
+            ctx.finding("suspicious", f"zip: {why}", where, kind="container")
+    names = list(members)
+    prefix = archive_prefix(names)
+    ts = torchscript or any(n.endswith("constants.pkl") for n in names)
+    if ts:
+        code = [n for n in names if "/code/" in n and n.endswith(".py")]
+        ctx.note("TorchScript archive" + (f" with {len(code)} code files" if code else " (constants.pkl present)")
+                 + ": torch.load hands it to torch.jit.load, which runs its TorchScript code in the TorchScript "
+                 "interpreter")
+    is_keras = "config.json" in members and ("metadata.json" in members or "model.weights.h5" in members)
+    if is_keras:
+        ctx.note("Keras archive (.keras): config.json checked for Lambda layers and foreign modules")
+    datapkl = f"{prefix}/data.pkl" if prefix is not None else None
+    base = where.base
+    first_ok = OPCODES | _MEMBER_MAGIC_FIRST
+    for row in rows:  # every entry, duplicates included: readers differ on which one they load
+        nm, _flags, method, _crc32, csize, _usize, loff, doff, anom = row
+        if anom:
+            for bit, why in _ANOMALY_FINDINGS.items():
+                if anom & bit & ~_ARCHIVE_BITS:
+                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where.child(nm, None),
+                                offset=where.offset(loff), kind="container")
+        desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
+        keras_config = is_keras and nm == "config.json"
+        if method == 0 and not desig and not keras_config and doff is not None:
+            # fast path for raw data records: only bytes that could start a pickle or a container
+            if csize == 0 or doff >= size:
+                continue
+            if buf[doff] not in first_ok and not (csize >= 512 and bytes(buf[doff + 257:doff + 262]) == b"ustar"):
+                continue
+        m = ZipEntry(row)
+        got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
+        if got is None:
+            continue
+        data, off, complete = got
+        if not complete:
+            # the first 64 KiB of a compressed member decide whether the rest is worth inflating
+            if not _worth_reading(data, nm):
+                continue
+            kind = sniff(data, nm)
+            if kind == "npy" and _npy_object(data) is False:
+                continue
+            if kind is None and _native.pickle_probe(data) == 0:
+                continue
+            got = _read_member(ctx, m, buf, where, probe=False)
+            if got is None:
+                continue
+            data, off, complete = got
+        mw = where.child(nm, base + off if base is not None and off is not None else None)
+        if keras_config:
+            keras_check.check_config_bytes(ctx, data, mw)
+            _crc(ctx, data, m, where)
+            continue
+        if not desig and not _worth_reading(data, nm):
+            continue
+        kind = sniff(data, nm)
+        if kind is not None:
+            if CHECKERS[kind](ctx, data, mw, name=nm, designated=desig, torchscript=ts):
+                _crc(ctx, data, m, where)
+            continue
+        torch_stream = prefix is not None and nm.startswith(f"{prefix}/")
+        res = scan_stream(ctx, data, mw, designated="auto" if desig else False, torchscript=ts,
+                          torch_stream=torch_stream)
+        if res.judged:
+            _crc(ctx, data, m, where)
+            if nm == datapkl and res.roots and res.roots[0] is not None:
+                _check_torch_zip(ctx, res, members, prefix, mw)
+        elif desig:
+            ctx.error(f"named like a pickle but not one: {res.error}", mw)
+    return True
+
+
+def _worth_reading(data, nm) -> bool:
+    """Could these bytes start a pickle or a container? (cheap: the first bytes only; a pickle
+    is then probed in C before anything else is done with it)"""
+    n = len(data)
+    if n == 0:
+        return False
+    b0 = data[0]
+    if b0 in OPCODES or b0 in _MEMBER_MAGIC_FIRST:
+        return True
+    return n >= 512 and bytes(data[257:262]) == b"ustar"
+
+
+def _crc(ctx, data, m, where) -> None:
+    if zlib.crc32(data) & 0xFFFFFFFF != m.crc32:
+        ctx.finding("suspicious", f"zip member {m.name!r} fails its CRC-32 check: Python's zipfile refuses it, "
+                    "torch's reader does not check", where.child(m.name, None), offset=where.offset(m.local_offset),
+                    kind="container")
+
+
+def _check_torch_zip(ctx, res, members, prefix, where) -> None:
+    """Storages must fit their records; tensors must fit their storages."""
+    parse = res.parse
+    if not walk_torch(ctx, parse, res.roots[0], 0, where):
+        return
+    bits = dtypes.BITS
+    names = dtypes.NAMES
+    sizes = []
+    for key, dt, numel, at in parse.torch_storage_sizes():
+        rec = f"{prefix}/data/{key}"
+        row = members.get(rec)
+        need = numel * bits[dt] // 8
+        if row is None:
+            ctx.error(f"storage record {rec!r} is missing from the archive: torch.load fails", where, at)
+            sizes.append(None)
+        elif need > row[5]:
+            ctx.finding("dangerous", f"storage {key!r} declares {numel} x {names[dt]} ({need} bytes) but its "
+                        f"record holds {row[5]} bytes: torch allocates the declared size and reads past the record",
+                        where, offset=at, kind="loader")
+            sizes.append(row[5])
+        else:
+            sizes.append(need)
+    check_tensors(ctx, parse, sizes, where)
+
+
+# ==========================================================================================
+# Tar
+# ==========================================================================================
+
+def _tar_size(field: bytes) -> int:
+    if field[0] & 0x80:  # base-256
+        v = int.from_bytes(field[1:], "big")
+        return v
+    text = field.split(b"\x00", 1)[0].strip(b" ")
+    return int(text, 8) if text else 0
+
+
+def check_tar(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    # a header name field can itself be a pickle: pickle.load on the archive would run it
+    scan_stream(ctx, buf, where, designated=False, single=True)
+    n = len(buf)
+    pos = 0
+    longname = None
+    pax_path = None
+    count = 0
+    while True:
+        if n - pos < 512:
+            if count == 0 or n - pos > 0 and bytes(buf[pos:]).strip(b"\x00"):
+                ctx.error("tar archive ends inside a header", where, where.offset(pos))
+            break
+        h = bytes(buf[pos:pos + 512])
+        if h == b"\x00" * 512:
+            break
+        stored = h[148:156].split(b"\x00", 1)[0].strip(b" ")
+        try:
+            chk = int(stored, 8)
+            size = _tar_size(h[124:136])
+        except ValueError:
+            ctx.error("tar header is corrupt (bad number field)", where, where.offset(pos))
+            return True
+        if chk != sum(h[:148]) + 256 + sum(h[156:]):
+            ctx.error("tar header checksum mismatch", where, where.offset(pos))
+            return True
+        typ = h[156:157]
+        nm = h[0:100].split(b"\x00", 1)[0]
+        if h[257:262] == b"ustar" and h[345:500].strip(b"\x00"):
+            nm = h[345:500].split(b"\x00", 1)[0] + b"/" + nm
+        start = pos + 512
+        if size > n - start:
+            ctx.error(f"tar member {nm.decode('utf-8', 'replace')!r} runs past the end of the archive", where,
+                      where.offset(pos))
+            return True
+        data = buf[start:start + size]
+        if typ == b"L":
+            longname = bytes(data).split(b"\x00", 1)[0]
+        elif typ in (b"x", b"g"):
+            m = re.search(rb"\d+ path=([^\n]*)\n", bytes(data))
+            if m and typ == b"x":
+                pax_path = m.group(1)
+        elif typ in (b"0", b"\x00", b"7"):
+            full = (pax_path or longname or nm).decode("utf-8", "replace")
+            longname = pax_path = None
+            count += 1
+            mw = where.child(full, where.offset(start) if where.base is not None else None)
+            desig = full.lower().endswith(PICKLE_NAMES) or full.rsplit("/", 1)[-1] in ("pickle", "tensors",
+                                                                                      "storages")
+            scan_buffer(ctx, data, mw, designated="auto" if desig else False, name=full, torchscript=torchscript)
+        else:
+            longname = pax_path = None
+        pos = start + (size + 511) // 512 * 512
+    return True
+
+
+# ==========================================================================================
+# NPY
+# ==========================================================================================
+
+def _descr_has_object(d) -> bool:
+    if isinstance(d, str):
+        return d.lstrip("<>|=").startswith("O")
+    if isinstance(d, (list, tuple)):
+        for field in d:
+            if isinstance(field, (list, tuple)) and len(field) >= 2 and _descr_has_object(field[1]):
+                return True
+    return False
+
+
+def _npy_object(buf):
+    """True/False: does the .npy header in buf declare an object dtype; None when it cannot tell."""
+    n = len(buf)
+    if n < 10:
+        return None
+    hlen, start = (int.from_bytes(bytes(buf[8:10]), "little"), 10) if buf[6] == 1 else (
+        int.from_bytes(bytes(buf[8:12]), "little"), 12)
+    if start + hlen > n:
+        return None
+    return b"O" in bytes(buf[start:start + hlen])
+
+
+def check_npy(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    n = len(buf)
+    at = where.offset(0)
+    if n < 10:
+        ctx.error("npy header truncated", where, at)
+        return False
+    major = buf[6]
+    if major == 1:
+        hlen, start = int.from_bytes(bytes(buf[8:10]), "little"), 10
+    elif major in (2, 3) and n >= 12:
+        hlen, start = int.from_bytes(bytes(buf[8:12]), "little"), 12
+    else:
+        ctx.error(f"npy version {major} is not one numpy writes", where, at)
+        return False
+    if hlen > 1 << 20 or start + hlen > n:
+        ctx.error(f"npy header of {hlen} bytes does not fit the file", where, at)
+        return False
+    text = bytes(buf[start:start + hlen]).decode("utf-8" if major == 3 else "latin-1", "replace")
+    if "O" not in text:
+        return True  # no object typestr ('O', '|O', '<O8'): numpy.load never unpickles this array
+    try:
+        header = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
+        ctx.error(f"npy header is not a Python literal: {type(e).__name__}", where, at)
+        return False
+    if not isinstance(header, dict) or "descr" not in header:
+        ctx.error("npy header has no 'descr'", where, at)
+        return False
+    if not _descr_has_object(header["descr"]):
+        return True
+    ctx.note("npy array with object dtype: numpy.load(allow_pickle=True) unpickles its data")
+    data_at = start + hlen
+    inner = Where(where.member, (where.base or 0) + data_at, where.depth + 1)
+    res = scan_stream(ctx, buf[data_at:], inner, designated=True, torchscript=torchscript)
+    if not res.judged:
+        ctx.error(f"npy object array whose data is not a pickle: {res.error}", where, where.offset(data_at))
+    return True
+
+
+# ==========================================================================================
+# Formats without a pickle (a note, or an error where they cannot be judged yet)
+# ==========================================================================================
+
+def check_safetensors(ctx, buf, where, **_) -> bool:
+    try:
+        n = _native.safetensors_header_len(buf[:8], len(buf))
+        _native.safetensors_parse(buf[:8 + n], len(buf))
+    except MFParseError as e:
+        ctx.error(f"safetensors header is invalid: {e}", where)
+        return False
+    ctx.note("safetensors: a JSON header and raw tensor bytes; no code path on load")
+    return True
+
+
+def check_gguf(ctx, buf, where, **_) -> bool:
+    ctx.note("GGUF: key/value metadata and raw tensors, no pickle (a tokenizer.chat_template, if present, is "
+             "Jinja that some runtimes render)")
+    return True
+
+
+def check_tflite(ctx, buf, where, **_) -> bool:
+    ctx.note("TFLite flatbuffer: no pickle")
+    return True
+
+
+def check_protobuf(ctx, buf, where, name=None, **_) -> bool:
+    ctx.error("protobuf model (ONNX / TensorFlow): its ops are not judged yet (the protobuf reader is pending), so "
+              "it cannot be called safe", where)
+    return False
+
+
+CHECKERS = {
+    "zip": check_zip,
+    "tar": check_tar,
+    "npy": check_npy,
+    "pickle": check_pickle,
+    "hdf5": keras_check.check_hdf5_bytes,
+    "safetensors": check_safetensors,
+    "gguf": check_gguf,
+    "tflite": check_tflite,
+    "protobuf": check_protobuf,
+    "zstd": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="zstd"),
+    "7z": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="7z"),
+    "rar": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="rar"),
+}
+for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib"):
+    CHECKERS[_kind] = (lambda k: (lambda ctx, buf, where, **kw: check_compressed(ctx, buf, where, kind=k, **kw)))(_kind)
