@@ -95,3 +95,4 @@ DTYPE_BITS = dtype_bits()
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
 include "_native_safetensors.pxi"
+include "_native_hdf5.pxi"
