@@ -976,6 +976,7 @@ typedef struct h5_dense_ctx {
     h5_fheap *fh;
     uint32_t object;
     int links;          /* 1: collecting links, 0: attributes */
+    int tracked;        /* attributes: creation order tracked (object header flag bit 2) */
 } h5_dense_ctx;
 
 static int h5_parse_link(mf_h5ctx *h, uint64_t off, uint64_t size, h5_link *l);
@@ -1004,7 +1005,7 @@ static int h5_dense_cb(mf_h5ctx *h, const uint8_t *rec, uint32_t rec_size, uint6
                        "attribute stored in the shared object header message heap is not supported");
     }
     if (h5_fheap_get(h, d->fh, rec, rec_off, &obj_off, &obj_len)) return 1;
-    return h5_parse_attr(d->w, obj_off, obj_len, (int64_t)crt, d->object);
+    return h5_parse_attr(d->w, obj_off, obj_len, d->tracked ? (int64_t)crt : -1, d->object);
 }
 
 /* ========================================================================================== */
@@ -1284,7 +1285,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
         if (heap != MF_H5_UNDEF && name_bt != MF_H5_UNDEF) {
             h5_fheap fh;
             if (h5_fheap_open(h, heap, &fh)) return 1;
-            h5_dense_ctx dc = {w, &fh, (uint32_t)idx, 0};
+            h5_dense_ctx dc = {w, &fh, (uint32_t)idx, 0, (flags & 0x04) != 0};
             if (h5_bt2_iterate(h, name_bt, 8, h5_dense_cb, &dc)) return 1;
             h5_obj(w, idx)->dense = 1;
         }
@@ -1352,7 +1353,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
             if (heap != MF_H5_UNDEF && name_bt != MF_H5_UNDEF) {
                 h5_fheap fh;
                 if (h5_fheap_open(h, heap, &fh)) return 1;
-                h5_dense_ctx dc = {w, &fh, (uint32_t)idx, 1};
+                h5_dense_ctx dc = {w, &fh, (uint32_t)idx, 1, 0};
                 if (h5_bt2_iterate(h, name_bt, 5, h5_dense_cb, &dc)) return 1;
                 h5_obj(w, idx)->dense = 1;
             }

@@ -82,6 +82,7 @@ class H5Type:
             base = H5Type(t[9])
             self.name, self.np, self.shape, self.extras = base.name, base.np, tuple(t[10]) + base.shape, dict(base.extras)
             self.vlen, self.charset = base.vlen, base.charset
+            self.extras["element_shape"] = self.shape  # h5py: dataset shape + array dtype (reads flatten it)
             self.raw = np.dtype((base.raw, tuple(t[10]))) if base.shape == () else np.dtype(f"V{size}")
             if self.vlen:
                 self.raw = np.dtype(f"V{size}")
@@ -156,6 +157,15 @@ def enum_members(t) -> dict:
 
 def element_dtype(t) -> np.dtype:
     """The numpy dtype h5py would use for one element of datatype tuple t."""
+    if t[1] >= 1 << 31:
+        raise UnsupportedFormatError(f"HDF5 datatype of {t[1]} bytes per element")
+    try:
+        return _element_dtype(t)
+    except (TypeError, ValueError) as e:
+        raise CorruptFileError(f"HDF5 datatype has no numpy equivalent: {e}") from None
+
+
+def _element_dtype(t) -> np.dtype:
     cls, size, code, order = t[0], t[1], t[2], t[3]
     bo = ">" if order == 1 else "<"
     if code:
@@ -309,7 +319,11 @@ class HDF5File:
         out = np.empty(n, dtype=object)
         if n == 0:
             return out
-        rows = self.h5.vlen(bytes(raw[: n * esize]) if not isinstance(raw, bytes) else raw, n, esize)
+        leaf = ht.t if ht.t[0] != ARRAY else _array_leaf(ht.t)
+        if leaf[1] != esize or len(raw) < n * esize:
+            raise CorruptFileError(
+                f"variable-length data: {len(raw)} bytes of {leaf[1]}-byte elements for {n} references of {esize} bytes")
+        rows = self.h5.vlen(bytes(raw[: n * esize]), n, esize)
         base = None if ht.vlen == "str" else element_dtype(_vlen_base(ht.t))
         buf = self.buf
         for k, (off, size, count) in enumerate(rows):
@@ -448,6 +462,12 @@ class HDF5File:
             src = tuple(slice(0, s.stop - s.start) for s in dst)
             out[dst] = block[src]
         return out.reshape(-1)
+
+
+def _array_leaf(t):
+    while t[0] == ARRAY:
+        t = t[9]
+    return t
 
 
 def _vlen_base(t):
