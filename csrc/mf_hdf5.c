@@ -56,9 +56,19 @@ typedef struct h5_dt_cache {
     mf_h5_dtype *dt;
 } h5_dt_cache;
 
+#define H5_DT_RECENT 8
+
+typedef struct h5_dt_recent {
+    const uint8_t *bytes;  /* the message in the file */
+    uint64_t size;
+    mf_h5_dtype *dt;
+} h5_dt_recent;
+
 typedef struct h5_walk {
     mf_h5ctx h;
-    mf_vec objects, datasets, attrs, pending, msgs, links, chunks, dt_cache;
+    h5_dt_recent recent[H5_DT_RECENT];
+    unsigned recent_next;
+    mf_vec objects, datasets, attrs, pending, msgs, dt_cache;
     /* visited object headers: open addressing, key = address, value = object index */
     uint64_t *seen_key;
     int32_t *seen_val;
@@ -560,12 +570,30 @@ static int h5_parse_dtype(h5_walk *w, mf_cursor *c, unsigned depth, mf_h5_dtype 
 
 static int h5_object_dtype(h5_walk *w, uint64_t addr, uint64_t at, mf_h5_dtype **out, unsigned depth);
 
-/* A datatype message body (possibly shared: then it names a committed datatype). */
+/* A datatype message body (possibly shared: then it names a committed datatype). Identical
+ * message bytes share one parsed datatype (a file of 20,000 float32 datasets parses one). */
 static int h5_dtype_msg(h5_walk *w, uint64_t off, uint64_t size, int shared, mf_h5_dtype **out, unsigned depth) {
     mf_h5ctx *h = &w->h;
     mf_cursor c;
     if (h5_at(h, off, size, "datatype message", &c)) return 1;
-    if (!shared) return h5_parse_dtype(w, &c, 0, out);
+    if (!shared) {
+        const uint8_t *p = h->data + off;
+        for (unsigned i = 0; i < H5_DT_RECENT; i++) {
+            h5_dt_recent *r = &w->recent[i];
+            if (r->dt != NULL && r->size == size && memcmp(r->bytes, p, (size_t)size) == 0) {
+                *out = r->dt;
+                return 0;
+            }
+        }
+        if (h5_parse_dtype(w, &c, 0, out)) return 1;
+        if (size <= 256) {
+            h5_dt_recent *r = &w->recent[w->recent_next++ % H5_DT_RECENT];
+            r->bytes = p;
+            r->size = size;
+            r->dt = *out;
+        }
+        return 0;
+    }
     uint8_t version, type;
     uint64_t addr;
     if (mf_u8(&c, &version, "shared message") || mf_u8(&c, &type, "shared message")) return 1;
@@ -641,9 +669,9 @@ static int h5_parse_space(mf_h5ctx *h, mf_cursor *c, mf_h5_space *s) {
     if (rank > MF_H5_MAX_RANK) return mf_fail(h->err, MF_ERR_CORRUPT, at, "dataspace of rank %u", rank);
     s->kind = type;
     s->rank = rank;
-    s->dims = (uint64_t *)mf_arena_calloc(h->arena, rank ? rank : 1, sizeof(uint64_t), h->err, at);
-    s->maxdims = (uint64_t *)mf_arena_calloc(h->arena, rank ? rank : 1, sizeof(uint64_t), h->err, at);
-    if (s->dims == NULL || s->maxdims == NULL) return 1;
+    s->dims = (uint64_t *)mf_arena_calloc(h->arena, rank ? 2 * (size_t)rank : 2, sizeof(uint64_t), h->err, at);
+    if (s->dims == NULL) return 1;
+    s->maxdims = s->dims + (rank ? rank : 1);
     for (unsigned i = 0; i < rank; i++) {
         if (h5_length(h, c, &s->dims[i], what)) return 1;
     }
@@ -878,6 +906,8 @@ static int h5_parse_layout(mf_h5ctx *h, const h5_msg *m, mf_h5_dataset *d) {
             return mf_fail(h->err, MF_ERR_CORRUPT, at, "chunk element size %llu differs from the datatype size %u",
                            (unsigned long long)cdims[rank], d->dtype->size);
         }
+        d->chunk = (uint64_t *)mf_arena_calloc(h->arena, rank ? rank : 1, sizeof(uint64_t), h->err, at);
+        if (d->chunk == NULL) return 1;
         for (unsigned i = 0; i < rank; i++) {
             if (cdims[i] == 0) return mf_fail(h->err, MF_ERR_CORRUPT, at, "chunk dimension %u is 0", i);
             d->chunk[i] = cdims[i];
@@ -1050,19 +1080,39 @@ static int h5_parse_link(mf_h5ctx *h, uint64_t off, uint64_t size, h5_link *l) {
     return 0;
 }
 
+/* Links of the group being visited go straight onto the pending stack (its parent is set later). */
 static int h5_push_link(h5_walk *w, const h5_link *l) {
-    h5_link *slot = (h5_link *)mf_vec_push(&w->links, sizeof(h5_link), w->h.arena, w->h.err, h5_rep(&w->h, l->off));
+    h5_pending *slot = (h5_pending *)mf_vec_push(&w->pending, sizeof(h5_pending), w->h.arena, w->h.err,
+                                                 h5_rep(&w->h, l->off));
     if (slot == NULL) return 1;
-    *slot = *l;
+    slot->parent = -1;
+    slot->link = *l;
     return 0;
 }
 
-static int h5_link_cmp(const void *a, const void *b) {
-    const h5_link *x = (const h5_link *)a, *y = (const h5_link *)b;
+/* descending by name: the stack pops the first name first */
+static int h5_pending_cmp(const void *a, const void *b) {
+    const h5_link *x = &((const h5_pending *)a)->link, *y = &((const h5_pending *)b)->link;
     uint32_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
-    int r = memcmp(x->name, y->name, n);
+    int r = memcmp(y->name, x->name, n);
     if (r) return r;
-    return x->name_len < y->name_len ? -1 : x->name_len > y->name_len;
+    return x->name_len < y->name_len ? 1 : -(x->name_len > y->name_len);
+}
+
+/* Room for `extra` more items in one step (a group announces its size: no repeated doubling). */
+static int h5_vec_reserve(mf_vec *v, size_t size, size_t extra, mf_arena *a, mf_error *err, uint64_t at) {
+    if (v->cap - v->len >= extra) return 0;
+    size_t ncap = v->cap * 2 > v->len + extra ? v->cap * 2 : v->len + extra;
+    uint64_t bytes;
+    if (ncap < v->len || mf_mul_u64(ncap, size, &bytes) || bytes > SIZE_MAX) {
+        return mf_fail(err, MF_ERR_LIMIT, at, "too many items");
+    }
+    void *n = mf_arena_alloc(a, (size_t)bytes, err, at);
+    if (n == NULL) return 1;
+    if (v->len) memcpy(n, v->items, v->len * size);
+    v->items = n;
+    v->cap = ncap;
+    return 0;
 }
 
 /* the local heap's data segment */
@@ -1231,11 +1281,10 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
     uint8_t version, flags;
     if (h5_read_header(w, addr, &version, &flags)) return 1;
     h5_obj(w, idx)->oh_version = version;
-    /* copy the messages: parsing shared datatypes reuses w->msgs */
+    /* (resolving a shared datatype reads another header: h5_object_dtype swaps w->msgs out and
+     * back, so this array stays valid during the visit) */
     size_t n = w->msgs.len;
-    h5_msg *msgs = (h5_msg *)mf_arena_alloc(h->arena, (n ? n : 1) * sizeof(h5_msg), h->err, h5_rep(h, addr));
-    if (msgs == NULL) return 1;
-    if (n) memcpy(msgs, w->msgs.items, n * sizeof(h5_msg));
+    const h5_msg *msgs = (const h5_msg *)w->msgs.items;
     const h5_msg *space = NULL, *dtype = NULL, *layout = NULL, *fill = NULL, *fill_old = NULL, *filters = NULL;
     const h5_msg *stab = NULL, *linfo = NULL, *ainfo = NULL;
     int has_links = 0, has_ginfo = 0, external = 0;
@@ -1328,7 +1377,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
         if (depth >= H5_MAX_PATH_DEPTH) {
             return mf_fail(h->err, MF_ERR_LIMIT, h5_rep(h, addr), "groups nested deeper than %d levels", H5_MAX_PATH_DEPTH);
         }
-        w->links.len = 0;
+        size_t first = w->pending.len;
         if (stab) {
             mf_cursor c;
             uint64_t bt, heap;
@@ -1363,16 +1412,14 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
             h5_link l;
             if (h5_parse_link(h, msgs[i].off, msgs[i].size, &l) || h5_push_link(w, &l)) return 1;
         }
-        size_t nl = w->links.len;
-        h5_link *links = (h5_link *)w->links.items;
-        if (nl > 1) qsort(links, nl, sizeof(h5_link), h5_link_cmp);
-        /* push in reverse so that the first name is visited first */
-        for (size_t i = nl; i > 0; i--) {
-            h5_pending *p = (h5_pending *)mf_vec_push(&w->pending, sizeof(h5_pending), h->arena, h->err, h5_rep(h, addr));
-            if (p == NULL) return 1;
-            p->parent = idx;
-            p->link = links[i - 1];
-        }
+        size_t nl = w->pending.len - first;
+        h5_pending *links = (h5_pending *)w->pending.items + first;
+        for (size_t i = 0; i < nl; i++) links[i].parent = idx;
+        if (nl > 1) qsort(links, nl, sizeof(h5_pending), h5_pending_cmp);
+        /* every link becomes an object, most of them datasets: reserve once */
+        if (h5_vec_reserve(&w->objects, sizeof(mf_h5_object), nl, h->arena, h->err, h5_rep(h, addr)) ||
+            h5_vec_reserve(&w->datasets, sizeof(mf_h5_dataset), nl, h->arena, h->err, h5_rep(h, addr)))
+            return 1;
         return 0;
     }
     /* ---- committed datatype ---- */

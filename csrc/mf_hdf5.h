@@ -118,7 +118,7 @@ typedef struct mf_h5_dataset {
     uint8_t index_type;    /* 0 v1 B-tree (layout <= 3), 1 single, 2 implicit, 3 fixed array,
                               4 extensible array, 5 v2 B-tree */
     uint8_t chunk_flags;   /* layout v4+: bit0 partial edge chunks unfiltered, bit1 filtered single chunk */
-    uint64_t chunk[MF_H5_MAX_RANK]; /* chunk dims in elements (rank entries) */
+    uint64_t *chunk;       /* chunk dims in elements (rank entries; NULL unless chunked) */
     uint32_t chunk_elem;   /* element size recorded with the chunk dims */
     uint64_t chunk_bytes;  /* bytes of one unfiltered chunk */
     uint64_t index_addr;   /* absolute, MF_H5_UNDEF if nothing was written */

@@ -44,6 +44,12 @@ int h5_uvar(mf_cursor *c, unsigned n, uint64_t *out, const char *what) {
         return mf_fail(c->err, MF_ERR_CORRUPT, mf_tell(c), "%s has an invalid width of %u bytes", what, n);
     }
     if (mf_take(c, n, &p, what)) return 1;
+    switch (n) {
+    case 8: *out = mf_load_u64le(p); return 0;
+    case 4: *out = mf_load_u32le(p); return 0;
+    case 2: *out = mf_load_u16le(p); return 0;
+    case 1: *out = p[0]; return 0;
+    }
     uint64_t v = 0;
     for (unsigned i = n; i > 0; i--) v = (v << 8) | p[i - 1];
     *out = v;

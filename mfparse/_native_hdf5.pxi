@@ -57,7 +57,7 @@ cdef extern from "mf_hdf5.h":
         uint64_t data_size
         uint8_t index_type
         uint8_t chunk_flags
-        uint64_t chunk[32]
+        uint64_t *chunk
         uint32_t chunk_elem
         uint64_t chunk_bytes
         uint64_t index_addr
@@ -133,6 +133,8 @@ cdef extern from "mf_hdf5.h":
                    uint64_t *offsets, uint64_t *sizes, uint32_t *counts, mf_error *err)
     size_t mf_h5_vlen_elem_size(const mf_h5_result *r)
 
+
+import gc
 
 H5_NO_VERIFY = MF_H5_NO_VERIFY
 H5_NO_EOF_CHECK = MF_H5_NO_EOF_CHECK
@@ -306,9 +308,10 @@ cdef class H5File:
         return out
 
     def fast_infos(self, info_cls, uint64_t shift, simple_extras, compact_extras):
-        """One entry per dataset object in walk order: a ready info_cls(name, dtype, shape, nbytes,
-        offset + shift, None, None, extras) for plain little-endian numbers stored contiguously or
-        compactly, else the object's index (the caller builds those)."""
+        """(infos, slow): one entry per dataset object in walk order: a ready info_cls(name, dtype,
+        shape, nbytes, offset + shift, None, None, extras) for plain little-endian numbers stored
+        contiguously or compactly; for the others the entry is the object's index and its position
+        is listed in `slow` (the caller builds those)."""
         cdef size_t i
         cdef mf_h5_object *o
         cdef mf_h5_dataset *d
@@ -317,20 +320,28 @@ cdef class H5File:
         names = DTYPE_NAMES
         new = tuple.__new__
         out = []
-        for i in range(self.r.n_objects):
-            o = &self.r.objects[i]
-            if o.kind != 2:
-                continue
-            d = &self.r.datasets[o.dataset]
-            t = d.dtype
-            if (t.code != 0 and t.order == 0 and d.layout <= 1 and d.data_offset != MF_H5_UNDEF
-                    and not d.external and d.space.kind <= 1):
-                out.append(new(info_cls, (text(<const uint8_t *>o.path, o.path_len), names[t.code],
-                                          u64_tuple(d.space.dims, d.space.rank), d.nbytes, d.data_offset + shift,
-                                          None, None, compact_extras if d.layout == 0 else simple_extras)))
-            else:
-                out.append(i)
-        return out
+        slow = []
+        was_enabled = gc.isenabled()
+        gc.disable()  # 20,000 new tuples would trigger collections that find nothing to free
+        try:
+            for i in range(self.r.n_objects):
+                o = &self.r.objects[i]
+                if o.kind != 2:
+                    continue
+                d = &self.r.datasets[o.dataset]
+                t = d.dtype
+                if (t.code != 0 and t.order == 0 and d.layout <= 1 and d.data_offset != MF_H5_UNDEF
+                        and not d.external and d.space.kind <= 1):
+                    out.append(new(info_cls, (text(<const uint8_t *>o.path, o.path_len), names[t.code],
+                                              u64_tuple(d.space.dims, d.space.rank), d.nbytes, d.data_offset + shift,
+                                              None, None, compact_extras if d.layout == 0 else simple_extras)))
+                else:
+                    slow.append(len(out))
+                    out.append(i)
+        finally:
+            if was_enabled:
+                gc.enable()
+        return out, slow
 
     def chunks(self, size_t i):
         """[(offset tuple, addr, size, filter mask)] of every allocated chunk of dataset i."""

@@ -297,6 +297,7 @@ class HDF5File:
         if kind == 2:
             return None
         ht = H5Type(t)
+        _np_shape(tuple(dims) + ht.shape, "attribute", ht.itemsize)
         raw = self.buf[off:off + size]
         arr = self._decode_raw(ht, raw, numel)
         if ht.shape:
@@ -399,6 +400,7 @@ class HDF5File:
         shape = tuple(dims)
         if space_kind == 2:
             return np.empty(0, dtype=ht.np)
+        _np_shape(shape + ht.shape, f"dataset {path!r}", ht.itemsize)
         if d[15]:
             raise UnsupportedFormatError(f"dataset {path!r} keeps its data in external files")
         if layout == 3:
@@ -462,6 +464,16 @@ class HDF5File:
             src = tuple(slice(0, s.stop - s.start) for s in dst)
             out[dst] = block[src]
         return out.reshape(-1)
+
+
+def _np_shape(shape: tuple, what: str, itemsize: int = 1) -> tuple:
+    """A shape numpy can hold (it refuses dims whose byte size, zeros aside, overflows)."""
+    n = max(itemsize, 1)
+    for d in shape:
+        n *= max(d, 1)
+    if n >= 1 << 62:
+        raise ResourceLimitError(f"{what} has shape {shape}, too large for an array")
+    return shape
 
 
 def _array_leaf(t):
@@ -575,12 +587,11 @@ class HDF5Reader(Reader):
         self.file = file if file is not None else HDF5File(source, flags=flags)
         f = self.file
         shift = 0 if f.shift is None else f.shift
-        infos = f.h5.fast_infos(TensorInfo, shift, CONTIGUOUS, COMPACT)
-        if f.shift is None:
+        infos, slow = f.h5.fast_infos(TensorInfo, shift, CONTIGUOUS, COMPACT)
+        if f.shift is None:  # data not in the file (an inflated zip member): no offsets
             infos = [i if isinstance(i, int) else i._replace(offset=None) for i in infos]
-        for k, item in enumerate(infos):
-            if isinstance(item, int):
-                infos[k] = f.info(item)
+        for k in slow:
+            infos[k] = f.info(infos[k])
         self._tensors = infos
 
     def close(self):
