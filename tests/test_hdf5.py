@@ -515,3 +515,42 @@ def test_native_find_superblock():
     assert _native.h5_find_superblock(bytes(b)) == 2048
     b[0:8] = h5fmt.SIGNATURE
     assert _native.h5_find_superblock(bytes(b)) == 0
+
+
+# ---- structures the kitchen sink does not reach ---------------------------------------------------
+
+@pytest.mark.parametrize("libver", LIBVERS)
+def test_object_header_continuation_blocks(tmp_path, libver):
+    """Attributes added after other objects push the header into continuation blocks (OCHK in v2)."""
+    p = tmp_path / "cont.h5"
+    with h5py.File(p, "w", libver=libver) as f:
+        d = f.create_dataset("d", data=np.arange(4))
+        for i in range(5):
+            f.create_dataset(f"x{i}", data=np.arange(3))
+        for i in range(7 if libver == "latest" else 20):
+            d.attrs[f"a{i}"] = "v" * (100 + i)
+        d.attrs["num"] = np.arange(10)
+    if libver == "latest":
+        assert p.read_bytes().count(b"OCHK") >= 1
+    with h5py.File(p) as f, mfparse.open(p) as m:
+        got = m._reader.attrs("d")
+        assert got == {k: _py(v) for k, v in f["d"].attrs.items()}
+        np.testing.assert_array_equal(m["d"], np.arange(4))
+
+
+def test_paged_fixed_and_extensible_arrays(tmp_path):
+    """A fixed array of 3,000 chunks is paged (1,024 per page, pages never written stay fill);
+    an extensible array past 131,056 chunks reaches paged data blocks under a super block."""
+    p = tmp_path / "paged.h5"
+    with h5py.File(p, "w", libver="latest") as f:
+        fa = f.create_dataset("fa", shape=(3000,), chunks=(1,), dtype="u1", fillvalue=9)
+        fa[:100] = np.arange(100)
+        ea = f.create_dataset("ea", shape=(140000,), maxshape=(None,), chunks=(1,), dtype="u1", fillvalue=3)
+        ea[131100:131110] = np.arange(10) + 1
+        ea[5] = 77
+    with h5py.File(p) as f, mfparse.open(p) as m:
+        r = m._reader.file
+        assert r.h5.dataset(r.objects[r.index("fa")][3])[8] == 3
+        assert r.h5.dataset(r.objects[r.index("ea")][3])[8] == 4
+        for name in ("fa", "ea"):
+            np.testing.assert_array_equal(m[name], f[name][()])
