@@ -65,7 +65,7 @@ def read_mfparse(path):
     total = 0
     with mfparse.open(path) as m:
         for t in m.tensors():
-            total += int(m[t.name].view("u1")[-1])  # touch the last byte of each tensor
+            total += int(m[t.name].reshape(-1).view("u1")[-1])  # touch the last byte of each tensor
     return total
 
 
@@ -77,7 +77,7 @@ def read_h5py(path):
         def visit(name, obj):
             nonlocal total
             if isinstance(obj, h5py.Dataset):
-                total += int(obj[()].view("u1")[-1])
+                total += int(obj[()].reshape(-1).view("u1")[-1])
         f.visititems(visit)
     return total
 
