@@ -18,7 +18,7 @@ from types import MappingProxyType
 import numpy as np
 
 from mfparse import _native
-from mfparse.api import EMPTY, TensorInfo
+from mfparse.api import TensorInfo
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 
@@ -35,6 +35,9 @@ FILTER_NAMES = {
     305: "lzo", 307: "bzip2", 32000: "lzf", 32001: "blosc", 32004: "lz4", 32008: "bitshuffle",
     32013: "zfp", 32015: "zstd", 32017: "sz", 32026: "blosc2",
 }
+
+#: numeric attribute arrays with more elements than this are returned as numpy arrays, not lists
+ATTR_LIST_MAX = 1 << 16
 
 CONTIGUOUS = MappingProxyType({"layout": "contiguous"})
 COMPACT = MappingProxyType({"layout": "compact"})
@@ -212,10 +215,6 @@ def _element_dtype(t) -> np.dtype:
     return np.dtype(f"V{size}")
 
 
-def has_object(dt: np.dtype) -> bool:
-    return dt.hasobject
-
-
 # ---- the reader ----------------------------------------------------------------------------------
 
 class HDF5File:
@@ -305,7 +304,10 @@ class HDF5File:
         if kind == 0:
             v = arr.reshape(-1)[0] if not ht.shape else arr[0]
             return _pyval(v)
-        return _pyval(arr.reshape(tuple(dims) + ht.shape))
+        arr = arr.reshape(tuple(dims) + ht.shape)
+        if arr.size > ATTR_LIST_MAX and arr.dtype.kind in "biufc" and arr.dtype.names is None:
+            return arr  # large numeric attributes stay a (read-only) array instead of a long list
+        return _pyval(arr)
 
     def _decode_raw(self, ht: H5Type, raw, numel: int) -> np.ndarray:
         """numel stored elements -> numpy (object arrays for variable-length data)."""
@@ -352,7 +354,7 @@ class HDF5File:
         d = self.h5.dataset(ds)
         ht = self.dtype(ds)
         space_kind, dims, maxdims = d[1]
-        numel, nbytes, layout, data_offset, data_size = d[2], d[3], d[4], d[6], d[7]
+        nbytes, layout, data_offset = d[3], d[4], d[6]
         extras = dict(ht.extras)
         shape = tuple(dims) + ht.shape
         if space_kind == 2:
@@ -380,8 +382,7 @@ class HDF5File:
             offset = None
         if maxdims != dims:
             extras["maxshape"] = tuple(None if m == (1 << 64) - 1 else m for m in maxdims)
-        if ht.vlen is not None or ht.name in ("reference",):
-            pass  # stored elements are heap references: the bytes in the file are not the values
+        # variable-length elements are heap references: the bytes in the file are not the values
         if offset is not None and (self.shift is None or ht.vlen is not None):
             offset = None
         elif offset is not None:
@@ -630,7 +631,6 @@ def build_tree(f: HDF5File, by_name: dict, attrs: bool = True):
     """Nested dicts mirroring the groups (children in h5py keys() order), TensorInfo leaves,
     soft/external links and aliases as "-> target" strings, attributes under "@attrs"."""
     objs = f.objects
-    nodes: list = [None] * len(objs)
     children: dict[int, list[int]] = {}
     for i, o in enumerate(objs):
         if o[2] >= 0:

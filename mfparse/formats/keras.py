@@ -56,7 +56,7 @@ def joined_attr(attrs: dict, key: str):
     i = 0
     while f"{key}{i}" in attrs:
         v = attrs[f"{key}{i}"]
-        parts.extend(v if isinstance(v, list) else [v])
+        parts.extend(v if isinstance(v, list) else [v])  # (any value: _strs makes strings)
         i += 1
     return parts if i else None
 
@@ -80,6 +80,8 @@ def _strs(v) -> list[str]:
         return []
     if isinstance(v, str):
         return [v]
+    if not isinstance(v, (list, tuple)):
+        return [str(v)]
     return [x if isinstance(x, str) else str(x) for x in v]
 
 
@@ -139,7 +141,9 @@ class KerasH5Reader(HDF5Reader):
 
 def legacy_layers(f: HDF5File, by_name: dict, base: str) -> dict:
     """{layer: {weight name: TensorInfo}} from layer_names / weight_names (Keras's own order)."""
-    gi = f.index(base) if base else 0
+    gi = f.h5.find(base) if base else 0
+    if gi < 0:  # a model file whose weights group is missing (damaged): no layers
+        return {}
     layer_names = _strs(joined_attr(f.attrs(gi), "layer_names"))
     layers = {}
     prefix = f"{base}/" if base else ""
