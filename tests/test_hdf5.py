@@ -554,3 +554,36 @@ def test_paged_fixed_and_extensible_arrays(tmp_path):
         assert r.h5.dataset(r.objects[r.index("ea")][3])[8] == 4
         for name in ("fa", "ea"):
             np.testing.assert_array_equal(m[name], f[name][()])
+
+
+def test_fletcher32_detects_damaged_chunks(tmp_path):
+    p = tmp_path / "f32.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("x", data=np.arange(100, dtype="i4"), chunks=(25,), fletcher32=True)
+        f.create_dataset("odd", data=np.arange(7, dtype="u1"), chunks=(7,), fletcher32=True)
+    with mfparse.open(p) as m:
+        np.testing.assert_array_equal(m["odd"], np.arange(7))  # odd byte count
+        r = m._reader.file
+        chunks = r.h5.chunks(r.objects[r.index("x")][3])
+        assert len(chunks) == 4 and all(c[2] == 25 * 4 + 4 for c in chunks)
+        addr = chunks[2][1]
+    data = bytearray(p.read_bytes())
+    data[addr + 5] ^= 0x40
+    with mfparse.open(bytes(data)) as m:
+        with pytest.raises(mfparse.CorruptFileError, match="fletcher32 checksum mismatch"):
+            m["x"]
+
+
+def test_deflate_bomb_is_bounded():
+    """A chunk whose deflate stream inflates far past the chunk size is refused, not inflated."""
+    from mfparse.formats.hdf5 import unfilter
+
+    bomb = zlib_compress(b"\x00" * (1 << 24))
+    with pytest.raises(mfparse.ResourceLimitError, match="inflates past"):
+        unfilter(bomb, ((1, 1, None, (6,)),), 0, 400, 4, "x", 0)
+
+
+def zlib_compress(b):
+    import zlib
+
+    return zlib.compress(b, 9)
