@@ -95,4 +95,7 @@ DTYPE_BITS = dtype_bits()
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
 include "_native_safetensors.pxi"
+include "_native_tflite.pxi"
+include "_native_gguf.pxi"
+include "_native_npy.pxi"
 include "_native_hdf5.pxi"

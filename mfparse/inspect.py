@@ -154,6 +154,8 @@ def _stats_or_none(m: ModelFile, t: TensorInfo):
         return None  # packed or quantized values: the raw bytes are not the numbers
     if t.offset is None and t.extras.get("device") == "meta":
         return None
+    if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
+        return None  # a pickle (never loaded), strings, sparse values, another file's bytes
     try:
         return tensor_stats(m.read(t))
     except TypeError:
@@ -210,6 +212,7 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
     lines.append(fmt_row(head))
     lines.append("  ".join("-" * w for w in widths))
     lines.extend(fmt_row(r) for r in rows)
+    lines.extend(_render_scales(s["tensors"]))
     lines.append("")
     lines.append("Totals by dtype:")
     for dt, tot in sorted(s["totals_by_dtype"].items(), key=lambda kv: -kv[1]["nbytes"]):
@@ -220,6 +223,23 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
         lines.append("Structure:")
         lines.extend(render_tree(tree_obj))
     return "\n".join(lines)
+
+
+def _render_scales(tensors: list, max_values: int = 4) -> list[str]:
+    """Lines listing the scale and zero point of every tensor whose extras carry a
+    quantization with a "scale" list (TFLite int8 models); nothing when there is none."""
+    rows = []
+    for t in tensors:
+        q = (t.get("extras") or {}).get("quantization")
+        if not isinstance(q, dict) or not q.get("scale"):
+            continue
+        scale, zp = q["scale"], q.get("zero_point") or []
+        fmt = lambda v: ", ".join(f"{x:.6g}" for x in v[:max_values]) + (", ..." if len(v) > max_values else "")  # noqa: E731
+        axis = f"  per-axis ({len(scale)} along dim {q.get('quantized_dimension', 0)})" if len(scale) > 1 else ""
+        rows.append(f"  {t['name']}: scale [{fmt(scale)}] zero_point [{fmt(zp)}]{axis}")
+    if not rows:
+        return []
+    return ["", "Quantization (scale, zero point):"] + rows
 
 
 def render_tree(node, indent: str = "  ", max_items: int = 40) -> list[str]:

@@ -25,6 +25,10 @@ def _zip_reader(source):
     if keras.is_keras_zip(archive):
         return keras.open_zip(source, archive)
     names = archive.names()
+    from mfparse.formats import npy
+
+    if npy.is_npz(names):
+        return npy.open_npz(source, archive)
     raise UnsupportedFormatError(
         "zip archive that is not a torch checkpoint (members: "
         + ", ".join(names[:5])
@@ -34,19 +38,24 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import hdf5, keras, safetensors, torch
+    from mfparse.formats import gguf, hdf5, keras, npy, safetensors, tflite, torch
 
     return {
         "torch-zip": torch.open_zip,
         "torchscript": torch.open_zip,
         "torch-legacy": torch.open_legacy,
         "safetensors": safetensors.open_reader,
+        "tflite": tflite.open_reader,
+        "gguf": gguf.open_reader,
+        "npy": npy.open_npy,
+        "npz": npy.open_npz,
         "hdf5": hdf5.open_reader,
         "keras": keras.open_reader,
     }
 
 
-FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "hdf5", "keras")
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", "gguf", "npy", "npz", "hdf5",
+           "keras")
 
 
 def detect(source) -> str:
@@ -60,6 +69,12 @@ def detect(source) -> str:
         return "torch-legacy"
     if safetensors.probe(head, source.size):
         return "safetensors"
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if head[4:8] == b"TFL3":
+        return "tflite"
     if hdf5.probe(head) or (source.size > 512 and hdf5.find_superblock(source.buf) is not None):
         return "hdf5"  # also behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
     raise UnsupportedFormatError(
