@@ -1413,6 +1413,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
             if (h5_parse_link(h, msgs[i].off, msgs[i].size, &l) || h5_push_link(w, &l)) return 1;
         }
         size_t nl = w->pending.len - first;
+        if (nl == 0) return 0; /* an empty group (the stack may not exist yet) */
         h5_pending *links = (h5_pending *)w->pending.items + first;
         for (size_t i = 0; i < nl; i++) links[i].parent = idx;
         if (nl > 1) qsort(links, nl, sizeof(h5_pending), h5_pending_cmp);

@@ -587,3 +587,24 @@ def zlib_compress(b):
     import zlib
 
     return zlib.compress(b, 9)
+
+
+def test_datatype_numpy_cannot_hold_lists_then_fails_on_read():
+    """A 4 GB element (found by fuzzing): the dataset is listed as "unknown", reading it raises."""
+    import io
+
+    buf = io.BytesIO()
+    with h5py.File(buf, "w", libver="earliest") as f:
+        f.create_dataset("x", shape=(3,), dtype="<f4")  # never written: no storage to check
+        f["y"] = np.arange(2)
+    data = bytearray(buf.getvalue())
+    needle = bytes([0x11, 0x20, 0x1F, 0x00, 0x04, 0x00, 0x00, 0x00])  # float class v1, size 4
+    i = data.find(needle)
+    assert i > 0
+    data[i + 4:i + 8] = (0xF0000000).to_bytes(4, "little")
+    with mfparse.open(bytes(data)) as m:
+        info = m.info("x")
+        assert info.dtype == "unknown" and "4026531840 bytes per element" in info.extras["error"]
+        np.testing.assert_array_equal(m["y"], np.arange(2))
+        with pytest.raises(mfparse.UnsupportedFormatError, match="bytes per element"):
+            m["x"]

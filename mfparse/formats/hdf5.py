@@ -19,7 +19,7 @@ import numpy as np
 
 from mfparse import _native
 from mfparse.api import TensorInfo
-from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
+from mfparse.errors import CorruptFileError, MFParseError, ResourceLimitError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -72,7 +72,7 @@ class H5Type:
         vlen: None, "str" or "seq".
     """
 
-    __slots__ = ("t", "name", "np", "raw", "shape", "extras", "vlen", "charset")
+    __slots__ = ("t", "name", "np", "raw", "shape", "extras", "vlen", "charset", "error")
 
     def __init__(self, t):
         self.t = t
@@ -80,9 +80,29 @@ class H5Type:
         self.extras = {}
         self.vlen = None
         self.charset = None
+        self.error = None
+        try:
+            self._init(t)
+        except (TypeError, ValueError) as e:
+            self._fail(CorruptFileError(f"HDF5 datatype has no numpy equivalent: {e}"))
+        except MFParseError as e:
+            self._fail(e)
+
+    def _fail(self, e: MFParseError):
+        """A datatype numpy cannot hold: listed as "unknown", reading raises the error."""
+        self.error = e
+        self.name, self.np, self.raw, self.shape, self.vlen = "unknown", None, None, (), None
+        self.extras = {"hdf5_class": self.t[0], "error": e.message}
+
+    def check(self):
+        if self.error is not None:
+            raise type(self.error)(self.error.message, self.error.offset)
+
+    def _init(self, t):
         cls, size = t[0], t[1]
         if cls == ARRAY:
             base = H5Type(t[9])
+            base.check()
             self.name, self.np, self.shape, self.extras = base.name, base.np, tuple(t[10]) + base.shape, dict(base.extras)
             self.vlen, self.charset = base.vlen, base.charset
             self.extras["element_shape"] = self.shape  # h5py: dataset shape + array dtype (reads flatten it)
@@ -296,6 +316,7 @@ class HDF5File:
         if kind == 2:
             return None
         ht = H5Type(t)
+        ht.check()
         _np_shape(tuple(dims) + ht.shape, "attribute", ht.itemsize)
         raw = self.buf[off:off + size]
         arr = self._decode_raw(ht, raw, numel)
@@ -399,6 +420,7 @@ class HDF5File:
         space_kind, dims, _ = d[1]
         numel, nbytes, layout, data_offset = d[2], d[3], d[4], d[6]
         shape = tuple(dims)
+        ht.check()
         if space_kind == 2:
             return np.empty(0, dtype=ht.np)
         _np_shape(shape + ht.shape, f"dataset {path!r}", ht.itemsize)
