@@ -608,3 +608,17 @@ def test_datatype_numpy_cannot_hold_lists_then_fails_on_read():
         np.testing.assert_array_equal(m["y"], np.arange(2))
         with pytest.raises(mfparse.UnsupportedFormatError, match="bytes per element"):
             m["x"]
+
+
+def test_inspect_stats_skips_undecodable_datasets(sink):
+    import json
+
+    from test_cli import run_cli
+
+    r = run_cli("inspect", sink, "--json", "--stats", "--tree")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    by = {t["name"]: t for t in s["tensors"]}
+    assert by["chunked/lzf"]["stats"] is None  # filter 32000: listed, no statistics
+    assert by["chunked/gzip"]["stats"]["max"] == pytest.approx(129 / 7, rel=1e-6)
+    assert s["format"] == "hdf5" and s["metadata"]["str"] == "hello"
