@@ -286,6 +286,7 @@ static int h5_fh_add_block(mf_h5ctx *h, h5_fheap *fh, mf_vec *v, uint64_t heap_o
     b->heap_off = heap_off;
     b->size = size;
     b->addr = addr;
+    b->checked = 0;
     (void)fh;
     return 0;
 }
@@ -431,6 +432,42 @@ int h5_fheap_open(mf_h5ctx *h, uint64_t abs, h5_fheap *fh) {
     return 0;
 }
 
+/* A direct block's header: signature, owner, offset; and its checksum (over the whole block with
+ * the checksum field zeroed) when the heap checksums its direct blocks. Once per block. */
+static int h5_fh_check_block(mf_h5ctx *h, h5_fheap *fh, h5_fh_block *b) {
+    mf_cursor bc;
+    const char *what = "fractal heap direct block";
+    if (h5_at(h, b->addr, b->size, what, &bc)) return 1;
+    if (h5_sig(h, &bc, "FHDB", what)) return 1;
+    uint8_t version;
+    uint64_t owner, boff;
+    if (mf_u8(&bc, &version, what) || h5_addr(h, &bc, &owner, what) || h5_uvar(&bc, fh->off_size, &boff, what))
+        return 1;
+    if (version != 0 || owner != fh->addr || boff != b->heap_off) {
+        return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, b->addr), "%s does not belong to its heap", what);
+    }
+    if ((fh->flags & 2) && !(h->flags & MF_H5_NO_VERIFY)) {
+        size_t at = (size_t)(bc.pos - bc.start);
+        if (mf_need(&bc, 4, what)) return 1;
+        if (h->scratch_cap < b->size) {
+            uint8_t *p = (uint8_t *)mf_arena_alloc(h->arena, (size_t)b->size, h->err, h5_rep(h, b->addr));
+            if (p == NULL) return 1;
+            h->scratch = p;
+            h->scratch_cap = (size_t)b->size;
+        }
+        memcpy(h->scratch, h->data + b->addr, (size_t)b->size);
+        uint32_t stored = mf_load_u32le(h->scratch + at);
+        memset(h->scratch + at, 0, 4);
+        uint32_t computed = mf_h5_lookup3(h->scratch, (size_t)b->size, 0);
+        if (stored != computed) {
+            return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, b->addr + at),
+                           "%s checksum mismatch (stored %08x, computed %08x)", what, stored, computed);
+        }
+    }
+    b->checked = 1;
+    return 0;
+}
+
 typedef struct h5_huge_find {
     uint64_t id;
     uint64_t addr, len;
@@ -485,18 +522,7 @@ int h5_fheap_get(mf_h5ctx *h, h5_fheap *fh, const uint8_t *id, uint64_t id_off, 
                            "%s object (offset %llu, %llu bytes) does not fit its heap block", what,
                            (unsigned long long)off, (unsigned long long)len);
         }
-        /* the block itself: signature, owner, offset (checked once per lookup; cheap) */
-        mf_cursor bc;
-        if (h5_at(h, b->addr, b->size, "fractal heap direct block", &bc)) return 1;
-        if (h5_sig(h, &bc, "FHDB", "fractal heap direct block")) return 1;
-        uint8_t version;
-        uint64_t owner, boff;
-        if (mf_u8(&bc, &version, what) || h5_addr(h, &bc, &owner, what) || h5_uvar(&bc, fh->off_size, &boff, what))
-            return 1;
-        if (version != 0 || owner != fh->addr || boff != b->heap_off) {
-            return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, b->addr),
-                           "fractal heap direct block does not belong to its heap");
-        }
+        if (!b->checked && h5_fh_check_block(h, fh, b)) return 1;
         *out_off = b->addr + rel;
         *out_len = len;
         return 0;

@@ -21,6 +21,8 @@ typedef struct mf_h5ctx {
     mf_arena *arena;
     mf_error *err;
     uint64_t budget;        /* units of work left; a hostile structure cannot loop or explode */
+    uint8_t *scratch;       /* checksumming a fractal heap direct block needs a copy of it */
+    size_t scratch_cap;
 } mf_h5ctx;
 
 /* Report offsets: input offset -> file offset */
@@ -71,6 +73,7 @@ typedef struct h5_fh_block {
     uint64_t heap_off;      /* offset of the block in the heap's address space */
     uint64_t size;          /* block size (header included) */
     uint64_t addr;          /* absolute */
+    int checked;            /* header (and checksum) verified */
 } h5_fh_block;
 
 typedef struct h5_fheap {

@@ -622,3 +622,14 @@ def test_inspect_stats_skips_undecodable_datasets(sink):
     assert by["chunked/lzf"]["stats"] is None  # filter 32000: listed, no statistics
     assert by["chunked/gzip"]["stats"]["max"] == pytest.approx(129 / 7, rel=1e-6)
     assert s["format"] == "hdf5" and s["metadata"]["str"] == "hello"
+
+
+def test_dense_heap_blocks_are_checksummed(sink):
+    if "latest" not in str(sink):
+        pytest.skip("dense storage: libver latest")
+    data = bytearray(sink.read_bytes())
+    i = data.find(b"FHDB")
+    data[i + 40] ^= 0x55  # inside the first direct block of a dense group or attribute heap
+    with pytest.raises(mfparse.CorruptFileError, match="direct block checksum mismatch"):
+        with mfparse.open(bytes(data)) as m:
+            m.tree()
