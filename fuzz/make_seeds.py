@@ -56,6 +56,42 @@ def seeds():
         z.writestr("dir/b.bin", bytes(range(256)))
     out["fuzz_zip"]["deflated"] = buf.getvalue()
     out.update(_flatgguf_seeds())
+    out.update(_hdf5_seeds())
+    return out
+
+
+def _hdf5_seeds():
+    """HDF5: small h5py files (libver earliest and latest) and the committed Keras fixtures."""
+    import glob
+
+    import numpy as np
+
+    out = collections.defaultdict(dict)
+    try:
+        import h5py
+    except ImportError:
+        return out
+    for libver in ("earliest", "latest"):
+        buf = io.BytesIO()
+        with h5py.File(buf, "w", libver=libver) as f:
+            f["a"] = np.arange(6, dtype="f4").reshape(2, 3)
+            f["g/s"] = np.array(["x", "yz"], dtype=h5py.string_dtype())
+            f.create_dataset("g/c", data=np.arange(20, dtype="i2"), chunks=(6,), compression="gzip", shuffle=True)
+            f.create_dataset("g/u", data=np.arange(8, dtype="i4"), maxshape=(None,), chunks=(3,))
+            f.create_dataset("g/u2", data=np.ones((3, 3)), maxshape=(None, None), chunks=(2, 2))
+            f.create_dataset("g/fa", data=np.arange(9), chunks=(4,), fletcher32=True)
+            for i in range(10):
+                f["g"].attrs[f"k{i}"] = i
+            f.attrs["cfg"] = "{}"
+            f.attrs["names"] = np.array(["a", "bb"], dtype=h5py.string_dtype())
+            f["g/soft"] = h5py.SoftLink("/a")
+            for i in range(10):
+                f[f"many/d{i}"] = np.int8(i)
+        out["fuzz_hdf5"][f"small_{libver}"] = buf.getvalue()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for p in glob.glob(os.path.join(here, "..", "tests", "fixtures", "keras", "*.h5")):
+        with open(p, "rb") as f:
+            out["fuzz_hdf5"][os.path.basename(p)] = f.read()
     return out
 
 

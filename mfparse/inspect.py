@@ -156,10 +156,12 @@ def _stats_or_none(m: ModelFile, t: TensorInfo):
         return None
     if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
         return None  # a pickle (never loaded), strings, sparse values, another file's bytes
+    from mfparse.errors import UnsupportedFormatError
+
     try:
         return tensor_stats(m.read(t))
-    except TypeError:
-        return None
+    except (TypeError, UnsupportedFormatError):
+        return None  # no numpy form, or data mfparse cannot decode (e.g. an HDF5 filter it lacks)
 
 
 # ---- text rendering ----------------------------------------------------------------------------

@@ -71,6 +71,7 @@ REPLAY = {
     "fuzz_tflite": _tflite_unchecked,
     "fuzz_gguf": _open("gguf"),
     "fuzz_npy": _open("npy"),
+    "fuzz_hdf5": _open("hdf5"),
 }
 
 

@@ -20,6 +20,10 @@ def _zip_reader(source):
     archive = ZipArchive(source)
     if torch_fmt.find_archive_prefix(archive) is not None:
         return torch_fmt.open_zip(source, archive)
+    from mfparse.formats import keras
+
+    if keras.is_keras_zip(archive):
+        return keras.open_zip(source, archive)
     names = archive.names()
     from mfparse.formats import npy
 
@@ -34,7 +38,7 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import gguf, npy, safetensors, tflite, torch
+    from mfparse.formats import gguf, hdf5, keras, npy, safetensors, tflite, torch
 
     return {
         "torch-zip": torch.open_zip,
@@ -45,15 +49,18 @@ def _openers():
         "gguf": gguf.open_reader,
         "npy": npy.open_npy,
         "npz": npy.open_npz,
+        "hdf5": hdf5.open_reader,
+        "keras": keras.open_reader,
     }
 
 
-FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", "gguf", "npy", "npz")
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", "gguf", "npy", "npz", "hdf5",
+           "keras")
 
 
 def detect(source) -> str:
     """The format name of a source, from its first bytes."""
-    from mfparse.formats import safetensors, torch
+    from mfparse.formats import hdf5, safetensors, torch
 
     head = bytes(source.buf[:64])
     if head[:4] in ZIP_MAGICS or (source.size >= 22 and bytes(source.buf[-22:-18]) == b"PK\x05\x06"):
@@ -68,6 +75,8 @@ def detect(source) -> str:
         return "npy"
     if head[4:8] == b"TFL3":
         return "tflite"
+    if hdf5.probe(head) or (source.size > 512 and hdf5.find_superblock(source.buf) is not None):
+        return "hdf5"  # also behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
     )

@@ -1,0 +1,702 @@
+"""HDF5 files (h5py, Keras .h5, MATLAB v7.3) over the C reader in csrc/mf_hdf5.c; no libhdf5.
+
+The C side walks the group hierarchy once and reports objects, datasets and attributes;
+this module turns them into TensorInfos (names are HDF5 paths without the leading "/", every
+dataset listed in h5py's ``visit()`` order), numpy dtypes, attribute values and arrays.
+
+Reading: contiguous and compact data are zero-copy views of the file. Chunked data are
+assembled from their chunks (the C side walks the chunk index; listing never touches it) and
+decoded with deflate (zlib), shuffle and fletcher32; any other filter raises an error naming
+its id when the data is read. Never-written data read as the fill value.
+"""
+
+from __future__ import annotations
+
+import zlib
+from types import MappingProxyType
+
+import numpy as np
+
+from mfparse import _native
+from mfparse.api import TensorInfo
+from mfparse.errors import CorruptFileError, MFParseError, ResourceLimitError, UnsupportedFormatError
+from mfparse.formats.base import Reader, view
+
+SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+# object kinds (csrc/mf_hdf5.h)
+GROUP, DATASET, DATATYPE, SOFT, EXTERNAL, ALIAS, OTHER = 1, 2, 3, 4, 5, 6, 7
+# datatype classes
+INTEGER, FLOAT, TIME, STRING, BITFIELD, OPAQUE, COMPOUND, REFERENCE, ENUM, VLEN, ARRAY, COMPLEX = range(12)
+
+#: names of well-known HDF5 filter ids (registered plugins included, for error messages)
+FILTER_NAMES = {
+    1: "deflate", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+    305: "lzo", 307: "bzip2", 32000: "lzf", 32001: "blosc", 32004: "lz4", 32008: "bitshuffle",
+    32013: "zfp", 32015: "zstd", 32017: "sz", 32026: "blosc2",
+}
+
+#: numeric attribute arrays with more elements than this are returned as numpy arrays, not lists
+ATTR_LIST_MAX = 1 << 16
+
+CONTIGUOUS = MappingProxyType({"layout": "contiguous"})
+COMPACT = MappingProxyType({"layout": "compact"})
+
+#: refuse to assemble a chunked or filled array larger than this many bytes per file byte
+#: unless it is at most MAX_SYNTH bytes (a never-written dataset of a few GB is legitimate,
+#: a 2 KB file claiming a petabyte is not)
+MAX_SYNTH = 1 << 31
+
+
+def find_superblock(buf) -> int | None:
+    """Offset of the HDF5 signature (0, 512, 1024, ...), or None."""
+    off = _native.h5_find_superblock(buf)
+    return None if off < 0 else off
+
+
+def probe(head: bytes) -> bool:
+    return head[:8] == SIGNATURE
+
+
+# ---- datatypes ----------------------------------------------------------------------------------
+
+class H5Type:
+    """What a stored HDF5 datatype means to numpy and to TensorInfo.
+
+    Attributes:
+        name: canonical dtype name for TensorInfo ("float32", "string", "S10", "compound", ...).
+        np: numpy dtype of one stored element as it is read back (object for variable-length).
+        raw: numpy dtype of the stored bytes (np when that is not object).
+        shape: extra trailing dims (array datatypes are flattened into the shape, as h5py does).
+        extras: dtype facts for TensorInfo.extras.
+        vlen: None, "str" or "seq".
+    """
+
+    __slots__ = ("t", "name", "np", "raw", "shape", "extras", "vlen", "charset", "error")
+
+    def __init__(self, t):
+        self.t = t
+        self.shape = ()
+        self.extras = {}
+        self.vlen = None
+        self.charset = None
+        self.error = None
+        try:
+            self._init(t)
+        except (TypeError, ValueError) as e:
+            self._fail(CorruptFileError(f"HDF5 datatype has no numpy equivalent: {e}"))
+        except MFParseError as e:
+            self._fail(e)
+
+    def _fail(self, e: MFParseError):
+        """A datatype numpy cannot hold: listed as "unknown", reading raises the error."""
+        self.error = e
+        self.name, self.np, self.raw, self.shape, self.vlen = "unknown", None, None, (), None
+        self.extras = {"hdf5_class": self.t[0], "error": e.message}
+
+    def check(self):
+        if self.error is not None:
+            raise type(self.error)(self.error.message, self.error.offset)
+
+    def _init(self, t):
+        cls, size = t[0], t[1]
+        if cls == ARRAY:
+            base = H5Type(t[9])
+            base.check()
+            self.name, self.np, self.shape, self.extras = base.name, base.np, tuple(t[10]) + base.shape, dict(base.extras)
+            self.vlen, self.charset = base.vlen, base.charset
+            self.extras["element_shape"] = self.shape  # h5py: dataset shape + array dtype (reads flatten it)
+            self.raw = np.dtype((base.raw, tuple(t[10]))) if base.shape == () else np.dtype(f"V{size}")
+            if self.vlen:
+                self.raw = np.dtype(f"V{size}")
+            return
+        self.np = element_dtype(t)
+        self.raw = self.np if self.np.kind != "O" else np.dtype(f"V{size}")
+        code = t[2]
+        order = ">" if t[3] == 1 else "<"
+        if code:
+            self.name = _native.DTYPE_NAMES[code]
+            if order == ">" and size > 1:
+                self.extras["byteorder"] = ">"
+            if cls == ENUM and code != _bool_code():
+                self.extras["enum"] = enum_members(t)
+            return
+        if cls in (INTEGER, BITFIELD, ENUM):
+            self.name = self.np.name if self.np.kind in "iu" else "unknown"
+            if order == ">" and size > 1:
+                self.extras["byteorder"] = ">"
+            if cls == ENUM:
+                self.extras["enum"] = enum_members(t)
+            if cls == BITFIELD:
+                self.extras["bitfield"] = True
+        elif cls == FLOAT and t[3] <= 1 and size in (2, 4, 8) and self.np.kind == "f":
+            self.name = self.np.name
+            if order == ">":
+                self.extras["byteorder"] = ">"
+        elif cls == STRING:
+            self.name = f"S{size}"
+            self.charset = "utf-8" if (t[5] >> 4) & 0xF == 1 else "ascii"
+            self.extras["charset"] = self.charset
+        elif cls == VLEN:
+            if t[5] & 0xF == 1:
+                self.name, self.vlen = "string", "str"
+                self.charset = "utf-8" if (t[5] >> 8) & 0xF == 1 else "ascii"
+                self.extras["charset"] = self.charset
+            else:
+                self.name, self.vlen = "vlen", "seq"
+                self.extras["base"] = H5Type(t[9]).name
+        elif cls == COMPOUND:
+            self.name = "compound"
+            self.extras["fields"] = tuple((m[0].decode("utf-8", "replace"), H5Type(m[2]).name, m[1]) for m in t[8])
+        elif cls == OPAQUE:
+            self.name = "opaque"
+            if t[11]:
+                self.extras["tag"] = t[11].decode("ascii", "replace")
+        elif cls == REFERENCE:
+            self.name = "reference"
+            self.extras["reference"] = {0: "object", 1: "region"}.get(t[5] & 0xF, "other")
+        else:
+            self.name = "unknown"
+            self.extras["hdf5_class"] = cls
+
+    @property
+    def itemsize(self) -> int:
+        return self.t[1]
+
+
+_BOOL = []
+
+
+def _bool_code() -> int:
+    if not _BOOL:
+        _BOOL.append(_native.DTYPE_NAMES.index("bool"))
+    return _BOOL[0]
+
+
+def enum_members(t) -> dict:
+    base = element_dtype(t[9])
+    return {m[0].decode("utf-8", "replace"): np.frombuffer(m[3], dtype=base)[0].item() for m in t[8] or ()}
+
+
+def element_dtype(t) -> np.dtype:
+    """The numpy dtype h5py would use for one element of datatype tuple t."""
+    if t[1] >= 1 << 31:
+        raise UnsupportedFormatError(f"HDF5 datatype of {t[1]} bytes per element")
+    try:
+        return _element_dtype(t)
+    except (TypeError, ValueError) as e:
+        raise CorruptFileError(f"HDF5 datatype has no numpy equivalent: {e}") from None
+
+
+def _element_dtype(t) -> np.dtype:
+    cls, size, code, order = t[0], t[1], t[2], t[3]
+    bo = ">" if order == 1 else "<"
+    if code:
+        name = _native.DTYPE_NAMES[code]
+        if name == "bool":
+            return np.dtype("bool")
+        if name == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(name).newbyteorder(bo) if size > 1 else np.dtype(name)
+    if cls in (INTEGER, BITFIELD) and size in (1, 2, 4, 8):
+        signed = cls == INTEGER and t[4]
+        return np.dtype(f"{bo}{'i' if signed else 'u'}{size}")
+    if cls == FLOAT and order <= 1 and size in (2, 4, 8):
+        return np.dtype(f"{bo}f{size}")
+    if cls == ENUM:
+        return element_dtype(t[9])
+    if cls == STRING:
+        return np.dtype(f"S{size}")
+    if cls == REFERENCE and size == 8:
+        return np.dtype("<u8")
+    if cls in (VLEN,):
+        return np.dtype("O")
+    if cls == ARRAY:
+        return np.dtype((element_dtype(t[9]), tuple(t[10])))
+    if cls == COMPOUND:
+        names, formats, offsets = [], [], []
+        for name, off, mt, _ in t[8]:
+            n = name.decode("utf-8", "replace")
+            if n in names:
+                raise CorruptFileError(f"compound datatype has two members named {n!r}")
+            names.append(n)
+            formats.append(element_dtype(mt))
+            offsets.append(off)
+        try:
+            return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+        except (ValueError, TypeError) as e:
+            raise CorruptFileError(f"compound datatype has overlapping or invalid members: {e}") from None
+    if cls == COMPLEX and t[9] is not None:
+        inner = element_dtype(t[9])
+        if inner.kind == "f":
+            return np.dtype(f"{'>' if t[9][3] == 1 else '<'}c{2 * inner.itemsize}")
+    return np.dtype(f"V{size}")
+
+
+# ---- the reader ----------------------------------------------------------------------------------
+
+class HDF5File:
+    """Objects, datasets and attributes of one HDF5 file (a buffer inside `source.buf`).
+
+    Args:
+        source: the mfparse Source (its buf is the whole outer file).
+        buf: the HDF5 bytes (source.buf, a slice of it for a stored zip member, or decompressed bytes).
+        shift: offset of buf in source.buf (None when buf is not part of the file).
+        flags: _native.H5_NO_VERIFY / H5_NO_EOF_CHECK (tests).
+    """
+
+    def __init__(self, source, buf=None, shift: int | None = 0, report_base: int = 0, flags: int = 0):
+        self.source = source
+        self.buf = source.buf if buf is None else buf
+        self.shift = shift
+        self.h5 = _native.H5File(self.buf, report_base, flags)
+        self._objects = None
+        self._by_path = None
+        self._types: dict[int, H5Type] = {}
+
+    def close(self):
+        self.h5.close()
+
+    # -- objects --
+    @property
+    def objects(self) -> list:
+        if self._objects is None:
+            self._objects = self.h5.objects()
+        return self._objects
+
+    def index(self, path: str) -> int:
+        """Object index of an HDF5 path ("a/b", leading/trailing "/" ignored)."""
+        if self._by_path is None:
+            self._by_path = {o[0]: i for i, o in enumerate(self.objects)}
+        i = self._by_path.get(path.strip("/"))
+        if i is None:
+            raise KeyError(path)
+        return i
+
+    def resolve(self, i: int, depth: int = 0) -> int:
+        """Follow aliases and soft links (within this file) to the object they name."""
+        o = self.objects[i]
+        if o[1] == ALIAS:
+            return o[5]
+        if o[1] == SOFT and depth < 32:
+            target = o[6].decode("utf-8", "replace")
+            if not target.startswith("/"):
+                parent = self.objects[o[2]][0]
+                target = f"{parent}/{target}" if parent else target
+            try:
+                return self.resolve(self.index(target), depth + 1)
+            except KeyError:
+                return i
+        return i
+
+    def dtype(self, dataset: int) -> H5Type:
+        t = self._types.get(dataset)
+        if t is None:
+            t = self._types[dataset] = H5Type(self.h5.dataset(dataset)[0])
+        return t
+
+    # -- attributes --
+    def attrs(self, obj: int) -> dict:
+        """Attribute values of an object, decoded as h5py would (str for strings)."""
+        rows = self.h5.attrs(obj)
+        if rows and all(r[7] >= 0 for r in rows):  # creation order tracked: h5py lists in that order
+            rows.sort(key=lambda r: r[7])
+        else:
+            rows.sort(key=lambda r: r[0].encode("utf-8", "surrogateescape"))
+        out = {}
+        for name, _cs, t, space, numel, off, size, _crt in rows:
+            out[name] = self.decode(t, space, numel, off, size)
+        return out
+
+    def decode(self, t, space, numel, off, size):
+        """An attribute value: Python scalars and str, lists for arrays, None for a null dataspace."""
+        kind, dims = space[0], space[1]
+        if kind == 2:
+            return None
+        ht = H5Type(t)
+        ht.check()
+        _np_shape(tuple(dims) + ht.shape, "attribute", ht.itemsize)
+        raw = self.buf[off:off + size]
+        arr = self._decode_raw(ht, raw, numel)
+        if ht.shape:
+            arr = arr.reshape((numel,) + ht.shape)
+        if kind == 0:
+            v = arr.reshape(-1)[0] if not ht.shape else arr[0]
+            return _pyval(v)
+        arr = arr.reshape(tuple(dims) + ht.shape)
+        if arr.size > ATTR_LIST_MAX and arr.dtype.kind in "biufc" and arr.dtype.names is None:
+            return arr  # large numeric attributes stay a (read-only) array instead of a long list
+        return _pyval(arr)
+
+    def _decode_raw(self, ht: H5Type, raw, numel: int) -> np.ndarray:
+        """numel stored elements -> numpy (object arrays for variable-length data)."""
+        if ht.vlen is None and not ht.np.hasobject:
+            return np.frombuffer(raw, dtype=ht.raw if ht.shape else ht.np, count=numel)
+        if ht.vlen is not None:
+            return self._vlen(ht, raw, numel * (int(np.prod(ht.shape)) if ht.shape else 1))
+        return np.frombuffer(raw, dtype=np.dtype(f"V{ht.itemsize}"), count=numel)
+
+    def _vlen(self, ht: H5Type, raw, n: int) -> np.ndarray:
+        esize = self.h5.vlen_elem_size
+        out = np.empty(n, dtype=object)
+        if n == 0:
+            return out
+        leaf = ht.t if ht.t[0] != ARRAY else _array_leaf(ht.t)
+        if leaf[1] != esize or len(raw) < n * esize:
+            raise CorruptFileError(
+                f"variable-length data: {len(raw)} bytes of {leaf[1]}-byte elements for {n} references of {esize} bytes")
+        rows = self.h5.vlen(bytes(raw[: n * esize]), n, esize)
+        base = None if ht.vlen == "str" else element_dtype(_vlen_base(ht.t))
+        buf = self.buf
+        for k, (off, size, count) in enumerate(rows):
+            if ht.vlen == "str":
+                if off is None:
+                    out[k] = b""
+                    continue
+                if count > size:
+                    raise CorruptFileError(f"variable-length string of {count} bytes in a {size}-byte heap object", off)
+                out[k] = bytes(buf[off:off + count])
+            else:
+                if off is None:
+                    out[k] = np.empty(0, dtype=base)
+                    continue
+                need = count * base.itemsize
+                if need > size:
+                    raise CorruptFileError(f"variable-length sequence of {need} bytes in a {size}-byte heap object", off)
+                out[k] = np.frombuffer(buf, dtype=base, count=count, offset=off).copy()
+        return out
+
+    # -- datasets --
+    def info(self, obj: int) -> TensorInfo:
+        """TensorInfo of a dataset object (the general path; plain numbers come from fast_infos)."""
+        path, kind, _parent, ds = self.objects[obj][:4]
+        d = self.h5.dataset(ds)
+        ht = self.dtype(ds)
+        space_kind, dims, maxdims = d[1]
+        nbytes, layout, data_offset = d[3], d[4], d[6]
+        extras = dict(ht.extras)
+        shape = tuple(dims) + ht.shape
+        if space_kind == 2:
+            extras["dataspace"] = "null"
+        offset = None
+        if layout == 0:
+            extras["layout"] = "compact"
+            offset = data_offset
+        elif layout == 1:
+            extras["layout"] = "contiguous"
+            if data_offset is None:
+                extras["allocated"] = False
+            offset = data_offset
+        elif layout == 2:
+            extras["layout"] = "chunked"
+            extras["chunks"] = d[10]
+            if d[13]:
+                extras["filters"] = tuple(
+                    {"id": fid, "name": FILTER_NAMES.get(fid) or (nm.decode("ascii", "replace") if nm else f"filter {fid}"),
+                     "values": vals} for fid, _fl, nm, vals in d[13])
+        else:
+            extras["layout"] = "virtual"
+        if d[15]:
+            extras["external"] = True
+            offset = None
+        if maxdims != dims:
+            extras["maxshape"] = tuple(None if m == (1 << 64) - 1 else m for m in maxdims)
+        # variable-length elements are heap references: the bytes in the file are not the values
+        if offset is not None and (self.shift is None or ht.vlen is not None):
+            offset = None
+        elif offset is not None:
+            offset += self.shift
+        return TensorInfo(path, ht.name, shape, nbytes, offset, None, None, MappingProxyType(extras))
+
+    def read(self, obj: int, name: str = "") -> np.ndarray:
+        """The data of a dataset object as numpy (a view for contiguous plain data)."""
+        path, kind, _parent, ds = self.objects[obj][:4]
+        if kind != DATASET:
+            raise UnsupportedFormatError(f"{path!r} is not a dataset")
+        d = self.h5.dataset(ds)
+        ht = self.dtype(ds)
+        space_kind, dims, _ = d[1]
+        numel, nbytes, layout, data_offset = d[2], d[3], d[4], d[6]
+        shape = tuple(dims)
+        ht.check()
+        if space_kind == 2:
+            return np.empty(0, dtype=ht.np)
+        _np_shape(shape + ht.shape, f"dataset {path!r}", ht.itemsize)
+        if d[15]:
+            raise UnsupportedFormatError(f"dataset {path!r} keeps its data in external files")
+        if layout == 3:
+            raise UnsupportedFormatError(f"dataset {path!r} is a virtual dataset (data in other files)")
+        if layout in (0, 1) and data_offset is not None:
+            raw = self.buf[data_offset:data_offset + nbytes]
+            if len(raw) < nbytes:
+                raise CorruptFileError(f"dataset {path!r} data runs past the end of the file", data_offset)
+            if ht.vlen is None and not ht.np.hasobject:
+                dt = ht.raw if ht.shape else ht.np
+                return np.frombuffer(raw, dtype=dt, count=numel).reshape(shape + ht.shape)
+            return self._decode_raw(ht, raw, numel).reshape(shape + ht.shape)
+        # never written (fill value) or chunked: assemble in a new array of stored bytes
+        stored = self._assemble(path, ds, d, ht)
+        if ht.vlen is not None:
+            return self._vlen(ht, stored.tobytes(), numel * (int(np.prod(ht.shape)) if ht.shape else 1)).reshape(
+                shape + ht.shape)
+        dt = ht.raw if ht.shape else ht.np
+        return stored.view(dt).reshape(shape + ht.shape)
+
+    def _fill(self, d, ht: H5Type, numel: int) -> np.ndarray:
+        """numel stored elements of the fill value, as raw bytes (V<itemsize>)."""
+        itemsize = ht.itemsize
+        total = numel * itemsize
+        if total > max(MAX_SYNTH, 64 * len(self.buf)):
+            raise ResourceLimitError(f"dataset of {total} bytes is too large to materialise")
+        out = np.zeros(numel, dtype=np.dtype(f"V{itemsize}"))
+        defined, _undef, foff, fsize, _alloc = d[14]
+        if foff is not None and fsize:
+            if fsize != itemsize:
+                raise CorruptFileError(f"fill value of {fsize} bytes for {itemsize}-byte elements", foff)
+            value = bytes(self.buf[foff:foff + fsize])
+            if any(value) and ht.vlen is None:
+                out.view(np.uint8).reshape(numel, itemsize)[:] = np.frombuffer(value, dtype=np.uint8)
+        return out
+
+    def _assemble(self, path: str, ds: int, d, ht: H5Type) -> np.ndarray:
+        space_kind, dims, _ = d[1]
+        numel = d[2]
+        shape = tuple(dims)
+        out = self._fill(d, ht, numel)
+        if d[4] != 2 or numel == 0:
+            return out
+        out = out.reshape(shape)
+        chunk = d[10]
+        chunk_bytes = d[11]
+        filters = d[13]
+        partial_unfiltered = bool(d[9] & 1)
+        itemsize = ht.itemsize
+        buf = self.buf
+        for offset, addr, size, mask in self.h5.chunks(ds):
+            data = buf[addr:addr + size]
+            partial = any(o + c > n for o, c, n in zip(offset, chunk, dims))
+            if filters and not (partial_unfiltered and partial):
+                data = unfilter(data, filters, mask, chunk_bytes, itemsize, path, addr)
+            if len(data) != chunk_bytes:
+                raise CorruptFileError(
+                    f"chunk of dataset {path!r} holds {len(data)} bytes, expected {chunk_bytes}", addr)
+            block = np.frombuffer(data, dtype=out.dtype).reshape(chunk)
+            dst = tuple(slice(o, min(o + c, n)) for o, c, n in zip(offset, chunk, dims))
+            src = tuple(slice(0, s.stop - s.start) for s in dst)
+            out[dst] = block[src]
+        return out.reshape(-1)
+
+
+def _np_shape(shape: tuple, what: str, itemsize: int = 1) -> tuple:
+    """A shape numpy can hold (it refuses dims whose byte size, zeros aside, overflows)."""
+    n = max(itemsize, 1)
+    for d in shape:
+        n *= max(d, 1)
+    if n >= 1 << 62:
+        raise ResourceLimitError(f"{what} has shape {shape}, too large for an array")
+    return shape
+
+
+def _array_leaf(t):
+    while t[0] == ARRAY:
+        t = t[9]
+    return t
+
+
+def _vlen_base(t):
+    if t[0] == ARRAY:
+        return _vlen_base(t[9])
+    return t[9]
+
+
+def _pyval(v):
+    """numpy value -> Python value (str for bytes, lists for arrays) for metadata and attrs."""
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind in "SO" or v.dtype.names is not None or v.dtype.kind == "V":
+            return [_pyval(x) for x in v]
+        return v.tolist()
+    if isinstance(v, (bytes, np.bytes_)):
+        return bytes(v).decode("utf-8", "replace")
+    if isinstance(v, np.void):
+        if v.dtype.names:
+            return {n: _pyval(v[n]) for n in v.dtype.names}
+        return bytes(v)
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def unfilter(data, filters, mask: int, chunk_bytes: int, itemsize: int, path: str, addr: int) -> bytes:
+    """Undo a chunk's filter pipeline (last filter first), skipping filters masked out."""
+    for j in range(len(filters) - 1, -1, -1):
+        if mask & (1 << j):
+            continue
+        fid, _flags, name, values = filters[j]
+        if fid == 1:
+            d = zlib.decompressobj()
+            try:
+                # bound the output: a chunk never inflates past its size (+ checksums of later filters)
+                out = d.decompress(bytes(data), chunk_bytes + 64)
+            except zlib.error as e:
+                raise CorruptFileError(f"chunk of dataset {path!r} does not inflate: {e}", addr) from None
+            if d.unconsumed_tail:
+                raise ResourceLimitError(f"chunk of dataset {path!r} inflates past its {chunk_bytes} bytes", addr)
+            data = out
+        elif fid == 2:
+            size = values[0] if values else itemsize
+            data = unshuffle(bytes(data), size)
+        elif fid == 3:
+            data = fletcher32_strip(bytes(data), path, addr)
+        else:
+            label = FILTER_NAMES.get(fid) or (name.decode("ascii", "replace") if name else "unregistered")
+            raise UnsupportedFormatError(
+                f"dataset {path!r} is compressed with HDF5 filter {fid} ({label}); mfparse decodes only "
+                f"deflate (1), shuffle (2) and fletcher32 (3)", addr)
+    return data
+
+
+def unshuffle(data: bytes, size: int) -> bytes:
+    """Inverse of HDF5's byte shuffle for elements of `size` bytes (trailing bytes left as-is)."""
+    n = len(data) // size if size else 0
+    if size <= 1 or n <= 1:
+        return data
+    body = np.frombuffer(data, dtype=np.uint8, count=n * size).reshape(size, n).T.reshape(-1)
+    return body.tobytes() + data[n * size:]
+
+
+def fletcher32(data: bytes) -> int:
+    """HDF5's Fletcher-32 (16-bit big-endian words, both sums modulo 65535), computed in blocks."""
+    n = len(data) // 2
+    w = np.frombuffer(data, dtype=">u2", count=n).astype(np.uint64)
+    s1 = s2 = 0
+    step = 1 << 20
+    for b in range(0, n, step):
+        blk = w[b:b + step]
+        k = len(blk)
+        # each word is added to sum1, and sum1 to sum2 after every word: word j of the block
+        # reaches sum2 (k - j) times, the running sum1 k times
+        weighted = int((blk * np.arange(k, 0, -1, dtype=np.uint64)).sum())
+        s2 = (s2 + s1 * k + weighted) % 65535
+        s1 = (s1 + int(blk.sum())) % 65535
+    if len(data) % 2:
+        s1 = (s1 + (data[-1] << 8)) % 65535
+        s2 = (s2 + s1) % 65535
+    return (s2 << 16) | s1
+
+
+def fletcher32_strip(data: bytes, path: str, addr: int) -> bytes:
+    if len(data) < 4:
+        raise CorruptFileError(f"chunk of dataset {path!r} is too short for its fletcher32 checksum", addr)
+    body, stored = data[:-4], int.from_bytes(data[-4:], "little")
+    want = fletcher32(body)
+    ok = False
+    for s in (stored, int.from_bytes(data[-4:], "big")):
+        if (s & 0xFFFF) % 65535 == want & 0xFFFF and (s >> 16) % 65535 == want >> 16:
+            ok = True
+    if not ok:
+        raise CorruptFileError(f"fletcher32 checksum mismatch in a chunk of dataset {path!r}", addr)
+    return body
+
+
+class HDF5Reader(Reader):
+    """Generic HDF5: every dataset is a tensor named by its path; metadata = root attributes."""
+
+    format = "hdf5"
+
+    def __init__(self, source, file: HDF5File | None = None, flags: int = 0):
+        super().__init__(source)
+        self.file = file if file is not None else HDF5File(source, flags=flags)
+        f = self.file
+        shift = 0 if f.shift is None else f.shift
+        infos, slow = f.h5.fast_infos(TensorInfo, shift, CONTIGUOUS, COMPACT)
+        if f.shift is None:  # data not in the file (an inflated zip member): no offsets
+            infos = [i if isinstance(i, int) else i._replace(offset=None) for i in infos]
+        for k in slow:
+            infos[k] = f.info(infos[k])
+        self._tensors = infos
+
+    def close(self):
+        self.file.close()
+
+    def read(self, info: TensorInfo):
+        f = self.file
+        if info.offset is not None and info.dtype in _PLAIN:
+            return view(self.source.buf, info, info.extras.get("byteorder", "<"))
+        return f.read(f.index(info.name), info.name)
+
+    def attrs(self, path: str = "") -> dict:
+        """Decoded attributes of the object at an HDF5 path ("" = root)."""
+        f = self.file
+        return f.attrs(f.resolve(f.index(path)))
+
+    def metadata(self) -> dict:
+        f = self.file
+        meta = dict(f.attrs(0))
+        ub = f.h5.superblock[0]
+        if ub:
+            meta["userblock_size"] = ub
+            head = bytes(f.buf[:min(ub, 128)])
+            if head.startswith(b"MATLAB"):
+                meta["matlab_header"] = head.split(b"\x00", 1)[0].decode("latin-1").strip()
+        return meta
+
+    def tree(self):
+        return build_tree(self.file, {t.name: t for t in self._tensors})
+
+
+_PLAIN = frozenset(_native.DTYPE_NAMES) - {"unknown", "string"}
+
+
+def build_tree(f: HDF5File, by_name: dict, attrs: bool = True):
+    """Nested dicts mirroring the groups (children in h5py keys() order), TensorInfo leaves,
+    soft/external links and aliases as "-> target" strings, attributes under "@attrs"."""
+    objs = f.objects
+    children: dict[int, list[int]] = {}
+    for i, o in enumerate(objs):
+        if o[2] >= 0:
+            children.setdefault(o[2], []).append(i)
+
+    def node(i):
+        o = objs[i]
+        kind = o[1]
+        if kind == DATASET:
+            return by_name.get(o[0])
+        if kind == GROUP:
+            d = {}
+            if attrs and o[10]:
+                d["@attrs"] = f.attrs(i)
+            kids = children.get(i, [])
+            if o[8]:  # creation order tracked: h5py's keys() order
+                kids = sorted(kids, key=lambda k: objs[k][7])
+            for k in kids:
+                d[objs[k][0][objs[k][11]:]] = node(k)
+            return d
+        if kind == SOFT:
+            return "soft link -> " + o[6].decode("utf-8", "replace")
+        if kind == EXTERNAL:
+            parts = o[6][1:].split(b"\x00")
+            return "external link -> " + ":".join(p.decode("utf-8", "replace") for p in parts[:2])
+        if kind == ALIAS:
+            return "hard link -> /" + objs[o[5]][0]
+        if kind == DATATYPE:
+            return "committed datatype"
+        return "object"
+
+    return node(0)
+
+
+def open_reader(source, flags: int = 0):
+    """An HDF5 file: Keras files get the Keras reader, everything else the generic one."""
+    from mfparse.formats import keras
+
+    f = HDF5File(source, flags=flags)
+    try:
+        kind = keras.classify(f)
+        if kind is not None:
+            return keras.KerasH5Reader(source, f, kind)
+        return HDF5Reader(source, f)
+    except BaseException:
+        f.close()
+        raise
