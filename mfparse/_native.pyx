@@ -95,3 +95,5 @@ DTYPE_BITS = dtype_bits()
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
 include "_native_safetensors.pxi"
+include "_native_proto.pxi"
+include "_native_onnx.pxi"

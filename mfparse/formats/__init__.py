@@ -30,17 +30,19 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import safetensors, torch
+    from mfparse.formats import onnx, safetensors, torch
 
     return {
         "torch-zip": torch.open_zip,
         "torchscript": torch.open_zip,
         "torch-legacy": torch.open_legacy,
         "safetensors": safetensors.open_reader,
+        "onnx": onnx.open_reader,
+        "onnx-tensor": onnx.open_tensor,
     }
 
 
-FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors")
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "onnx", "onnx-tensor")
 
 
 def detect(source) -> str:
@@ -54,6 +56,11 @@ def detect(source) -> str:
         return "torch-legacy"
     if safetensors.probe(head, source.size):
         return "safetensors"
+    from mfparse.formats import onnx
+
+    found = onnx.probe(source, head)
+    if found:
+        return found
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
     )
