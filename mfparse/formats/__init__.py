@@ -30,7 +30,7 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import onnx, safetensors, torch
+    from mfparse.formats import onnx, safetensors, tf, torch
 
     return {
         "torch-zip": torch.open_zip,
@@ -39,10 +39,14 @@ def _openers():
         "safetensors": safetensors.open_reader,
         "onnx": onnx.open_reader,
         "onnx-tensor": onnx.open_tensor,
+        "tf-savedmodel": tf.open_saved_model,
+        "tf-graphdef": tf.open_graphdef,
+        "tf-checkpoint": tf.open_checkpoint,
     }
 
 
-FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "onnx", "onnx-tensor")
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "onnx", "onnx-tensor", "tf-savedmodel",
+           "tf-graphdef", "tf-checkpoint")
 
 
 def detect(source) -> str:
@@ -56,14 +60,22 @@ def detect(source) -> str:
         return "torch-legacy"
     if safetensors.probe(head, source.size):
         return "safetensors"
-    from mfparse.formats import onnx
+    from mfparse.formats import onnx, tf
 
-    found = onnx.probe(source, head)
+    found = onnx.probe(source, head) or tf.probe(source, head)
     if found:
         return found
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
     )
+
+
+def resolve_path(obj, format: str | None = None):
+    """What to open for a path whose format lives in a folder or behind a prefix (a SavedModel
+    folder, a checkpoint folder or prefix); anything else is returned unchanged."""
+    from mfparse.formats import tf
+
+    return tf.resolve_path(obj, format)
 
 
 def open_reader(source, format: str | None = None):
