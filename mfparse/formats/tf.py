@@ -670,3 +670,39 @@ def open_saved_model(source):
 
 def open_checkpoint(source):
     return TFCheckpointReader(source)
+
+
+# ---- text ---------------------------------------------------------------------------------------
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "unknown_rank"
+    if len(shape) == 1:
+        return f"({shape[0]})"
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def saved_model_text(graph: dict) -> list[str]:
+    """What `saved_model_cli show --all` prints for a SavedModel's tag sets and signatures
+    (and its op list, sorted); the concrete functions, which need the Python objects TF
+    would load, are not shown."""
+    lines: list[str] = []
+    for mg in graph.get("meta_graphs", []):
+        tags = ", ".join(mg["tags"])
+        lines.append(f"MetaGraphDef with tag-set: '{tags}' contains the following SignatureDefs:")
+        lines.append("")
+        for key, sig in mg["signatures"].items():
+            lines.append(f"signature_def['{key}']:")
+            for role, title in (("inputs", "input(s)"), ("outputs", "output(s)")):
+                lines.append(f"  The given SavedModel SignatureDef contains the following {title}:")
+                for k, t in sorted(sig[role].items()):
+                    lines.append(f"    {role}['{k}'] tensor_info:")
+                    lines.append(f"        dtype: {t['dtype']}")
+                    lines.append(f"        shape: {_shape_text(t['shape'])}")
+                    lines.append(f"        name: {t['name']}")
+            lines.append(f"  Method name is: {sig['method_name']}")
+            lines.append("")
+        ops = ", ".join(repr(op) for op in sorted(mg["op_types"]))
+        lines.append(f"The MetaGraph with tag set {mg['tags']!r} contains the following ops: {{{ops}}}")
+        lines.append("")
+    return lines
