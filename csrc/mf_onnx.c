@@ -143,27 +143,58 @@ static int push_i64s(onnx_ctx *x, const mf_pb_field *f, mf_vec *v, const char *w
     return 0;
 }
 
+/* Append one occurrence of TensorProto.dims (packed or not) to a fixed array of MAX_RANK;
+ * *n counts every value, also those beyond the array (the caller reports them). */
+static int take_dims(onnx_ctx *x, const mf_pb_field *f, int64_t *dims, uint64_t *n) {
+    if (f->wt == MF_PB_VARINT) {
+        if (*n < MAX_RANK) dims[*n] = (int64_t)f->v;
+        (*n)++;
+        return 0;
+    }
+    if (f->wt != MF_PB_LEN) return mf_pb_bad_type(x->err, f, "ONNX tensor dims");
+    mf_cursor c;
+    mf_cursor_init(&c, f->p, f->n, f->off, x->err);
+    while (c.pos < c.end) {
+        uint64_t u;
+        if (mf_pb_varint(&c, &u, "ONNX tensor dims")) return 1;
+        if (*n < MAX_RANK) dims[*n] = (int64_t)u;
+        (*n)++;
+    }
+    return 0;
+}
+
 /* ========================================================================================== */
 /* TensorProto                                                                                */
 /* ========================================================================================== */
 
+/* A tensor while it is parsed: the record and everything it may need beyond it. */
+typedef struct tensor_full {
+    mf_onnx_tensor t;
+    mf_onnx_tensor_more m;
+} tensor_full;
+
 /* c is over a TensorProto; t arrives with source/scope/node/attr set and is completed here. */
-static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t) {
+static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, tensor_full *ft) {
+    mf_onnx_tensor *t = &ft->t;
+    mf_onnx_tensor_more *mo = &ft->m;
+    uint64_t numel;
     if (too_deep(x, depth, mf_tell(c))) return 1;
     mf_pb_field f;
     int r;
-    mf_vec dims = {0}, ext = {0};
+    mf_vec ext = {0};
+    int64_t dims[MAX_RANK];
+    uint64_t ndims = 0;
     uint64_t counts[12] = {0}, str_bytes = 0, raw_off = 0, raw_len = 0;
     int has_raw = 0;
     int32_t location = 0;
     uint64_t msg_off = mf_tell(c);
-    t->msg_off = msg_off;
-    t->msg_len = (uint64_t)(c->end - c->pos);
+    mo->msg_off = msg_off;
+    mo->msg_len = (uint64_t)(c->end - c->pos);
     t->data_type = 0;
     while ((r = mf_pb_next(c, &f, depth)) == 1) {
         switch (f.num) {
         case 1:
-            if (push_i64s(x, &f, &dims, "ONNX tensor dims")) return 1;
+            if (take_dims(x, &f, dims, &ndims)) return 1;
             break;
         case 2:
             if (mf_pb_get_i32(&f, &t->data_type, x->err, "ONNX tensor data_type")) return 1;
@@ -174,10 +205,10 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t)
             int rr;
             if (f.wt != MF_PB_LEN) return mf_pb_bad_type(x->err, &f, "ONNX tensor segment");
             mf_pb_sub(c, &f, &s);
-            t->has_segment = 1;
+            mo->has_segment = 1;
             while ((rr = mf_pb_next(&s, &g, depth + 1)) == 1) {
-                if (g.num == 1 && mf_pb_get_i64(&g, &t->seg_begin, x->err, "ONNX segment begin")) return 1;
-                if (g.num == 2 && mf_pb_get_i64(&g, &t->seg_end, x->err, "ONNX segment end")) return 1;
+                if (g.num == 1 && mf_pb_get_i64(&g, &mo->seg_begin, x->err, "ONNX segment begin")) return 1;
+                if (g.num == 2 && mf_pb_get_i64(&g, &mo->seg_end, x->err, "ONNX segment end")) return 1;
             }
             if (rr < 0) return 1;
             break;
@@ -223,14 +254,19 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t)
 
     int nl;
     const char *nm = clip(t->name, &nl);
-    if (dims.len > MAX_RANK)
-        return mf_fail(x->err, MF_ERR_LIMIT, msg_off, "ONNX tensor '%.*s' has %zu dimensions (at most %d are supported)",
-                       nl, nm, dims.len, MAX_RANK);
-    t->ndim = (uint32_t)dims.len;
-    t->dims = (int64_t *)dims.items;
-    t->ext = (mf_onnx_kv *)ext.items;
-    t->n_ext = (uint32_t)ext.len;
-    uint64_t numel = 1;
+    if (ndims > MAX_RANK)
+        return mf_fail(x->err, MF_ERR_LIMIT, msg_off, "ONNX tensor '%.*s' has %llu dimensions (at most %d are supported)",
+                       nl, nm, (unsigned long long)ndims, MAX_RANK);
+    t->ndim = (uint32_t)ndims;
+    t->dims = NULL;
+    if (ndims) {
+        t->dims = (int64_t *)mf_arena_alloc(x->a, ndims * sizeof(int64_t), x->err, msg_off);
+        if (t->dims == NULL) return 1;
+        memcpy(t->dims, dims, ndims * sizeof(int64_t));
+    }
+    mo->ext = (mf_onnx_kv *)ext.items;
+    mo->n_ext = (uint32_t)ext.len;
+    numel = 1;
     for (uint32_t i = 0; i < t->ndim; i++) {
         if (t->dims[i] < 0)
             return mf_fail(x->err, MF_ERR_CORRUPT, msg_off, "ONNX tensor '%.*s' has a negative dimension (%lld)", nl, nm,
@@ -238,10 +274,9 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t)
         if (mf_mul_u64(numel, (uint64_t)t->dims[i], &numel))
             return mf_fail(x->err, MF_ERR_CORRUPT, msg_off, "ONNX tensor '%.*s': element count overflows", nl, nm);
     }
-    t->numel = numel;
     if (t->data_type == 0)
         return mf_fail(x->err, MF_ERR_CORRUPT, msg_off, "ONNX tensor '%.*s' has data type UNDEFINED", nl, nm);
-    t->dtype = mf_onnx_dtype(t->data_type);
+    t->dtype = (uint8_t)mf_onnx_dtype(t->data_type);
     if (t->dtype == MF_DT_UNKNOWN)
         return mf_fail(x->err, MF_ERR_UNSUPPORTED, msg_off, "ONNX tensor '%.*s' has data type %d, which this reader does not know",
                        nl, nm, (int)t->data_type);
@@ -261,7 +296,7 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t)
             return mf_fail(x->err, MF_ERR_CORRUPT, msg_off, "ONNX string tensor '%.*s' holds %llu strings but its shape needs %llu",
                            nl, nm, (unsigned long long)counts[6], (unsigned long long)numel);
         t->data = MF_ONNX_DATA_STRINGS;
-        t->count = counts[6];
+        mo->count = counts[6];
     } else if (has_raw) {
         if (raw_len != t->nbytes)
             return mf_fail(x->err, MF_ERR_CORRUPT, raw_off,
@@ -279,29 +314,49 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, mf_onnx_tensor *t)
                            "ONNX tensor '%.*s' holds %llu values in %s but its type and shape need %llu", nl, nm,
                            (unsigned long long)counts[fld], field_name(fld), (unsigned long long)want);
         t->data = want ? MF_ONNX_DATA_TYPED : MF_ONNX_DATA_EMPTY;
-        t->field = fld;
-        t->count = want;
+        mo->field = fld;
+        mo->count = want;
     }
     return 0;
 }
 
 /* Parse a TensorProto field f of the message under c and append its record. */
-static int add_tensor(onnx_ctx *x, mf_cursor *c, const mf_pb_field *f, int depth, const mf_onnx_tensor *proto,
+static int add_tensor(onnx_ctx *x, mf_cursor *c, const mf_pb_field *f, int depth, const tensor_full *proto,
                       int32_t *index_out) {
     mf_cursor s;
-    mf_onnx_tensor t = *proto;
+    tensor_full ft = *proto;
     if (f->wt != MF_PB_LEN) return mf_pb_bad_type(x->err, f, "ONNX TensorProto field");
     mf_pb_sub(c, f, &s);
-    if (parse_tensor(x, &s, depth, &t)) return 1;
+    if (parse_tensor(x, &s, depth, &ft)) return 1;
     mf_onnx_tensor *slot = (mf_onnx_tensor *)mf_vec_push(&x->m->tensors, sizeof *slot, x->a, x->err, f->off);
     if (slot == NULL) return 1;
-    *slot = t;
+    *slot = ft.t;
+    slot->more = NULL;
+    if (ft.t.source != MF_ONNX_SRC_INITIALIZER || ft.t.data != MF_ONNX_DATA_RAW || ft.m.has_segment) {
+        slot->more = (mf_onnx_tensor_more *)mf_arena_alloc(x->a, sizeof *slot->more, x->err, f->off);
+        if (slot->more == NULL) return 1;
+        *slot->more = ft.m;
+    }
     if (index_out) *index_out = (int32_t)(x->m->tensors.len - 1);
     return 0;
 }
 
+/* Room for n more items in v without moving them again (a cheap count came first). */
+static int reserve(onnx_ctx *x, mf_vec *v, size_t size, uint64_t n, uint64_t off) {
+    uint64_t want, bytes;
+    if (n == 0 || v->cap - v->len >= n) return 0;
+    if (mf_add_u64(v->len, n, &want) || mf_mul_u64(want, size, &bytes) || bytes > SIZE_MAX)
+        return mf_fail(x->err, MF_ERR_LIMIT, off, "too many ONNX records");
+    void *items = mf_arena_alloc(x->a, (size_t)bytes, x->err, off);
+    if (items == NULL) return 1;
+    if (v->len) memcpy(items, v->items, v->len * size);
+    v->items = items;
+    v->cap = (size_t)want;
+    return 0;
+}
+
 /* SparseTensorProto {values 1, indices 2, dims 3}: two tensor records that name each other. */
-static int parse_sparse(onnx_ctx *x, mf_cursor *c, int depth, const mf_onnx_tensor *proto, int values_src,
+static int parse_sparse(onnx_ctx *x, mf_cursor *c, int depth, const tensor_full *proto, int values_src,
                         int indices_src) {
     if (too_deep(x, depth, mf_tell(c))) return 1;
     mf_pb_field f, fv, fi;
@@ -328,18 +383,18 @@ static int parse_sparse(onnx_ctx *x, mf_cursor *c, int depth, const mf_onnx_tens
     if (dims.len > MAX_RANK) return mf_fail(x->err, MF_ERR_LIMIT, at, "ONNX sparse tensor with more than %d dimensions", MAX_RANK);
     for (size_t i = 0; i < dims.len; i++)
         if (((int64_t *)dims.items)[i] < 0) return mf_fail(x->err, MF_ERR_CORRUPT, at, "ONNX sparse tensor with a negative dimension");
-    mf_onnx_tensor t = *proto;
-    t.sparse_ndim = (uint32_t)dims.len;
-    t.sparse_dims = (int64_t *)dims.items;
-    t.partner = -1;
+    tensor_full t = *proto;
+    t.m.sparse_ndim = (uint32_t)dims.len;
+    t.m.sparse_dims = (int64_t *)dims.items;
+    t.m.partner = -1;
     int32_t vi = -1, ii = -1;
-    t.source = values_src;
+    t.t.source = (uint8_t)values_src;
     if (add_tensor(x, c, &fv, depth + 1, &t, &vi)) return 1;
     if (have_i) {
-        t.source = indices_src;
-        t.partner = vi;
+        t.t.source = (uint8_t)indices_src;
+        t.m.partner = vi;
         if (add_tensor(x, c, &fi, depth + 1, &t, &ii)) return 1;
-        ((mf_onnx_tensor *)x->m->tensors.items)[vi].partner = ii;
+        ((mf_onnx_tensor *)x->m->tensors.items)[vi].more->partner = ii; /* sparse records always have more */
     }
     return 0;
 }
@@ -631,13 +686,13 @@ static int parse_attribute(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope, 
         if (f.num == 1 && mf_pb_get_str(&f, &name, x->err, "ONNX attribute name")) return 1;
     if (r < 0) return 1;
     c = &again;
-    mf_onnx_tensor proto;
+    tensor_full proto;
     memset(&proto, 0, sizeof proto);
-    proto.source = MF_ONNX_SRC_ATTRIBUTE;
-    proto.scope = scope;
-    proto.node = node;
-    proto.attr = name;
-    proto.partner = -1;
+    proto.t.source = MF_ONNX_SRC_ATTRIBUTE;
+    proto.t.scope = scope;
+    proto.m.node = node;
+    proto.m.attr = name;
+    proto.m.partner = -1;
     uint32_t n_tensors = 0, n_graphs = 0, n_sparse = 0;
     int have_t = 0, have_st = 0;
     while ((r = mf_pb_next(c, &f, depth)) == 1) {
@@ -646,11 +701,11 @@ static int parse_attribute(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope, 
             if (have_t++)
                 return mf_fail(x->err, MF_ERR_UNSUPPORTED, f.tag_off,
                                "ONNX attribute repeats its tensor (a protobuf merge this reader does not perform)");
-            proto.attr_index = 0;
+            proto.m.attr_index = 0;
             if (add_tensor(x, c, &f, depth + 1, &proto, NULL)) return 1;
             break;
         case 10:
-            proto.attr_index = n_tensors++;
+            proto.m.attr_index = n_tensors++;
             if (add_tensor(x, c, &f, depth + 1, &proto, NULL)) return 1;
             break;
         case 22:
@@ -660,7 +715,7 @@ static int parse_attribute(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope, 
             if (f.num == 22 && have_st++)
                 return mf_fail(x->err, MF_ERR_UNSUPPORTED, f.tag_off,
                                "ONNX attribute repeats its sparse tensor (a protobuf merge this reader does not perform)");
-            proto.attr_index = f.num == 22 ? 0 : n_sparse++;
+            proto.m.attr_index = f.num == 22 ? 0 : n_sparse++;
             mf_pb_sub(c, &f, &s);
             if (parse_sparse(x, &s, depth + 1, &proto, MF_ONNX_SRC_ATTR_SPARSE_VALUES, MF_ONNX_SRC_ATTR_SPARSE_INDICES))
                 return 1;
@@ -735,11 +790,22 @@ static int parse_graph(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope) {
     if (too_deep(x, depth, mf_tell(c))) return 1;
     mf_pb_field f;
     int r;
-    mf_onnx_tensor proto;
+    tensor_full proto;
     memset(&proto, 0, sizeof proto);
-    proto.scope = scope;
-    proto.node = -1;
-    proto.partner = -1;
+    proto.t.scope = scope;
+    proto.m.node = -1;
+    proto.m.partner = -1;
+    /* a cheap first pass counts the records, so that the arrays are sized once */
+    uint64_t n_tensors = 0, n_nodes = 0;
+    mf_cursor count = *c;
+    while ((r = mf_pb_next(&count, &f, depth)) == 1) {
+        n_tensors += f.num == 5 ? 1 : f.num == 15 ? 2 : 0;
+        n_nodes += f.num == 1;
+    }
+    if (r < 0) return 1;
+    if (reserve(x, &x->m->tensors, sizeof(mf_onnx_tensor), n_tensors, mf_tell(c)) ||
+        reserve(x, &x->m->nodes, sizeof(mf_onnx_node), n_nodes, mf_tell(c)))
+        return 1;
     while ((r = mf_pb_next(c, &f, depth)) == 1) {
         mf_cursor s;
         switch (f.num) {
@@ -752,7 +818,7 @@ static int parse_graph(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope) {
             if (mf_pb_get_str(&f, &scope_at(x, scope)->name, x->err, "ONNX graph name")) return 1;
             break;
         case 5:
-            proto.source = MF_ONNX_SRC_INITIALIZER;
+            proto.t.source = MF_ONNX_SRC_INITIALIZER;
             if (add_tensor(x, c, &f, depth + 1, &proto, NULL)) return 1;
             scope_at(x, scope)->n_initializers++;
             break;
@@ -830,6 +896,40 @@ static int parse_training(onnx_ctx *x, mf_cursor *c, int depth, uint32_t index) 
 /* ========================================================================================== */
 /* Entry points                                                                               */
 /* ========================================================================================== */
+
+static uint64_t name_hash(mf_pb_str s, int32_t scope) {
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uint32_t)scope;
+    for (uint32_t i = 0; i < s.n; i++) h = (h ^ s.p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Flag records whose (scope, name) repeats an earlier one: the Python layer renames those,
+ * and needs no set of its own for the common case of unique names. */
+static int mark_duplicates(onnx_ctx *x) {
+    mf_onnx_tensor *t = (mf_onnx_tensor *)x->m->tensors.items;
+    size_t n = x->m->tensors.len, cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    uint32_t *slots = (uint32_t *)mf_arena_alloc(x->a, cap * sizeof *slots, x->err, 0);
+    if (slots == NULL) return 1;
+    memset(slots, 0xff, cap * sizeof *slots);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)(name_hash(t[i].name, t[i].scope) & (cap - 1));
+        for (;;) {
+            uint32_t j = slots[k];
+            if (j == UINT32_MAX) {
+                slots[k] = (uint32_t)i;
+                break;
+            }
+            if (t[j].scope == t[i].scope && t[j].name.n == t[i].name.n &&
+                (t[i].name.n == 0 || memcmp(t[j].name.p, t[i].name.p, t[i].name.n) == 0)) {
+                t[i].dup = 1;
+                break;
+            }
+            k = (k + 1) & (cap - 1);
+        }
+    }
+    return 0;
+}
 
 int mf_onnx_parse_model(const uint8_t *buf, size_t len, uint64_t base, mf_arena *a, mf_onnx_model *out,
                         mf_error *err) {
@@ -912,6 +1012,8 @@ int mf_onnx_parse_model(const uint8_t *buf, size_t len, uint64_t base, mf_arena 
         }
     }
     if (r < 0) return err->code;
+    if (out->tensors.len > UINT32_MAX - 1) return mf_fail(err, MF_ERR_LIMIT, 0, "too many ONNX tensors");
+    if (mark_duplicates(x)) return err->code;
     return MF_OK;
 }
 
@@ -919,17 +1021,20 @@ int mf_onnx_parse_tensor(const uint8_t *buf, size_t len, uint64_t base, mf_arena
                          mf_error *err) {
     onnx_ctx ctx = {a, err, out};
     mf_cursor c;
-    mf_onnx_tensor t;
+    tensor_full t;
     memset(out, 0, sizeof *out);
     memset(&t, 0, sizeof t);
-    t.source = MF_ONNX_SRC_BARE;
-    t.scope = -1;
-    t.node = -1;
-    t.partner = -1;
+    t.t.source = MF_ONNX_SRC_BARE;
+    t.t.scope = -1;
+    t.m.node = -1;
+    t.m.partner = -1;
     mf_cursor_init(&c, buf, len, base, err);
     if (parse_tensor(&ctx, &c, 0, &t)) return err->code;
     mf_onnx_tensor *slot = (mf_onnx_tensor *)mf_vec_push(&out->tensors, sizeof *slot, a, err, base);
     if (slot == NULL) return err->code;
-    *slot = t;
+    *slot = t.t;
+    slot->more = (mf_onnx_tensor_more *)mf_arena_alloc(a, sizeof *slot->more, err, base);
+    if (slot->more == NULL) return err->code;
+    *slot->more = t.m;
     return MF_OK;
 }

@@ -102,32 +102,38 @@ typedef struct mf_onnx_value {
     uint64_t offset;
 } mf_onnx_value;
 
-typedef struct mf_onnx_tensor {
-    int source;         /* MF_ONNX_SRC_* */
-    int32_t scope;
+/* What a tensor record needs beyond a plain raw-data initializer (NULL for those, which keeps
+ * the records of a 20,000-initializer model small). */
+typedef struct mf_onnx_tensor_more {
     int32_t node;       /* for attribute tensors, else -1 */
     mf_pb_str attr;     /* attribute name */
     uint32_t attr_index;/* position in a TENSORS / SPARSE_TENSORS list (0 for t / sparse_tensor) */
     int32_t partner;    /* sparse: index of the indices (for values) or values (for indices) record */
-    mf_pb_str name;
-    int32_t data_type;  /* ONNX */
-    int dtype;          /* mf_dtype */
-    uint32_t ndim;
-    int64_t *dims;
     uint32_t sparse_ndim;   /* sparse tensors: the dense shape */
     int64_t *sparse_dims;
-    uint64_t numel;
-    uint64_t nbytes;    /* raw bytes of the elements (sub-byte types rounded up); strings: total length */
-    int data;           /* MF_ONNX_DATA_* */
     uint32_t field;     /* TYPED: the field number (4 float, 5 int32, 7 int64, 10 double, 11 uint64) */
     uint64_t count;     /* TYPED / STRINGS: number of values */
-    uint64_t data_off;  /* RAW: file offset of raw_data */
     uint64_t msg_off;   /* the TensorProto message (for decoding typed values on read) */
     uint64_t msg_len;
     mf_onnx_kv *ext;    /* external_data entries */
     uint32_t n_ext;
     int has_segment;
     int64_t seg_begin, seg_end;
+} mf_onnx_tensor_more;
+
+typedef struct mf_onnx_tensor {
+    mf_pb_str name;
+    int64_t *dims;
+    uint64_t nbytes;    /* raw bytes of the elements (sub-byte types rounded up); strings: total length */
+    uint64_t data_off;  /* RAW: file offset of raw_data */
+    uint32_t ndim;
+    int32_t scope;
+    int32_t data_type;  /* ONNX */
+    uint8_t source;     /* MF_ONNX_SRC_* */
+    uint8_t data;       /* MF_ONNX_DATA_* */
+    uint8_t dtype;      /* mf_dtype */
+    uint8_t dup;        /* a record of the same scope with the same name came earlier */
+    mf_onnx_tensor_more *more; /* NULL for a main-graph-style raw-data initializer without segment */
 } mf_onnx_tensor;
 
 typedef struct mf_onnx_model {

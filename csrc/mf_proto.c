@@ -9,7 +9,7 @@
 /* Varints and records                                                                        */
 /* ========================================================================================== */
 
-int mf_pb_varint(mf_cursor *c, uint64_t *out, const char *what) {
+int mf_pb_varint_slow(mf_cursor *c, uint64_t *out, const char *what) {
     const uint8_t *p = c->pos;
     size_t left = (size_t)(c->end - p);
     /* fast path: one byte */
@@ -88,7 +88,7 @@ static int skip_group(mf_cursor *c, uint32_t num, int depth) {
     }
 }
 
-int mf_pb_next(mf_cursor *c, mf_pb_field *f, int depth) {
+int mf_pb_next_slow(mf_cursor *c, mf_pb_field *f, int depth) {
     for (;;) {
         if (c->pos == c->end) return 0;
         uint64_t at = mf_tell(c);

@@ -44,12 +44,65 @@ typedef struct mf_pb_field {
 } mf_pb_field;
 
 /* Read a varint (at most 10 bytes; the 10th may only hold the top bit). 0 on success. */
-int mf_pb_varint(mf_cursor *c, uint64_t *out, const char *what);
+int mf_pb_varint_slow(mf_cursor *c, uint64_t *out, const char *what);
+static inline int mf_pb_varint(mf_cursor *c, uint64_t *out, const char *what) {
+    /* fast paths: one or two bytes, which is nearly every tag and length */
+    const uint8_t *p = c->pos;
+    size_t left = (size_t)(c->end - p);
+    if (left >= 1 && p[0] < 0x80) {
+        *out = p[0];
+        c->pos = p + 1;
+        return 0;
+    }
+    if (left >= 2 && p[1] < 0x80) {
+        *out = (uint64_t)(p[0] & 0x7f) | ((uint64_t)p[1] << 7);
+        c->pos = p + 2;
+        return 0;
+    }
+    return mf_pb_varint_slow(c, out, what);
+}
 
 /* The next field of the message under c; groups are skipped (depth = nesting of the message,
  * bounded with the groups inside it). Returns 1 with *f filled, 0 at the end of the message,
  * -1 on error (recorded in c->err). */
-int mf_pb_next(mf_cursor *c, mf_pb_field *f, int depth);
+int mf_pb_next_slow(mf_cursor *c, mf_pb_field *f, int depth);
+static inline int mf_pb_next(mf_cursor *c, mf_pb_field *f, int depth) {
+    /* fast path: a one-byte tag of a varint or length-delimited field whose value is one or two
+     * bytes and fits; anything else (and every error) goes through the slow path */
+    const uint8_t *p = c->pos;
+    size_t left = (size_t)(c->end - p);
+    if (left < 2) return left ? mf_pb_next_slow(c, f, depth) : 0;
+    uint8_t tag = p[0], wt = tag & 7;
+    if (tag >= 0x80 || tag < 8 || (wt != MF_PB_VARINT && wt != MF_PB_LEN)) return mf_pb_next_slow(c, f, depth);
+    uint64_t v;
+    size_t used;
+    if (p[1] < 0x80) {
+        v = p[1];
+        used = 2;
+    } else if (left >= 3 && p[2] < 0x80) {
+        v = (uint64_t)(p[1] & 0x7f) | ((uint64_t)p[2] << 7);
+        used = 3;
+    } else {
+        return mf_pb_next_slow(c, f, depth);
+    }
+    if (wt == MF_PB_LEN && v > left - used) return mf_pb_next_slow(c, f, depth);
+    f->num = tag >> 3;
+    f->wt = wt;
+    f->tag_off = c->base + (uint64_t)(p - c->start);
+    f->v = v;
+    if (wt == MF_PB_LEN) {
+        f->p = p + used;
+        f->n = (size_t)v;
+        f->off = f->tag_off + used;
+        c->pos = p + used + v;
+    } else {
+        f->p = NULL;
+        f->n = 0;
+        f->off = f->tag_off + 1;
+        c->pos = p + used;
+    }
+    return 1;
+}
 
 /* A cursor over a LEN field's payload (file offsets preserved). */
 void mf_pb_sub(const mf_cursor *parent, const mf_pb_field *f, mf_cursor *sub);

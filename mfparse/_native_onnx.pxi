@@ -48,26 +48,15 @@ cdef extern from "mf_onnx.h":
         const char *type_str
         uint64_t offset
 
-    ctypedef struct mf_onnx_tensor:
-        int source
-        int32_t scope
+    ctypedef struct mf_onnx_tensor_more:
         int32_t node
         mf_pb_str attr
         uint32_t attr_index
         int32_t partner
-        mf_pb_str name
-        int32_t data_type
-        int dtype
-        uint32_t ndim
-        int64_t *dims
         uint32_t sparse_ndim
         int64_t *sparse_dims
-        uint64_t numel
-        uint64_t nbytes
-        int data
         uint32_t field
         uint64_t count
-        uint64_t data_off
         uint64_t msg_off
         uint64_t msg_len
         mf_onnx_kv *ext
@@ -75,6 +64,20 @@ cdef extern from "mf_onnx.h":
         int has_segment
         int64_t seg_begin
         int64_t seg_end
+
+    ctypedef struct mf_onnx_tensor:
+        mf_pb_str name
+        int64_t *dims
+        uint64_t nbytes
+        uint64_t data_off
+        uint32_t ndim
+        int32_t scope
+        int32_t data_type
+        uint8_t source
+        uint8_t data
+        uint8_t dtype
+        uint8_t dup
+        mf_onnx_tensor_more *more
 
     ctypedef struct mf_onnx_model:
         int has_ir_version
@@ -102,6 +105,9 @@ cdef extern from "mf_onnx.h":
     int MF_ONNX_SRC_INITIALIZER
     int MF_ONNX_DATA_RAW
     int MF_ONNX_SCOPE_GRAPH
+
+
+import gc as _gc
 
 
 def onnx_type_name(int32_t t):
@@ -175,25 +181,35 @@ cdef class OnnxParse:
         return out
 
     def tensors(self, info_cls, empty):
-        """(infos, special): infos has one entry per tensor record in file order; raw-data
-        initializers of the main graph are finished info_cls tuples (name, dtype, shape, nbytes,
-        offset, None, None, empty), every other entry is None and described in `special` as
-        (index, record dict) for the Python layer to name and finish."""
+        """(infos, special): infos has one entry per tensor record in file order; plain
+        raw-data initializers of the main graph with a name not seen before are finished
+        info_cls tuples (name, dtype, shape, nbytes, offset, None, None, empty); every other
+        entry is None and described in `special` as (index, record dict) for the Python layer
+        to name and finish."""
         self.check()
         cdef size_t i, k
         cdef mf_onnx_tensor *t = <mf_onnx_tensor *>self.m.tensors.items
+        cdef mf_onnx_tensor_more *mo
+        cdef mf_onnx_tensor_more none
         cdef mf_onnx_scope *sc = <mf_onnx_scope *>self.m.scopes.items
         cdef list infos = []
         cdef list special = []
-        names = DTYPE_NAMES
-        new = tuple.__new__
-        for i in range(self.m.tensors.len):
-            if (t[i].source == MF_ONNX_SRC_INITIALIZER and t[i].data == MF_ONNX_DATA_RAW and t[i].scope >= 0
-                    and sc[t[i].scope].kind == MF_ONNX_SCOPE_GRAPH and t[i].has_segment == 0):
-                infos.append(new(info_cls, (pbstr(t[i].name), names[t[i].dtype], i64_tuple(t[i].dims, t[i].ndim),
-                                            t[i].nbytes, t[i].data_off, None, None, empty)))
+        cdef list names = DTYPE_NAMES
+        cdef ShapeCache shapes = ShapeCache()
+        memset(&none, 0, sizeof(none))
+        none.node = -1
+        none.partner = -1
+        gc_was = _gc.isenabled()
+        _gc.disable()   # tens of thousands of small objects: no collections while they are built
+        try:
+          for i in range(self.m.tensors.len):
+            if (t[i].more == NULL and not t[i].dup and t[i].scope >= 0
+                    and sc[t[i].scope].kind == MF_ONNX_SCOPE_GRAPH):
+                infos.append(new_info(info_cls, pbstr(t[i].name), names[t[i].dtype],
+                                      shapes.get(t[i].dims, t[i].ndim), t[i].nbytes, t[i].data_off, empty))
                 continue
             infos.append(None)
+            mo = t[i].more if t[i].more != NULL else &none
             rec = {
                 "name": pbstr(t[i].name),
                 "dtype": names[t[i].dtype],
@@ -202,21 +218,24 @@ cdef class OnnxParse:
                 "nbytes": t[i].nbytes,
                 "source": t[i].source,
                 "scope": t[i].scope,
-                "node": t[i].node,
-                "attr": pbstr(t[i].attr) if t[i].attr.p != NULL else None,
-                "attr_index": t[i].attr_index,
-                "partner": t[i].partner,
+                "node": mo.node,
+                "attr": pbstr(mo.attr) if mo.attr.p != NULL else None,
+                "attr_index": mo.attr_index,
+                "partner": mo.partner,
                 "data": t[i].data,
-                "field": t[i].field,
-                "count": t[i].count,
+                "field": mo.field,
+                "count": mo.count,
                 "data_off": t[i].data_off,
-                "msg_off": t[i].msg_off,
-                "msg_len": t[i].msg_len,
-                "external": [(pbstr(t[i].ext[k].key), pbstr(t[i].ext[k].value)) for k in range(t[i].n_ext)],
-                "dense_shape": i64_tuple(t[i].sparse_dims, t[i].sparse_ndim) if t[i].sparse_dims != NULL else None,
-                "segment": (t[i].seg_begin, t[i].seg_end) if t[i].has_segment else None,
+                "msg_off": mo.msg_off,
+                "msg_len": mo.msg_len,
+                "external": [(pbstr(mo.ext[k].key), pbstr(mo.ext[k].value)) for k in range(mo.n_ext)],
+                "dense_shape": i64_tuple(mo.sparse_dims, mo.sparse_ndim) if mo.sparse_dims != NULL else None,
+                "segment": (mo.seg_begin, mo.seg_end) if mo.has_segment else None,
             }
             special.append((i, rec))
+        finally:
+            if gc_was:
+                _gc.enable()
         return infos, special
 
     def scopes(self):

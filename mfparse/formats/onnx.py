@@ -152,14 +152,13 @@ class OnnxReader(Reader):
         return f"{label}/{rec['attr']}" + (f"[{rec['attr_index']}]" if rec["attr_index"] else "")
 
     def _build(self, infos: list, special: list) -> None:
-        taken: set[str] = set()
-        # plain initializers of the main graph first: they keep their names
-        for i, t in enumerate(infos):
-            if t is not None:
-                if t.name in taken:
-                    infos[i] = t._replace(name=self._unique(t.name, "", taken))
-                taken.add(infos[i].name)
-        # then everything else, main graph before nested scopes, in file order
+        if not special:
+            self._tensors = infos
+            return
+        # plain initializers of the main graph came back finished (C flagged repeated names)
+        # and keep their names; then everything else, main graph before nested scopes, in
+        # file order, named so that no name repeats
+        taken = {t.name for t in infos if t is not None}
         order = sorted(special, key=lambda ir: (self._scope_kind(ir[1]["scope"]) != SCOPE_GRAPH, ir[0]))
         names: dict[int, str] = {}
         recs = dict(special)
