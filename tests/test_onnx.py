@@ -416,6 +416,10 @@ def test_detection(tmp_path):
         mfparse.open(q)                               # no magic: the extension is the claim
     with mfparse.open(q, format="onnx") as m:
         assert m.keys() == ["z"]
+    pb = tmp_path / "model.pb"                        # onnx's own header order identifies a .pb
+    pb.write_bytes(p.read_bytes())
+    with mfparse.open(pb) as m:
+        assert m.format == "onnx"
     r = tmp_path / "junk.onnx"
     r.write_bytes(b"\xff\xff\xff\xff" + b"\0" * 60)
     with pytest.raises(UnsupportedFormatError):

@@ -89,6 +89,16 @@ def test_checkpoint_layouts():
         assert m.info("step/.ATTRIBUTES/VARIABLE_VALUE").extras["byteorder"] == "big"
 
 
+def test_checkpoint_state_file_escapes(tmp_path):
+    for f in ("ckpt-2.index", "ckpt-2.data-00000-of-00001"):
+        shutil.copy(os.path.join(FIX, "ckpt", f), tmp_path / f.replace("ckpt-2", "caf\u00e9 \"2\""))
+    (tmp_path / "other.index").write_bytes(b"")          # two indexes: the state file decides
+    (tmp_path / "checkpoint").write_text('model_checkpoint_path: "caf\\303\\251 \\"2\\""\n')
+    with mfparse.open(tmp_path) as m:
+        assert os.path.basename(m.path) == "caf\u00e9 \"2\".index"
+        assert len(m) == len(EXPECTED["ckpt"]["tensors"])
+
+
 def test_checkpoint_without_data_files():
     data = _read(os.path.join(FIX, "ckpt", "ckpt-2.index"))
     with mfparse.open(data) as m:                          # bytes: detected by the footer magic

@@ -60,13 +60,21 @@ def probe(source, head: bytes) -> str | None:
     """'onnx' for a .onnx file whose first bytes parse as ModelProto records, else None.
 
     ONNX has no magic number: the extension says what the file claims to be, and a cheap
-    look at the first records (field numbers, wire types, lengths that fit) confirms it.
+    look at the first records (field numbers, wire types, lengths that fit) confirms it. A
+    .pb file counts only when it starts the way onnx writes a model (ir_version >= 3 first);
+    a SavedModel starts with schema version 1, a GraphDef with a node.
     """
-    path = source.path
-    if not path or not path.lower().endswith(".onnx") or not head:
+    path = (source.path or "").lower()
+    if not head or not (path.endswith(".onnx") or path.endswith(".pb")):
         return None
     if (head[0] >> 3) not in _MODEL_FIELDS or not _native.pb_looks_like(head, source.size, 26):
         return None
+    if path.endswith(".pb"):
+        # a .pb may be TensorFlow's too: accept only what onnx writes, ir_version (3..) first
+        # and then one of the ModelProto fields that follow it
+        if not (len(head) > 2 and head[0] == 0x08 and 3 <= head[1] < 0x80 and
+                (head[2] >> 3) in _MODEL_FIELDS - {1} and head[2] & 7 in (0, 2)):
+            return None
     return "onnx"
 
 

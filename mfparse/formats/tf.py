@@ -124,6 +124,42 @@ def probe(source, head: bytes) -> str | None:
     return None
 
 
+_ESCAPES = {"n": 10, "t": 9, "r": 13, "a": 7, "b": 8, "f": 12, "v": 11, "\\": 92, "'": 39, '"': 34, "?": 63}
+
+
+def _text_proto_unescape(s: str) -> str:
+    """A protobuf text-format string body (C escapes; octal/hex escapes are UTF-8 bytes)."""
+    out = bytearray()
+    i = 0
+    raw = s.encode("utf-8")
+    while i < len(raw):
+        c = raw[i]
+        if c != 0x5C or i + 1 == len(raw):
+            out.append(c)
+            i += 1
+            continue
+        e = chr(raw[i + 1])
+        if e in _ESCAPES:
+            out.append(_ESCAPES[e])
+            i += 2
+        elif e in "01234567":
+            j = i + 1
+            while j < len(raw) and j < i + 4 and chr(raw[j]) in "01234567":
+                j += 1
+            out.append(int(raw[i + 1:j], 8) & 0xFF)
+            i = j
+        elif e == "x":
+            j = i + 2
+            while j < len(raw) and j < i + 4 and chr(raw[j]) in "0123456789abcdefABCDEF":
+                j += 1
+            out.append(int(raw[i + 2:j] or b"0", 16) & 0xFF)
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return out.decode("utf-8", "replace")
+
+
 def _latest_checkpoint(folder: str) -> str | None:
     """The .index path of the checkpoint a `checkpoint` state file names (relative paths are
     relative to the folder; an absolute path outside it falls back to its basename inside)."""
@@ -133,7 +169,7 @@ def _latest_checkpoint(folder: str) -> str | None:
             text = f.read(1 << 20).decode("utf-8", "replace")
         m = _STATE_LINE.search(text)
         if m:
-            name = m.group(1).encode().decode("unicode_escape", "replace")
+            name = _text_proto_unescape(m.group(1))
             cand = name if os.path.isabs(name) else os.path.join(folder, name)
             real_folder = os.path.realpath(folder)
             if os.path.commonpath([os.path.realpath(cand), real_folder]) != real_folder:
