@@ -897,10 +897,14 @@ static int parse_training(onnx_ctx *x, mf_cursor *c, int depth, uint32_t index) 
 /* Entry points                                                                               */
 /* ========================================================================================== */
 
+/* 8 bytes at a time, then the tail: any decent mix will do for a table of names */
 static uint64_t name_hash(mf_pb_str s, int32_t scope) {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)(uint32_t)scope;
-    for (uint32_t i = 0; i < s.n; i++) h = (h ^ s.p[i]) * 1099511628211ull;
-    return h;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ ((uint64_t)(uint32_t)scope << 32) ^ s.n;
+    uint32_t i = 0;
+    for (; i + 8 <= s.n; i += 8) h = (h ^ mf_load_u64le(s.p + i)) * 0xff51afd7ed558ccdull, h ^= h >> 32;
+    for (; i < s.n; i++) h = (h ^ s.p[i]) * 0x100000001b3ull;
+    h ^= h >> 29;
+    return h * 0xc4ceb9fe1a85ec53ull;
 }
 
 /* Flag records whose (scope, name) repeats an earlier one: the Python layer renames those,
