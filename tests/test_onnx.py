@@ -140,7 +140,11 @@ def test_typed_fields_unpacked_and_split(tmp_path):
 
 
 def test_torch_export_against_onnx(tmp_path):
+    import importlib.util
+
     import torch
+
+    dynamo = importlib.util.find_spec("onnxscript") is not None   # the legacy exporter otherwise
 
     from models import CNN, SimpleNet
 
@@ -148,7 +152,7 @@ def test_torch_export_against_onnx(tmp_path):
         p = tmp_path / f"{cls.__name__}.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(cls().eval(), (torch.randn(*shape),), str(p), dynamo=False, input_names=["x"],
+            torch.onnx.export(cls().eval(), (torch.randn(*shape),), str(p), dynamo=dynamo, input_names=["x"],
                               output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
         ref = onnx.load(str(p))
         inits = {t.name: t for t in ref.graph.initializer}
@@ -523,3 +527,19 @@ def test_robustness(tmp_path, seed):
     q = tmp_path / "t.pb"
     onnx.save_tensor(helper.make_tensor("t", TP.BFLOAT16, [4], [1, 2, 3, 4]), str(q))
     check_robust(q, fmt="onnx-tensor", seed=seed, flips=200)
+
+
+def test_reading_needs_neither_onnx_nor_tensorflow(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    p = tmp_path / "m.onnx"
+    onnx.save(model_with([helper.make_tensor("h", TP.FLOAT16, [2], [1, 2])]), str(p))
+    code = (f"import sys, mfparse\nwith mfparse.open({str(p)!r}) as m: m['h']; m.graph\n"
+            f"with mfparse.open({os.path.join(ROOT, 'tests', 'fixtures', 'tf', 'module_sm')!r}) as m: m.graph\n"
+            "print([k for k in ('onnx', 'tensorflow', 'google.protobuf', 'torch') if k in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert out.stdout.strip() == "[]"
