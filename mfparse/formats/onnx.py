@@ -358,7 +358,10 @@ class OnnxReader(Reader):
         if self.format != "onnx":
             return None
         if self._graph is None:
-            self._graph = self._build_graph()
+            try:
+                self._graph = self._build_graph()
+            except AttributeError as e:  # ModelFile.graph reads this with getattr: never hide a bug as None
+                raise RuntimeError(f"building the ONNX graph summary failed: {e}") from e
         return self._graph
 
     def _build_graph(self) -> dict:

@@ -551,7 +551,10 @@ class TFGraphReader(Reader):
     @property
     def graph(self) -> dict:
         if self._graph is None:
-            self._graph = self._build_graph()
+            try:
+                self._graph = self._build_graph()
+            except AttributeError as e:  # ModelFile.graph reads this with getattr: never hide a bug as None
+                raise RuntimeError(f"building the TensorFlow graph summary failed: {e}") from e
         return self._graph
 
     def _ops(self, meta_graph: int) -> tuple[Counter, int]:
