@@ -325,6 +325,15 @@ def test_hostile_bundles(make, exc, msg):
     assert e.value.offset is not None
 
 
+def test_huge_shard_count_costs_nothing(tmp_path):
+    data = np.array([1.5, -2.0], np.float32).tobytes()
+    (tmp_path / "m.index").write_bytes(_table([(b"", _header(num_shards=2**31 - 1)), (b"x", _entry())]))
+    (tmp_path / "m.data-00000-of-2147483647").write_bytes(data)
+    with mfparse.open(tmp_path / "m") as m:
+        assert m.metadata["data_files"] == ["m.data-00000-of-2147483647"]
+        np.testing.assert_array_equal(m["x"], [1.5, -2.0])
+
+
 def test_data_past_the_end_of_a_shard(tmp_path):
     (tmp_path / "m.index").write_bytes(_table([(b"", _header()), (b"x", _entry(offset=4))]))
     (tmp_path / "m.data-00000-of-00001").write_bytes(b"\0" * 8)

@@ -219,19 +219,39 @@ class Bundle:
         self.prefix = prefix
         self.header, entries, slices = _native.tf_bundle(index_buf)
         self.big_endian = self.header["big_endian"]
-        n = self.header["num_shards"]
-        self.files = [data_filename(prefix, i, n) for i in range(n)] if prefix else []
+        self.num_shards = self.header["num_shards"]
         self._sizes: dict[int, int | None] = {}
         self._sources: dict[int, object] = {}
         self.records: dict[str, tuple] = {}
         self.slices: dict[str, list] = {}
         for s in slices:
             self.slices.setdefault(s[0], []).append(s)
-        self.infos = [self._info(e) for e in entries]
+        # shards actually used (a header may claim any number of them)
+        self.shards = sorted({e[4] for e in entries if not e[8]} | {s[4] for s in slices})
+        self.files = {i: data_filename(prefix, i, self.num_shards) for i in self.shards} if prefix else {}
+        # the common case (a numeric tensor in a present shard) is built inline; the rest by _info
+        sizes = {i: self.shard_size(i) for i in self.shards}
+        storages = {i: os.path.basename(f) for i, f in self.files.items()}
+        records = self.records
+        infos = []
+        big = self.big_endian
+        for e in entries:
+            key, tf_dtype, dtype, shape, shard, offset, size, crc, n_slices, entry_off = e
+            total = sizes.get(shard)
+            if (total is not None and dtype is not None and dtype != "string" and not n_slices
+                    and dtype not in _ONE_PER_BYTE and not big):
+                if offset + size > total:
+                    self._check_range(key, shard, offset, size, entry_off)
+                records[key] = e
+                infos.append(TensorInfo(key, dtype, shape, size, offset, storages[shard], None,
+                                        {"shard": shard, "crc32c": crc} if crc is not None else {"shard": shard}))
+            else:
+                infos.append(self._info(e))
+        self.infos = infos
 
     def shard_size(self, shard: int) -> int | None:
         if shard not in self._sizes:
-            path = self.files[shard] if shard < len(self.files) else None
+            path = self.files.get(shard)
             self._sizes[shard] = os.path.getsize(path) if path and os.path.isfile(path) else None
         return self._sizes[shard]
 
@@ -266,7 +286,7 @@ class Bundle:
             self._check_range(key, shard, offset, size, entry_off)
             if dtype is None or dtype == "string":
                 offset_out = None   # variants and strings are not raw arrays
-        if self.prefix and self.shard_size(shard) is None and not n_slices:
+        if self.prefix and not n_slices and self.shard_size(shard) is None:
             extras["missing"] = f"data file {os.path.basename(self.files[shard])} not found"
         if dtype in _ONE_PER_BYTE:
             extras["one_per_byte"] = True
@@ -275,7 +295,7 @@ class Bundle:
         if dtype is None:
             extras["tf_dtype"] = _native.tf_type_name(tf_dtype)
         self.records[key] = e
-        storage = os.path.basename(self.files[shard]) if self.files and not n_slices else None
+        storage = os.path.basename(self.files[shard]) if shard in self.files and not n_slices else None
         return TensorInfo(key, name_dt if dtype else "unknown", shape, size, offset_out, storage, None, extras)
 
     @staticmethod
@@ -296,10 +316,10 @@ class Bundle:
     def _buffer(self, shard: int):
         src = self._sources.get(shard)
         if src is None:
-            if not self.files:
+            if not self.prefix:
                 raise UnsupportedFormatError("the checkpoint index was not opened from a path, so its data files "
                                              "cannot be located")
-            path = self.files[shard]
+            path = self.files.get(shard) or data_filename(self.prefix, shard, self.num_shards)
             if not os.path.isfile(path):
                 raise CorruptFileError(f"checkpoint data file {os.path.basename(path)} not found")
             from mfparse.source import Source
@@ -411,7 +431,7 @@ class TFCheckpointReader(Reader):
     def metadata(self) -> dict:
         h = self.bundle.header
         return {"num_shards": h["num_shards"], "endianness": "big" if h["big_endian"] else "little",
-                "producer": h["producer"], "data_files": [os.path.basename(f) for f in self.bundle.files]}
+                "producer": h["producer"], "data_files": [os.path.basename(f) for f in self.bundle.files.values()]}
 
     def verify(self, names=None) -> list:
         return self.bundle.verify(names)
@@ -545,7 +565,7 @@ class TFGraphReader(Reader):
                                for tags, v, g, *_ in self._parse.meta_graphs()]}
         if self.bundle is not None:
             out["variables"] = {"num_shards": self.bundle.header["num_shards"],
-                                "data_files": [os.path.basename(f) for f in self.bundle.files]}
+                                "data_files": [os.path.basename(f) for f in self.bundle.files.values()]}
         return out
 
     @property
