@@ -8,6 +8,7 @@
  */
 #include "mf_onnx.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct onnx_ctx {
@@ -907,8 +908,43 @@ static uint64_t name_hash(mf_pb_str s, int32_t scope) {
     return h * 0xc4ceb9fe1a85ec53ull;
 }
 
+typedef struct dupkey {
+    const uint8_t *p;
+    uint32_t n;
+    int32_t scope;
+    uint32_t idx;
+} dupkey;
+
+static int cmp_dupkey(const void *a, const void *b) {
+    const dupkey *x = (const dupkey *)a, *y = (const dupkey *)b;
+    if (x->scope != y->scope) return x->scope < y->scope ? -1 : 1;
+    uint32_t n = x->n < y->n ? x->n : y->n;
+    int c = n ? memcmp(x->p, y->p, n) : 0;
+    if (c) return c;
+    if (x->n != y->n) return x->n < y->n ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The same by sorting: O(n log n) whatever the names (the fallback when hashing degrades). */
+static int mark_duplicates_sorted(onnx_ctx *x) {
+    mf_onnx_tensor *t = (mf_onnx_tensor *)x->m->tensors.items;
+    size_t n = x->m->tensors.len;
+    dupkey *k = (dupkey *)mf_arena_alloc(x->a, (n ? n : 1) * sizeof *k, x->err, 0);
+    if (k == NULL) return 1;
+    for (size_t i = 0; i < n; i++) {
+        k[i] = (dupkey){t[i].name.p, t[i].name.n, t[i].scope, (uint32_t)i};
+        t[i].dup = 0;
+    }
+    qsort(k, n, sizeof *k, cmp_dupkey);
+    for (size_t i = 1; i < n; i++)
+        if (k[i].scope == k[i - 1].scope && k[i].n == k[i - 1].n && (k[i].n == 0 || memcmp(k[i].p, k[i - 1].p, k[i].n) == 0))
+            t[k[i].idx].dup = 1;
+    return 0;
+}
+
 /* Flag records whose (scope, name) repeats an earlier one: the Python layer renames those,
- * and needs no set of its own for the common case of unique names. */
+ * and needs no set of its own for the common case of unique names. A hash table does it in
+ * one pass; names crafted to collide (long probe runs) switch to sorting. */
 static int mark_duplicates(onnx_ctx *x) {
     mf_onnx_tensor *t = (mf_onnx_tensor *)x->m->tensors.items;
     size_t n = x->m->tensors.len, cap = 16;
@@ -918,7 +954,7 @@ static int mark_duplicates(onnx_ctx *x) {
     memset(slots, 0xff, cap * sizeof *slots);
     for (size_t i = 0; i < n; i++) {
         size_t k = (size_t)(name_hash(t[i].name, t[i].scope) & (cap - 1));
-        for (;;) {
+        for (unsigned probes = 0;; probes++) {
             uint32_t j = slots[k];
             if (j == UINT32_MAX) {
                 slots[k] = (uint32_t)i;
@@ -929,6 +965,7 @@ static int mark_duplicates(onnx_ctx *x) {
                 t[i].dup = 1;
                 break;
             }
+            if (probes == 64) return mark_duplicates_sorted(x);
             k = (k + 1) & (cap - 1);
         }
     }

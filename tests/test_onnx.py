@@ -491,6 +491,22 @@ def test_groups_unknown_fields_and_repeated_graph():
         assert float(m["a"][0]) == 1.5 and int(m["b"][0]) == -3
 
 
+def test_many_repeated_names(seed):
+    import random
+
+    rnd = random.Random(seed)
+    names = [f"n{rnd.randrange(300)}" for _ in range(3000)]
+    data = model_bytes(*[field(5, raw_tensor(n.encode(), [1], 1, b"\0\0\0\0")) for n in names])
+    with mfparse.open(data, format="onnx") as m:
+        keys = m.keys()
+    assert len(set(keys)) == 3000
+    first = {}
+    for i, n in enumerate(names):
+        first.setdefault(n, i)
+    assert all(keys[i] == n for n, i in first.items())                 # the first keeps its name
+    assert all(keys[i].startswith(n + "#") for i, n in enumerate(names) if first[n] != i)
+
+
 def test_nesting_bomb_is_a_clean_error():
     g = field(1, field(4, b"Identity"))
     for _ in range(120):   # graphs inside node attributes inside graphs ...
