@@ -505,6 +505,10 @@ def test_many_repeated_names(seed):
         first.setdefault(n, i)
     assert all(keys[i] == n for n, i in first.items())                 # the first keeps its name
     assert all(keys[i].startswith(n + "#") for i, n in enumerate(names) if first[n] != i)
+    # one name 20,000 times: w, w#1, ... w#19999 (renaming stays linear)
+    t = field(5, raw_tensor(b"w", [1], 1, b"\0\0\0\0"))
+    with mfparse.open(model_bytes(t * 20000), format="onnx") as m:
+        assert m.keys()[-1] == "w#19999" and len(set(m.keys())) == 20000
 
 
 def test_nesting_bomb_is_a_clean_error():

@@ -56,6 +56,25 @@ _SOURCE_NAMES = {SRC_INITIALIZER: "initializer", SRC_SPARSE_VALUES: "sparse_init
 _DIGITS = re.compile(r"[0-9]+\Z")
 
 
+class Unique:
+    """Hands out names not taken yet: the name itself, else name#1, name#2, ... (a counter
+    per name keeps a file that repeats one name many times linear)."""
+
+    def __init__(self, taken: set):
+        self.taken = taken
+        self._next: dict[str, int] = {}
+
+    def __call__(self, name: str) -> str:
+        if name in self.taken:
+            k = self._next.get(name, 1)
+            while f"{name}#{k}" in self.taken:
+                k += 1
+            self._next[name] = k + 1
+            name = f"{name}#{k}"
+        self.taken.add(name)
+        return name
+
+
 def probe(source, head: bytes) -> str | None:
     """'onnx' for a .onnx file whose first bytes parse as ModelProto records, else None.
 
@@ -166,7 +185,7 @@ class OnnxReader(Reader):
         # plain initializers of the main graph came back finished (C flagged repeated names)
         # and keep their names; then everything else, main graph before nested scopes, in
         # file order, named so that no name repeats
-        taken = {t.name for t in infos if t is not None}
+        unique = Unique({t.name for t in infos if t is not None})
         order = sorted(special, key=lambda ir: (self._scope_kind(ir[1]["scope"]) != SCOPE_GRAPH, ir[0]))
         names: dict[int, str] = {}
         recs = dict(special)
@@ -177,9 +196,10 @@ class OnnxReader(Reader):
             if rec["source"] in (SRC_SPARSE_INDICES, SRC_ATTR_SPARSE_INDICES) and partner >= 0:
                 partner_name = names.get(partner) or self._base_name(recs[partner], None)
             name = self._base_name(rec, partner_name)
-            if name in taken:
-                name = self._unique(name, self._scope_path(rec["scope"]), taken)
-            taken.add(name)
+            if name in unique.taken:
+                path = self._scope_path(rec["scope"])
+                name = f"{path}/{name}" if path else name
+            name = unique(name)
             names[i] = name
             infos[i] = self._finish(name, rec)
         for i, rec in special:  # sparse values and indices name each other
@@ -191,15 +211,6 @@ class OnnxReader(Reader):
     def _scope_kind(self, scope: int) -> int:
         return self._scopes[scope][0] if scope >= 0 else SCOPE_GRAPH
 
-    @staticmethod
-    def _unique(name: str, path: str, taken: set) -> str:
-        cand = f"{path}/{name}" if path else name
-        k = 1
-        base = cand
-        while cand in taken:
-            cand = f"{base}#{k}"
-            k += 1
-        return cand
 
     def _finish(self, name: str, rec: dict) -> TensorInfo:
         extras: dict = {"source": _SOURCE_NAMES[rec["source"]]}

@@ -38,6 +38,7 @@ from mfparse import _native, dtypes
 from mfparse.api import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
+from mfparse.formats.onnx import Unique
 
 #: Ops that reach outside the graph when the model runs: they read or write files, or run
 #: Python code (which a SavedModel cannot carry: loading one with these fails or, with the
@@ -362,20 +363,16 @@ class Bundle:
             raise UnsupportedFormatError(f"partitioned string tensor {key!r} is not assembled")
         np_dt = dtypes.numpy_dtype(dtype)
         out = np.zeros(shape, dtype=np_dt)
-        covered = 0
-        boxes = []
+        hits = np.zeros(shape, dtype=np.uint8)  # how often each element is written: exactly once
         for _, starts, lengths, _, s_shard, s_off, s_size, _, s_entry in self.slices.get(key, ()):
             ext = tuple(d if ln == -1 else ln for ln, d in zip(lengths, shape))
             box = tuple(slice(st, st + ln) for st, ln in zip(starts, ext))
-            for other in boxes:
-                if all(a.start < b.stop and b.start < a.stop for a, b in zip(box, other)):
-                    raise CorruptFileError(f"slices of {key!r} overlap", s_entry)
-            boxes.append(box)
-            piece = self._numeric(self._buffer(s_shard), s_off, dtype, ext, tf_dtype)
-            out[box] = piece
-            covered += piece.size
-        if covered != out.size:
-            raise CorruptFileError(f"slices of {key!r} cover {covered} of its {out.size} elements")
+            if hits[box].any():
+                raise CorruptFileError(f"slices of {key!r} overlap", s_entry)
+            hits[box] = 1
+            out[box] = self._numeric(self._buffer(s_shard), s_off, dtype, ext, tf_dtype)
+        if not hits.all():
+            raise CorruptFileError(f"slices of {key!r} cover {int(hits.sum())} of its {out.size} elements")
         return out
 
     def verify(self, names=None) -> list:
@@ -467,11 +464,9 @@ class TFGraphReader(Reader):
                     raise
                 infos.extend(self.bundle.infos)
         self._consts: dict[str, tuple] = {}
-        taken = {t.name for t in infos}
+        unique = Unique({t.name for t in infos})
         for t in self._parse.tensors():
-            info = self._const_info(t, taken)
-            taken.add(info.name)
-            infos.append(info)
+            infos.append(self._const_info(t, unique))
         self._tensors = infos
 
     def _node_name(self, i: int) -> str:
@@ -480,17 +475,13 @@ class TFGraphReader(Reader):
             return f"{self._functions[fn][1]}/{name}"
         return name
 
-    def _const_info(self, t, taken) -> TensorInfo:
+    def _const_info(self, t, unique) -> TensorInfo:
         node, attr, tf_dtype, dtype, shape, numel, nbytes, data, field, count, data_off, msg_off, msg_len = t
         name = self._node_name(node)
         op = self._nodes[node][3]
         if not (attr == "value" and op in ("Const", "HostConst")):
             name = f"{name}/{attr}"
-        if name in taken:
-            k = 1
-            while f"{name}#{k}" in taken:
-                k += 1
-            name = f"{name}#{k}"
+        name = unique(name)
         extras = {"source": "constant", "node": self._node_name(node), "op_type": op}
         fn = self._nodes[node][1]
         if fn >= 0:
