@@ -568,20 +568,24 @@ class TFGraphReader(Reader):
                 raise RuntimeError(f"building the TensorFlow graph summary failed: {e}") from e
         return self._graph
 
-    def _ops(self, meta_graph: int) -> tuple[Counter, int]:
-        hist: Counter = Counter()
-        n = 0
+    def _counts(self):
+        """Per meta graph (-1 for a bare GraphDef): op histogram over graph and functions, nodes
+        of the graph itself, functions; in one pass."""
+        hist: dict[int, Counter] = {}
+        top: Counter = Counter()
         for mg, fn, name, op, *_ in self._nodes:
-            if mg == meta_graph:
-                hist[op] += 1
-                n += 1
-        return hist, n
+            hist.setdefault(mg, Counter())[op] += 1
+            if fn < 0:
+                top[mg] += 1
+        funcs = Counter(f[0] for f in self._functions)
+        return hist, top, funcs
 
     def _build_graph(self) -> dict:
+        hist, top, funcs = self._counts()
         if self.format == "tf-graphdef":
-            hist, n = self._ops(-1)
-            return {"node_count": sum(1 for x in self._nodes if x[1] < 0), "total_node_count": n,
-                    "op_types": dict(hist.most_common()),
+            h = hist.get(-1, Counter())
+            return {"node_count": top[-1], "total_node_count": sum(h.values()),
+                    "op_types": dict(h.most_common()),
                     "placeholders": [x[2] for x in self._nodes if x[3] == "Placeholder" and x[1] < 0],
                     "functions": [{"name": f[1], "node_count": f[2]} for f in self._functions]}
         sigs_by_mg: dict[int, dict] = {}
@@ -596,12 +600,11 @@ class TFGraphReader(Reader):
             sigs_by_mg.setdefault(mg, {})[key] = d
         mgs = []
         for i, (tags, version, git, has_graph, producer, offset) in enumerate(self._parse.meta_graphs()):
-            hist, n = self._ops(i)
+            h = hist.get(i, Counter())
             mgs.append({"tags": tags, "tensorflow_version": version, "tensorflow_git_version": git,
                         "signatures": dict(sorted(sigs_by_mg.get(i, {}).items())),
-                        "node_count": sum(1 for x in self._nodes if x[0] == i and x[1] < 0),
-                        "function_count": sum(1 for f in self._functions if f[0] == i),
-                        "total_node_count": n, "op_types": dict(hist.most_common())})
+                        "node_count": top[i], "function_count": funcs[i],
+                        "total_node_count": sum(h.values()), "op_types": dict(h.most_common())})
         graph: dict = {"meta_graphs": mgs}
         serving = next((m["signatures"]["serving_default"] for m in mgs if "serving_default" in m["signatures"]),
                        None)
