@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # mfparse: `make demo` and `make test` each set everything up from nothing (venv, dependencies,
 # build) and then do their job. VENV may point at a shared environment (make test VENV=...).
 
@@ -9,7 +10,7 @@ RUN := PYTHONPATH=$(CURDIR) $(PY)
 SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxi)
 EXT_STAMP := .stamp-ext
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test test-asan fuzz clang demo bench clean
 
 all: build
 
@@ -29,6 +30,45 @@ build: $(EXT_STAMP)
 test: build
 	$(RUN) -m pytest -q
 
+# ---- sanitizers and fuzzing (issue 9) --------------------------------------------------------
+# test-asan: the whole pytest suite against an ASan+UBSan build of the extension (built in place;
+# the next `make build` rebuilds the normal one).
+SAN_LIBS = $$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)
+SAN_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc
+
+test-asan: deps
+	MFPARSE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
+	rm -f $(EXT_STAMP)
+	$(SAN_ENV) LD_PRELOAD="$(SAN_LIBS)" $(RUN) -m pytest -q -x -p no:cacheprovider
+
+# fuzz: every libFuzzer target in fuzz/ for FUZZ_SECONDS seconds, seeded from the real writers
+# and from tests/regression_inputs/<target>/ (minimized crashers, replayed by pytest too).
+FUZZ_SECONDS ?= 30
+CLANG ?= clang
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_FLAGS = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
+
+clang:
+	@command -v $(CLANG) >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq clang libclang-rt-14-dev >/dev/null)
+
+fuzz/build/%: fuzz/%.c $(wildcard csrc/*.c csrc/*.h) | clang
+	@mkdir -p fuzz/build
+	$(CLANG) $(FUZZ_FLAGS) $< $(wildcard csrc/*.c) -o $@ -lm
+
+fuzz: build $(addprefix fuzz/build/,$(FUZZ_TARGETS))
+	$(RUN) fuzz/make_seeds.py fuzz/build/corpus
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/build/corpus/$$t; \
+		reg=$$(test -d tests/regression_inputs/$$t && echo tests/regression_inputs/$$t); \
+		echo "== $$t ($(FUZZ_SECONDS) s)"; \
+		fuzz/build/$$t -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+			-artifact_prefix=fuzz/build/crash-$$t- fuzz/build/corpus/$$t $$reg 2>&1 \
+			| grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY)" ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 demo: build
 	$(RUN) examples/demo.py demo_out
 
@@ -36,4 +76,4 @@ bench: build
 	$(RUN) benchmarks/bench_listing.py
 
 clean:
-	rm -rf build dist *.egg-info mfparse/_native.c mfparse/*.so $(EXT_STAMP) demo_out .pytest_cache
+	rm -rf build dist *.egg-info mfparse/_native.c mfparse/*.so $(EXT_STAMP) demo_out .pytest_cache fuzz/build

@@ -16,7 +16,8 @@ if sys.platform != "win32":
     extra_compile_args = ["-std=c99", "-O2", "-Wall", "-Wno-unused-function"]
     # MFPARSE_SANITIZE=1 builds the extension with ASan + UBSan (make test-asan)
     if os.environ.get("MFPARSE_SANITIZE"):
-        san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1"]
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer",
+               "-g", "-O1"]
         extra_compile_args += san
         extra_link_args += san
 

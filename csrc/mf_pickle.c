@@ -115,7 +115,7 @@ static int add_items(mf_pkl *p, mf_pv *c, mf_pv **src, size_t n, uint64_t at) {
         c->u.items = ni;
         c->cap = (uint32_t)ncap;
     }
-    memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
+    if (n) memcpy(c->u.items + (size_t)c->n * slots, src, n * slots * sizeof *src);
     c->n = (uint32_t)need;
     return 0;
 }

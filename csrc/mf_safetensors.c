@@ -152,7 +152,7 @@ static int string(json *j, const uint8_t **s, uint32_t *n) {
 }
 
 /* A non-negative integer that fits in u64, as serde reads a usize. */
-static int uint(json *j, uint64_t *out) {
+static int json_uint(json *j, uint64_t *out) {
     ws(j);
     const uint8_t *p = j->c.pos;
     if (p == j->c.end || *p < '0' || *p > '9') return bad(j, "expected a non-negative integer");
@@ -265,7 +265,7 @@ static int tensor_info(parse_state *ps, mf_st_tensor *t) {
             if (peek(j) == ']') j->c.pos++;
             else for (;;) {
                 uint64_t *d = (uint64_t *)mf_vec_push(&dims, sizeof *d, j->a, j->err, mf_tell(&j->c));
-                if (d == NULL || uint(j, d)) return 1;
+                if (d == NULL || json_uint(j, d)) return 1;
                 int nx = peek(j);
                 j->c.pos++;
                 if (nx == ']') break;
@@ -276,8 +276,8 @@ static int tensor_info(parse_state *ps, mf_st_tensor *t) {
             t->shape = (uint64_t *)dims.items;
         } else if (str_eq(k, kn, "data_offsets")) {
             if (have_offsets++) return bad(j, "duplicate field data_offsets");
-            if (expect(j, '[', "data_offsets must be a list") || uint(j, &t->begin) ||
-                expect(j, ',', "data_offsets must hold two integers") || uint(j, &t->end) ||
+            if (expect(j, '[', "data_offsets must be a list") || json_uint(j, &t->begin) ||
+                expect(j, ',', "data_offsets must hold two integers") || json_uint(j, &t->end) ||
                 expect(j, ']', "data_offsets must hold two integers"))
                 return 1;
         } else if (skip_value(j, 1)) {

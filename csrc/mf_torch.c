@@ -682,14 +682,15 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key) {
     return 0;
 }
 
-int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err) {
+int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
+                  mf_error *err) {
     walker w;
     memset(&w, 0, sizeof w);
     w.a = a;
     w.err = err;
     w.out = out;
     w.flavor = flavor;
-    w.max_entries = (uint64_t)1 << 24;
+    w.max_entries = MF_TORCH_MAX_ENTRIES(input_len);
     if (path_reserve(&w, 0, root->offset)) return err->code;
     return walk(&w, (mf_pv *)root, 0, NULL) ? err->code : MF_OK;
 }
@@ -729,7 +730,7 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
     pos += used;
     if (mf_pkl_load(p, buf + pos, len - pos, pos, main, &used)) return err->code;
     pos += used;
-    if (mf_torch_walk(*main, MF_TORCH_LEGACY, p->arena, out, err)) return err->code;
+    if (mf_torch_walk(*main, MF_TORCH_LEGACY, used, p->arena, out, err)) return err->code;
     uint64_t keys_at = pos;
     if (mf_pkl_load(p, buf + pos, len - pos, pos, &v, &used)) return err->code;
     pos += used;

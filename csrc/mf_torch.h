@@ -108,8 +108,13 @@ enum {
 
 #define MF_TORCH_MAX_DEPTH 200
 
-/* Walk `root` and fill `out` (zero it first). */
-int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err);
+/* Walk `root` and fill `out` (zero it first). input_len (the pickle's size) bounds the number
+ * of entries: shared references can make a small pickle describe an exponentially large tree. */
+int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
+                  mf_error *err);
+
+/* entries allowed for a pickle of n bytes */
+#define MF_TORCH_MAX_ENTRIES(n) ((uint64_t)262144 + 4 * (uint64_t)(n))
 
 /* Legacy (pre-1.6) files: run the five stacked pickles at the start of buf (the whole file)
  * and locate each storage's raw bytes. On success *main is the main pickle's root,

@@ -65,7 +65,12 @@ int mf_zip_find_eocd(const uint8_t *tail, size_t tail_len, uint64_t file_size, m
     out->cd_offset = cd_off;
 
     if (found >= LOC64_LEN && mf_load_u32le(e - LOC64_LEN) == SIG_LOC64) {
-        out->zip64_eocd_offset = mf_load_u64le(e - LOC64_LEN + 8);
+        /* The record normally sits right before the locator; use that position, as zipfile
+         * does, so that bytes prepended to the archive do not shift it. */
+        if (found >= LOC64_LEN + EOCD64_LEN && mf_load_u32le(e - LOC64_LEN - EOCD64_LEN) == SIG_EOCD64)
+            out->zip64_eocd_offset = out->eocd_offset - LOC64_LEN - EOCD64_LEN;
+        else
+            out->zip64_eocd_offset = mf_load_u64le(e - LOC64_LEN + 8);
         if (out->zip64_eocd_offset >= file_size)
             return mf_fail(err, MF_ERR_CORRUPT, out->eocd_offset - LOC64_LEN,
                            "zip64 locator points past the end of the file");

@@ -91,7 +91,8 @@ cdef extern from "mf_torch.h":
 
     int MF_TE_TENSOR
     int MF_TE_STORAGE
-    int mf_torch_walk(const mf_pv *root, int flavor, mf_arena *a, mf_torch_result *out, mf_error *err)
+    int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
+                      mf_error *err)
     int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
                         uint64_t **storage_data, mf_error *err)
     int mf_torch_resolve(mf_torch_result *r, const uint64_t *data_offset, const uint64_t *avail, mf_error *err)
@@ -254,8 +255,10 @@ cdef class PickleParse:
     cdef uint64_t *legacy_data
     cdef list buffers
     cdef readonly object error  # the exception of a failed load, for callers that go on
+    cdef readonly uint64_t size_hint
 
     def __cinit__(self, uint64_t size_hint=0):
+        self.size_hint = size_hint
         # bookkeeping may reach ~200 bytes per input byte for hostile inputs; real pickles use far less
         mf_arena_init(&self.arena, mf_arena_cap_for(size_hint, 256, 64 << 20))
         clear_error(&self.err)
@@ -315,7 +318,7 @@ cdef class PickleParse:
     def torch_walk(self, PV root, int flavor=0):
         """Walk a torch pickle's root (flavor 0: zip file, 1: legacy)."""
         clear_error(&self.err)
-        mf_torch_walk(root.p, flavor, &self.arena, &self.torch, &self.err)
+        mf_torch_walk(root.p, flavor, self.size_hint, &self.arena, &self.torch, &self.err)
         raise_error(&self.err)
 
     def torch_legacy(self, file_buf):

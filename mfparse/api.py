@@ -101,6 +101,12 @@ def _jsonable(v):
         return v
     if isinstance(v, complex):
         return [v.real, v.imag]
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, np.ndarray):
+        if v.size <= 1024 and v.dtype.kind in "biufcUS":
+            return _jsonable(v.tolist())
+        return {"__array__": str(v.dtype), "shape": list(v.shape)}  # big arrays (vocabularies): summarized
     return repr(v)
 
 

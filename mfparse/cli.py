@@ -1,4 +1,5 @@
-"""Command line: `mfparse inspect FILE [--json] [--stats] [--tree]` (also `python -m mfparse`).
+"""Command line: `mfparse inspect FILE [--json] [--stats] [--tree]`, `mfparse bench MODEL ...`
+(also `python -m mfparse`).
 
 Each subcommand lives in its own function; main() only parses arguments and dispatches.
 Exit codes: 0 success, 1 a finding or failed comparison (scan, diff), 2 an error.
@@ -54,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
     ins.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
     ins.set_defaults(func=_cmd_inspect)
+
+    from mfparse.bench.cli import add_parser as add_bench  # light: imports no runtime
+
+    add_bench(sub)
     return p
 
 

@@ -144,7 +144,7 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
     }
     graph = m.graph
     if graph is not None:
-        out["graph"] = _jsonable(graph)
+        out["graph"] = _jsonable(graph.to_dict() if hasattr(graph, "to_dict") else graph)
     if tree:
         out["tree"] = _jsonable(m.tree())
     return out
@@ -157,6 +157,8 @@ def _stats_or_none(m: ModelFile, t: TensorInfo):
         return None  # packed or quantized values: the raw bytes are not the numbers
     if t.offset is None and t.extras.get("device") == "meta":
         return None
+    if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
+        return None  # a pickle (never loaded), strings, sparse values, another file's bytes
     try:
         return tensor_stats(m.read(t))
     except TypeError:
@@ -193,7 +195,7 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
             lines.append(f"  {k}: {text}")
         if len(s["metadata"]) > 50:
             lines.append(f"  ... {len(s['metadata']) - 50} more")
-    if s.get("graph"):
+    if isinstance(s.get("graph"), dict):
         lines.append("")
         lines.extend(render_graph(s["graph"]))
     lines.append("")
@@ -216,6 +218,7 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
     lines.append(fmt_row(head))
     lines.append("  ".join("-" * w for w in widths))
     lines.extend(fmt_row(r) for r in rows)
+    lines.extend(_render_scales(s["tensors"]))
     lines.append("")
     lines.append("Totals by dtype:")
     for dt, tot in sorted(s["totals_by_dtype"].items(), key=lambda kv: -kv[1]["nbytes"]):
@@ -241,11 +244,13 @@ def render_graph(g: dict, max_ops: int = 30) -> list[str]:
             shape = v.get("shape")
             dims = "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
             lines.append(f"  {title:<6} {v['name']}: {v.get('type') or v.get('dtype') or '?'} {dims}")
+    if "node_count" not in g and isinstance(g.get("operators"), list):
+        lines.append(f"  operators: {len(g['operators']):,}")
     if "node_count" in g:
         lines.append(f"  nodes: {g['node_count']:,}" + (
             f" ({g['total_node_count']:,} with subgraphs and functions)"
             if g.get("total_node_count", g["node_count"]) != g["node_count"] else ""))
-    ops = list((g.get("op_types") or {}).items())
+    ops = list((g.get("op_types") or g.get("op_histogram") or {}).items())
     if ops:
         text = ", ".join(f"{op} x{n}" for op, n in ops[:max_ops]) + (f", ... {len(ops) - max_ops} more" if len(ops) > max_ops else "")
         lines.append(f"  ops: {text}")
@@ -253,6 +258,23 @@ def render_graph(g: dict, max_ops: int = 30) -> list[str]:
         if g.get(key):
             lines.append(f"  {key}: {len(g[key])}")
     return lines
+
+
+def _render_scales(tensors: list, max_values: int = 4) -> list[str]:
+    """Lines listing the scale and zero point of every tensor whose extras carry a
+    quantization with a "scale" list (TFLite int8 models); nothing when there is none."""
+    rows = []
+    for t in tensors:
+        q = (t.get("extras") or {}).get("quantization")
+        if not isinstance(q, dict) or not q.get("scale"):
+            continue
+        scale, zp = q["scale"], q.get("zero_point") or []
+        fmt = lambda v: ", ".join(f"{x:.6g}" for x in v[:max_values]) + (", ..." if len(v) > max_values else "")  # noqa: E731
+        axis = f"  per-axis ({len(scale)} along dim {q.get('quantized_dimension', 0)})" if len(scale) > 1 else ""
+        rows.append(f"  {t['name']}: scale [{fmt(scale)}] zero_point [{fmt(zp)}]{axis}")
+    if not rows:
+        return []
+    return ["", "Quantization (scale, zero point):"] + rows
 
 
 def render_tree(node, indent: str = "  ", max_items: int = 40) -> list[str]:

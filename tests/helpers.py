@@ -13,8 +13,10 @@ _CHILD = textwrap.dedent(
     r"""
     import os, pickle, random, resource, sys
     sys.path.insert(0, {root!r})
-    # a hostile file must never make us allocate much: cap the address space
-    resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
+    # a hostile file must never make us allocate much: cap the address space (not under ASan,
+    # whose shadow memory needs a large reservation; ASan reports huge allocations itself)
+    if "asan" not in os.environ.get("LD_PRELOAD", ""):
+        resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))
     import numpy as np
     import mfparse
     data = open({path!r}, "rb").read()

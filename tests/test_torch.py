@@ -96,6 +96,17 @@ def test_lightning_style_checkpoint(tmp_path):
     assert meta["loops.fit_loop.epoch_progress.total.completed"] == 3
 
 
+def test_numpy_scalars_in_checkpoints_are_decoded_not_imported(tmp_path):
+    import argparse
+
+    ckpt = {"best": np.float64(0.25), "step": np.int64(7), "w": torch.ones(1),
+            "hparams": argparse.Namespace(lr=0.01, layers=[2, 3])}
+    p = save(ckpt, tmp_path / "np.ckpt")
+    with mfparse.open(p) as m:
+        assert m.metadata == {"best": 0.25, "step": 7, "hparams.lr": 0.01, "hparams.layers": [2, 3]}
+        assert m.tree()["hparams"].cls == "argparse.Namespace"
+
+
 def test_shared_storages_and_views(tmp_path):
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     sd = collections.OrderedDict(

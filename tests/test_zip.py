@@ -87,6 +87,9 @@ def test_zip64_end_records():
     assert eocd[4] is not None  # the locator was found
     arch = check_against_zipfile(data)
     assert len(arch.directory) == len(MEMBERS)
+    prefixed = b"\0" * 100 + data  # zip64 offsets are relative to the archive, not the file
+    arch = check_against_zipfile(prefixed)
+    assert arch.anomalies & (1 << 8)
 
 
 def test_separate_buffers_like_a_remote_source():

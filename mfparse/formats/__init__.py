@@ -21,6 +21,10 @@ def _zip_reader(source):
     if torch_fmt.find_archive_prefix(archive) is not None:
         return torch_fmt.open_zip(source, archive)
     names = archive.names()
+    from mfparse.formats import npy
+
+    if npy.is_npz(names):
+        return npy.open_npz(source, archive)
     raise UnsupportedFormatError(
         "zip archive that is not a torch checkpoint (members: "
         + ", ".join(names[:5])
@@ -30,13 +34,17 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import onnx, safetensors, tf, torch
+    from mfparse.formats import gguf, npy, onnx, safetensors, tf, tflite, torch
 
     return {
         "torch-zip": torch.open_zip,
         "torchscript": torch.open_zip,
         "torch-legacy": torch.open_legacy,
         "safetensors": safetensors.open_reader,
+        "tflite": tflite.open_reader,
+        "gguf": gguf.open_reader,
+        "npy": npy.open_npy,
+        "npz": npy.open_npz,
         "onnx": onnx.open_reader,
         "onnx-tensor": onnx.open_tensor,
         "tf-savedmodel": tf.open_saved_model,
@@ -45,8 +53,8 @@ def _openers():
     }
 
 
-FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "onnx", "onnx-tensor", "tf-savedmodel",
-           "tf-graphdef", "tf-checkpoint")
+FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", "gguf", "npy", "npz", "onnx",
+           "onnx-tensor", "tf-savedmodel", "tf-graphdef", "tf-checkpoint")
 
 
 def detect(source) -> str:
@@ -60,6 +68,12 @@ def detect(source) -> str:
         return "torch-legacy"
     if safetensors.probe(head, source.size):
         return "safetensors"
+    if head[:4] == b"GGUF":
+        return "gguf"
+    if head[:6] == b"\x93NUMPY":
+        return "npy"
+    if head[4:8] == b"TFL3":
+        return "tflite"
     from mfparse.formats import onnx, tf
 
     found = onnx.probe(source, head) or tf.probe(source, head)

@@ -8,6 +8,8 @@ pickles; every tensor is checked to lie inside its storage, and every storage in
 
 from __future__ import annotations
 
+import re
+
 from mfparse import _native, dtypes
 from mfparse.api import EMPTY, ObjectNode, TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
@@ -181,6 +183,13 @@ def leaf_value(pv):
             return [leaf_value(i) for i in items[0].items]
         if q in ("builtins.complex", "__builtin__.complex") and all(i.kind in ("float", "int") for i in items):
             return complex(*[i.value for i in items])
+        if q == "_codecs.encode" and len(items) == 2 and items[0].kind == "str" and items[1].kind == "str" \
+                and items[1].value.replace("-", "") == "latin1":
+            return items[0].value.encode("latin-1")  # how protocols < 3 write bytes
+        if q in ("numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar") and len(items) == 2:
+            value = _numpy_scalar(items[0], items[1])
+            if value is not None:
+                return value
         if q in ("builtins.slice", "__builtin__.slice"):
             return ObjectNode("slice", {"args": [leaf_value(i) for i in items]})
         return ObjectNode(q or "<computed>")
@@ -189,10 +198,40 @@ def leaf_value(pv):
     return ObjectNode(f"<{k}>")
 
 
+_NUMERIC_DTYPE = re.compile(r"^[<>|=]?[biufc][1-9][0-9]?$")
+
+
+def _numpy_scalar(dtype_pv, data_pv):
+    """A numpy scalar pickled as scalar(dtype('f8'), b'...'): decoded from its bytes when the
+    dtype is a plain numeric one (nothing is imported or called), else None."""
+    import numpy as np
+
+    if dtype_pv.kind != "call" or dtype_pv.fn is None or dtype_pv.fn.qualname not in (
+            "numpy.dtype", "numpy.core.multiarray.dtype", "numpy._core.multiarray.dtype"):
+        return None
+    args = dtype_pv.args.items if dtype_pv.args is not None and dtype_pv.args.kind == "tuple" else []
+    if not args or args[0].kind != "str" or not _NUMERIC_DTYPE.match(args[0].value):
+        return None
+    order = "<"
+    state = dtype_pv.state
+    if state is not None and state.kind == "tuple" and len(state.items) > 1 and state.items[1].kind == "str":
+        order = state.items[1].value if state.items[1].value in "<>|=" else "<"
+    raw = leaf_value(data_pv)
+    if isinstance(raw, str):
+        raw = raw.encode("latin-1")
+    if not isinstance(raw, bytes):
+        return None
+    dt = np.dtype(args[0].value.lstrip("<>|=")).newbyteorder(order if order != "|" else "=")
+    if len(raw) != dt.itemsize:
+        return None
+    return np.frombuffer(raw, dtype=dt)[0].item()
+
+
 def build_tree(entries, by_name):
     """Nested dicts/lists from the walker's pre-order entries; tensors as TensorInfo leaves."""
     root_holder: list = []
     stack: list = []  # (depth, container, kind)
+    objects: dict[int, object] = {}  # id(ObjectNode) -> its PV, to render tensor-free objects as leaves
     for path, depth, kind, _tensor, key, value, cls in entries:
         while stack and stack[-1][0] >= depth:
             stack.pop()
@@ -207,6 +246,7 @@ def build_tree(entries, by_name):
         elif kind in ("object", "module"):
             qual = cls.qualname if cls is not None and cls.kind == "global" else None
             node = ObjectNode(qual or "<computed>", {})
+            objects[id(node)] = value
         elif kind == "ref":
             node = ObjectNode("<recursive reference>")
         else:
@@ -224,24 +264,39 @@ def build_tree(entries, by_name):
         if kind in ("dict", "list", "set", "tuple", "object", "module"):
             stack.append((depth, node, kind))
     root = root_holder[0] if root_holder else None
-    return _finish(root)
+    return _finish(root, objects)
 
 
 class _Tuple(list):
     """A tuple under construction (closed into a tuple by _finish)."""
 
 
-def _finish(node):
+def _has_tensor(node) -> bool:
+    if isinstance(node, TensorInfo):
+        return True
     if isinstance(node, ObjectNode):
-        if not node.fields:
-            return ObjectNode(node.cls)
-        return ObjectNode(node.cls, {k: _finish(v) for k, v in node.fields.items()})
+        return any(_has_tensor(v) for v in node.fields.values())
     if isinstance(node, dict):
-        return {k: _finish(v) for k, v in node.items()}
-    if isinstance(node, _Tuple):
-        return tuple(_finish(v) for v in node)
+        return any(_has_tensor(v) for v in node.values())
     if isinstance(node, list):
-        return [_finish(v) for v in node]
+        return any(_has_tensor(v) for v in node)
+    return False
+
+
+def _finish(node, objects):
+    if isinstance(node, ObjectNode):
+        pv = objects.get(id(node))
+        if pv is not None and not _has_tensor(node):
+            value = leaf_value(pv)  # e.g. a numpy scalar, torch.Size, a device: rendered whole
+            if not isinstance(value, ObjectNode) or not node.fields:
+                return value
+        return ObjectNode(node.cls, {k: _finish(v, objects) for k, v in node.fields.items()})
+    if isinstance(node, dict):
+        return {k: _finish(v, objects) for k, v in node.items()}
+    if isinstance(node, _Tuple):
+        return tuple(_finish(v, objects) for v in node)
+    if isinstance(node, list):
+        return [_finish(v, objects) for v in node]
     return node
 
 
