@@ -412,7 +412,7 @@ typedef struct sbuf {
 static void sb_add(sbuf *s, const char *p, size_t n) {
     size_t room = sizeof s->buf - 1 - s->n;
     if (n > room) n = room;
-    memcpy(s->buf + s->n, p, n);
+    if (n) memcpy(s->buf + s->n, p, n); /* p may be NULL for an absent string */
     s->n += n;
     s->buf[s->n] = '\0';
 }

@@ -71,6 +71,9 @@ REPLAY = {
     "fuzz_tflite": _tflite_unchecked,
     "fuzz_gguf": _open("gguf"),
     "fuzz_npy": _open("npy"),
+    "fuzz_onnx": _open("onnx"),
+    "fuzz_tf_graph": _open("tf-graphdef"),
+    "fuzz_tf_bundle": _open("tf-checkpoint"),
 }
 
 
