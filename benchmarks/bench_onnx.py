@@ -98,12 +98,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--no-write", action="store_true", help="print, do not update RESULTS.md")
     args = ap.parse_args(argv)
+    load = os.getloadavg()[0]
     files = ensure_files()
     import onnx
 
     import mfparse
 
-    rows, rss = [], []
+    rows, rss, ratios = [], [], {}
     for tag, path in files.items():
         ours = list_mfparse(path)
         ref = list_onnx(path)
@@ -112,8 +113,9 @@ def main(argv=None) -> int:
         t_ours = common.timeit(lambda: list_mfparse(path), args.repeat)
         t_ref = common.timeit(lambda: list_onnx(path), max(3, args.repeat // 2 + 1))
         size = os.path.getsize(path)
+        ratio = ratios[tag] = t_ref / t_ours
         rows.append((f"{path.name} ({size / 1e9:.2f} GB, {len(ours):,} initializers)",
-                     f"{t_ours * 1e3:.2f}", f"{t_ref * 1e3:.1f}", f"{t_ref / t_ours:.0f}x"))
+                     f"{t_ours * 1e3:.2f}", f"{t_ref * 1e3:.1f}", f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"))
         mf_code, onnx_code = RSS_MF.format(path=str(path)), RSS_ONNX.format(path=str(path))
         rss.append((path.name, f"{common.peak_rss_mb(mf_code):.1f}", f"{common.peak_rss_mb(onnx_code):.1f}",
                     f"{anon_mb(mf_code):.1f}", f"{anon_mb(onnx_code):.1f}",
@@ -125,7 +127,8 @@ def main(argv=None) -> int:
     body = "\n\n".join([
         f"Command: `python benchmarks/bench_onnx.py`. Machine: {common.machine()}. Python {v['python']}, "
         f"mfparse {mfparse.__version__}, onnx {onnx.__version__}, protobuf {google.protobuf.__version__}, "
-        f"numpy {v['numpy']}. Medians of {args.repeat} runs (mfparse) and {max(3, args.repeat // 2 + 1)} runs "
+        f"numpy {v['numpy']}. Load average when it started: {load:.1f} (2 cores, shared). "
+        f"Medians of {args.repeat} runs (mfparse) and {max(3, args.repeat // 2 + 1)} runs "
         "(onnx) after a warm-up; each run opens the file and lists (name, dtype, shape) of every initializer. "
         "The competitor is `onnx.load(path, load_external_data=False)` followed by a walk over "
         "`graph.initializer`.",
@@ -136,7 +139,12 @@ def main(argv=None) -> int:
         "page cache's large folios whole); they are shared with the page cache, not allocated:",
         common.table(rss, ["file", "mfparse VmHWM MB", "onnx.load VmHWM MB", "mfparse RssAnon MB",
                            "onnx.load RssAnon MB", "import mfparse only VmHWM MB"]),
-        "Goals (issue 5): >= 200x on the 1 GB model, >= 5x on the 20,000-initializer model.",
+        "Goals (issue 5): >= 200x on the 1 GB model ("
+        + ("reached" if ratios["llama_1g"] >= 200 else "missed") + f": {ratios['llama_1g']:.0f}x), >= 5x on the "
+        "20,000-initializer model (" + ("reached" if ratios["many"] >= 5 else "missed")
+        + f": {ratios['many']:.1f}x). On the 20,000-initializer file both sides spend most of their time "
+        "creating Python objects (20,000 names, shapes and records); mfparse's C parse of the 3.5 MB file "
+        "takes about 2.5 ms of it.",
     ])
     print(body)
     if not args.no_write:
