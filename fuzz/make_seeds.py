@@ -57,6 +57,41 @@ def seeds():
     out["fuzz_zip"]["deflated"] = buf.getvalue()
     out.update(_flatgguf_seeds())
     out.update(_hdf5_seeds())
+    out.update(_protobuf_seeds())
+    return out
+
+
+def _protobuf_seeds():
+    """ONNX (onnx.helper) and TensorFlow (the committed fixtures) seeds."""
+    import glob
+
+    out = collections.defaultdict(dict)
+    tf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "tf")
+    for p in glob.glob(os.path.join(tf, "**", "*.index"), recursive=True):
+        with open(p, "rb") as f:
+            out["fuzz_tf_bundle"][os.path.relpath(p, tf).replace(os.sep, "_")] = f.read()
+    for p in glob.glob(os.path.join(tf, "*.pb")) + glob.glob(os.path.join(tf, "*", "saved_model.pb")):
+        with open(p, "rb") as f:
+            out["fuzz_tf_graph"][os.path.relpath(p, tf).replace(os.sep, "_")] = f.read()
+    try:
+        import numpy as np
+        from onnx import TensorProto as TP
+        from onnx import helper, numpy_helper
+    except ImportError:
+        return out
+    then_g = helper.make_graph([helper.make_node("Constant", [], ["c"], value_ints=[1, 2])], "t", [],
+                               [helper.make_tensor_value_info("c", TP.INT64, [2])])
+    g = helper.make_graph(
+        [helper.make_node("If", ["b"], ["c"], then_branch=then_g, else_branch=then_g)], "g",
+        [helper.make_tensor_value_info("b", TP.BOOL, ["N"]), helper.make_tensor_sequence_value_info("s", TP.INT8, [2])],
+        [helper.make_tensor_value_info("c", TP.INT64, [2])],
+        [numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(2, 3), "W"),
+         helper.make_tensor("h", TP.FLOAT16, [3], [1, 2, 3]), helper.make_tensor("s", TP.STRING, [2], [b"x", b"yz"]),
+         helper.make_tensor("i4", TP.INT4, [3], [1, -2, 3])],
+        sparse_initializer=[helper.make_sparse_tensor(numpy_helper.from_array(np.array([1.5], np.float32), "sp"),
+                                                      numpy_helper.from_array(np.array([1], np.int64), "spi"), [4])])
+    out["fuzz_onnx"]["model"] = helper.make_model(g).SerializeToString()
+    out["fuzz_onnx"]["tensor"] = helper.make_tensor("t", TP.DOUBLE, [2], [1.5, -2]).SerializeToString()
     return out
 
 

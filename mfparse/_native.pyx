@@ -99,3 +99,8 @@ include "_native_tflite.pxi"
 include "_native_gguf.pxi"
 include "_native_npy.pxi"
 include "_native_hdf5.pxi"
+
+include "_native_proto.pxi"
+include "_native_onnx.pxi"
+include "_native_sstable.pxi"
+include "_native_tf.pxi"

@@ -212,7 +212,8 @@ def open(source, format: str | None = None) -> ModelFile:
     """Open a model file without running or importing anything it names.
 
     Args:
-        source: a path (str or pathlib.Path), bytes, or a binary file object.
+        source: a path (str or pathlib.Path), bytes, or a binary file object. A path may
+            also name a SavedModel or checkpoint folder, or a checkpoint prefix.
         format: force a format ("torch-zip", "safetensors", ...) instead of detecting it.
 
     Returns:
@@ -226,10 +227,10 @@ def open(source, format: str | None = None) -> ModelFile:
         >>> with mfparse.open("model.safetensors") as m:
         ...     print(m.format, len(m))
     """
-    from mfparse.formats import open_reader
+    from mfparse.formats import open_reader, resolve_path
     from mfparse.source import Source
 
-    src = Source(source)
+    src = Source(resolve_path(source, format))
     try:
         reader = open_reader(src, format)
         return ModelFile(reader, src)

@@ -142,6 +142,9 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
         "metadata": _jsonable(m.metadata),
         "tensors": tensors,
     }
+    graph = m.graph
+    if graph is not None:
+        out["graph"] = _jsonable(graph.to_dict() if hasattr(graph, "to_dict") else graph)
     if tree:
         out["tree"] = _jsonable(m.tree())
     return out
@@ -194,6 +197,9 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
             lines.append(f"  {k}: {text}")
         if len(s["metadata"]) > 50:
             lines.append(f"  ... {len(s['metadata']) - 50} more")
+    if isinstance(s.get("graph"), dict):
+        lines.append("")
+        lines.extend(render_graph(s["graph"]))
     lines.append("")
     rows = []
     for t in s["tensors"]:
@@ -225,6 +231,35 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
         lines.append("Structure:")
         lines.extend(render_tree(tree_obj))
     return "\n".join(lines)
+
+
+def render_graph(g: dict, max_ops: int = 30) -> list[str]:
+    """Lines describing m.graph: SavedModel signatures as saved_model_cli shows them, else the
+    inputs, outputs and operator counts of a graph (ONNX, GraphDef, ...)."""
+    if "meta_graphs" in g:
+        from mfparse.formats.tf import saved_model_text
+
+        return saved_model_text(g)
+    lines = ["Graph:"]
+    for title, key in (("input", "inputs"), ("output", "outputs")):
+        for v in g.get(key) or []:
+            shape = v.get("shape")
+            dims = "?" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+            lines.append(f"  {title:<6} {v['name']}: {v.get('type') or v.get('dtype') or '?'} {dims}")
+    if "node_count" not in g and isinstance(g.get("operators"), list):
+        lines.append(f"  operators: {len(g['operators']):,}")
+    if "node_count" in g:
+        lines.append(f"  nodes: {g['node_count']:,}" + (
+            f" ({g['total_node_count']:,} with subgraphs and functions)"
+            if g.get("total_node_count", g["node_count"]) != g["node_count"] else ""))
+    ops = list((g.get("op_types") or g.get("op_histogram") or {}).items())
+    if ops:
+        text = ", ".join(f"{op} x{n}" for op, n in ops[:max_ops]) + (f", ... {len(ops) - max_ops} more" if len(ops) > max_ops else "")
+        lines.append(f"  ops: {text}")
+    for key in ("subgraphs", "functions"):
+        if g.get(key):
+            lines.append(f"  {key}: {len(g[key])}")
+    return lines
 
 
 def _render_scales(tensors: list, max_values: int = 4) -> list[str]:

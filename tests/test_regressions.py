@@ -72,6 +72,10 @@ REPLAY = {
     "fuzz_gguf": _open("gguf"),
     "fuzz_npy": _open("npy"),
     "fuzz_hdf5": _open("hdf5"),
+
+    "fuzz_onnx": _open("onnx"),
+    "fuzz_tf_graph": _open("tf-graphdef"),
+    "fuzz_tf_bundle": _open("tf-checkpoint"),
 }
 
 

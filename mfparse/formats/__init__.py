@@ -38,7 +38,7 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import gguf, hdf5, keras, npy, safetensors, tflite, torch
+    from mfparse.formats import gguf, hdf5, keras, npy, onnx, safetensors, tf, tflite, torch
 
     return {
         "torch-zip": torch.open_zip,
@@ -51,11 +51,16 @@ def _openers():
         "npz": npy.open_npz,
         "hdf5": hdf5.open_reader,
         "keras": keras.open_reader,
+        "onnx": onnx.open_reader,
+        "onnx-tensor": onnx.open_tensor,
+        "tf-savedmodel": tf.open_saved_model,
+        "tf-graphdef": tf.open_graphdef,
+        "tf-checkpoint": tf.open_checkpoint,
     }
 
 
 FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", "gguf", "npy", "npz", "hdf5",
-           "keras")
+           "keras", "onnx", "onnx-tensor", "tf-savedmodel", "tf-graphdef", "tf-checkpoint")
 
 
 def detect(source) -> str:
@@ -77,9 +82,22 @@ def detect(source) -> str:
         return "tflite"
     if hdf5.probe(head) or (source.size > 512 and hdf5.find_superblock(source.buf) is not None):
         return "hdf5"  # also behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
+    from mfparse.formats import onnx, tf
+
+    found = onnx.probe(source, head) or tf.probe(source, head)
+    if found:
+        return found
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
     )
+
+
+def resolve_path(obj, format: str | None = None):
+    """What to open for a path whose format lives in a folder or behind a prefix (a SavedModel
+    folder, a checkpoint folder or prefix); anything else is returned unchanged."""
+    from mfparse.formats import tf
+
+    return tf.resolve_path(obj, format)
 
 
 def open_reader(source, format: str | None = None):
