@@ -64,3 +64,4 @@ def dtype_bits():
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
 include "_native_safetensors.pxi"
+include "_native_quant.pxi"
