@@ -1,0 +1,119 @@
+"""The tensors of an open ModelFile as writer Items, through the public API only.
+
+For each TensorInfo the reader's `read()` gives the layout (a view costs nothing); when the
+data are contiguous little-endian bytes at `info.offset` of the model file itself, the item
+gets a `file_range` so writers can copy it in the kernel, and the zero-copy loaders can map
+it. That rests on the TensorInfo contract ("offset: file offset of the first element"), so
+it is checked cheaply: the first and last bytes seen through the reader must equal the bytes
+at that offset of the file. A tensor whose bytes live elsewhere (a side file: ONNX external
+data) fails the check and is read through the reader instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Iterator
+
+import numpy as np
+
+from mfparse import dtypes
+from mfparse.api import ModelFile, TensorInfo
+from mfparse.errors import MFParseError
+from mfparse.writers.base import Item
+
+#: extras keys that say a tensor's bytes are in another file
+_ELSEWHERE = ("location", "external", "external_data", "data_file", "file", "path", "shard")
+#: bytes compared at each end of a tensor to confirm its file range
+_PROBE = 64
+
+
+class SourceItems:
+    """Items for the tensors of an open ModelFile (which must stay open while they are used).
+
+    Attributes:
+        skipped: [(name, reason)] for tensors that have no data to write (meta tensors).
+    """
+
+    def __init__(self, m: ModelFile):
+        self.m = m
+        self.fd: int | None = None
+        self.size = 0
+        if m.path is not None and os.path.isfile(m.path):
+            self.fd = os.open(m.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self.size = os.fstat(self.fd).st_size
+        self.skipped: list[tuple[str, str]] = []
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- layout -------------------------------------------------------------------------------
+
+    def file_offset(self, info: TensorInfo, a: np.ndarray) -> int | None:
+        """info.offset when the array `a` read for it is exactly the file's bytes there."""
+        if self.fd is None or info.offset is None or info.nbytes == 0:
+            return None
+        if any(k in info.extras for k in _ELSEWHERE):
+            return None
+        if not a.flags.c_contiguous or a.nbytes != info.nbytes:
+            return None
+        bo = a.dtype.byteorder
+        if a.dtype.itemsize > 1 and a.dtype.fields is None and (bo == ">" or (bo == "=" and sys.byteorder == "big")):
+            return None
+        off = info.offset
+        if off < 0 or off + info.nbytes > self.size:
+            return None
+        flat = a.reshape(-1).view(np.uint8)
+        k = min(_PROBE, info.nbytes)
+        if os.pread(self.fd, k, off) != flat[:k].tobytes():
+            return None
+        if os.pread(self.fd, k, off + info.nbytes - k) != flat[info.nbytes - k:].tobytes():
+            return None
+        return off
+
+    def item(self, info: TensorInfo) -> Item | None:
+        """The Item for one TensorInfo, or None (recorded in `skipped`) when it has no data."""
+        extras = dict(info.extras)
+        if info.offset is None and extras.get("device") == "meta":
+            self.skipped.append((info.name, "meta tensor: no data in the file"))
+            return None
+        alias = None
+        if info.storage is not None and info.offset is not None:
+            alias = (info.storage, info.offset, info.dtype, tuple(info.shape), info.stride)
+        if info.offset is None:
+            m = self.m
+            return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, lambda: m.read(info),
+                        None, alias, extras)
+        try:
+            a = self.m.read(info)
+        except (MFParseError, TypeError) as e:
+            self.skipped.append((info.name, str(e)))
+            return None
+        off = self.file_offset(info, a)
+        if off is not None:
+            return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, a, (self.fd, off), alias, extras)
+        return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, a, None, alias, extras)
+
+    def items(self) -> list[Item]:
+        return [it for it in (self.item(t) for t in self.m.tensors()) if it is not None]
+
+    def __iter__(self) -> Iterator[Item]:
+        for t in self.m.tensors():
+            it = self.item(t)
+            if it is not None:
+                yield it
+
+
+def numpy_dtype_of(item: Item) -> np.dtype:
+    """The little-endian numpy dtype of an item's stored elements (uint8 for packed types)."""
+    if item.dtype in dtypes.PACKED:
+        return np.dtype(np.uint8)
+    return dtypes.numpy_dtype(item.dtype)
