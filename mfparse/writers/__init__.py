@@ -50,4 +50,49 @@ def normalize(fmt: str) -> str:
     return module(fmt).FORMAT
 
 
-__all__ = ["FORMATS", "WriteError", "atomic_output", "format_for_path", "module", "normalize"]
+__all__ = ["FORMATS", "WriteError", "atomic_output", "format_for_path", "module", "normalize", "write_file"]
+
+
+def write_file(path, items, format: str | None = None, metadata: dict | None = None, obj=None,
+               overwrite: bool = True, progress=False, fsync: bool = False, check_space: bool = True) -> None:
+    """Write Items to `path` atomically in `format` (default: from the extension).
+
+    Args:
+        items: list of mfparse.writers.base.Item.
+        metadata: safetensors __metadata__ (str -> str) or GGUF key-values; other formats
+            have no place for it (a WriteError says so when it is given).
+        obj: for torch-zip, the structure to pickle (Items as tensors); default {name: item}.
+    """
+    from mfparse.writers import base
+
+    fmt = normalize(format) if format else format_for_path(path)
+    w = module(fmt)
+    for it in items:
+        why = w.unsupported(it)
+        if why:
+            raise WriteError(f"tensor {it.name!r}: {why}")
+    if fmt == "safetensors":
+        size, run = w.estimate_size(items, metadata), lambda out: w.write(out, items, metadata)
+    elif fmt == "torch-zip":
+        obj = {it.name: it for it in items} if obj is None else obj
+        if metadata:
+            raise WriteError("a torch checkpoint written from tensors has no place for metadata")
+        size, run = w.estimate_size(obj), lambda out: w.write(out, obj)
+    elif fmt == "npz":
+        if metadata:
+            raise WriteError(".npz has no place for metadata")
+        size, run = w.estimate_size(items), lambda out: w.write(out, items)
+    elif fmt == "gguf":
+        size, run = w.estimate_size(items, metadata or {}), lambda out: w.write(out, items, metadata or {})
+    else:
+        raise WriteError(f"{fmt} files are written by mfparse.convert from a model file")
+    if os.path.exists(path) and not overwrite:
+        raise WriteError(f"{path} exists (pass overwrite=True to replace it)")
+    if check_space:
+        base.check_free_space(path, size)
+    bar = base.make_progress(progress, sum(it.nbytes for it in items), os.path.basename(os.fspath(path)))
+    try:
+        with base.atomic_output(path, fsync=fsync) as af:
+            run(base.Output(af.file, bar))
+    finally:
+        bar.close()

@@ -133,7 +133,10 @@ class Output:
         if self.fd is not None:
             self.pos = os.lseek(self.fd, 0, os.SEEK_CUR)
         else:
-            self.pos = f.tell() if hasattr(f, "tell") else 0
+            try:
+                self.pos = f.tell()
+            except (AttributeError, OSError, ValueError):
+                self.pos = 0
         self._buf: bytearray | None = None
 
     # ---- raw writes: every byte goes through _raw_write or _raw_copy ----
@@ -401,32 +404,50 @@ class AtomicFile:
 
 
 @contextlib.contextmanager
+def atomic_outputs(dsts, fsync: bool = False):
+    """Yield one AtomicFile per destination, each a temporary file beside it; when the block
+    succeeds rename them all into place (in the given order), on any failure (an exception,
+    a full disk) remove them all: every destination is either its complete new file or
+    untouched."""
+    dsts = [os.fspath(d) for d in dsts]
+    opened: list[AtomicFile] = []
+    renamed = 0
+    try:
+        for dst in dsts:
+            folder = os.path.dirname(os.path.abspath(dst))
+            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst) + ".", suffix=".partial", dir=folder)
+            opened.append(AtomicFile(os.fdopen(fd, "wb", buffering=0), tmp, dst))
+            os.fchmod(fd, 0o666 & ~_umask())
+        yield opened
+        for af in opened:
+            if fsync:
+                os.fsync(af.file.fileno())
+            af.file.close()
+        for af in opened:
+            os.replace(af.tmp_path, af.dst)
+            renamed += 1
+        if fsync:
+            for folder in sorted({os.path.dirname(os.path.abspath(d)) for d in dsts}):
+                dfd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+    finally:
+        for af in opened[renamed:]:
+            with contextlib.suppress(OSError):
+                af.file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(af.tmp_path)
+
+
+@contextlib.contextmanager
 def atomic_output(dst, fsync: bool = False):
     """Yield an AtomicFile on a temporary file beside dst; on success rename it over dst, on
     any failure (an exception, a full disk) remove it, so dst is either the complete new file
     or untouched."""
-    dst = os.fspath(dst)
-    folder = os.path.dirname(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst) + ".", suffix=".partial", dir=folder)
-    ok = False
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb", buffering=0) as f:
-            yield AtomicFile(f, tmp, dst)
-            if fsync:
-                os.fsync(f.fileno())
-        os.replace(tmp, dst)
-        ok = True
-        if fsync:
-            dfd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-    finally:
-        if not ok:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+    with atomic_outputs([dst], fsync=fsync) as (af,):
+        yield af
 
 
 # ---- progress ----------------------------------------------------------------------------------

@@ -117,3 +117,38 @@ def numpy_dtype_of(item: Item) -> np.dtype:
     if item.dtype in dtypes.PACKED:
         return np.dtype(np.uint8)
     return dtypes.numpy_dtype(item.dtype)
+
+
+class PrivateMap:
+    """A copy-on-write map of a model file: arrays over it are writable, and writing to them
+    never reaches the file (MAP_PRIVATE). Pages are read only when touched."""
+
+    def __init__(self, fd: int):
+        import mmap
+
+        self.size = os.fstat(fd).st_size
+        self.map = mmap.mmap(fd, 0, access=mmap.ACCESS_COPY) if self.size else None
+
+    def array(self, item: Item) -> np.ndarray:
+        """A writable zero-copy array of a file-range item (uint8 bytes for packed dtypes)."""
+        _, off = item.file_range
+        dt = numpy_dtype_of(item)
+        count = item.nbytes // dt.itemsize
+        a = np.frombuffer(self.map, dtype=dt, count=count, offset=off)
+        return a if item.dtype in dtypes.PACKED else a.reshape(item.shape)
+
+
+def load_arrays(m: ModelFile) -> Iterator[tuple[Item, np.ndarray, bool]]:
+    """(item, array, zero_copy) for every tensor of an open ModelFile with data: a writable
+    copy-on-write view of the file where the tensor's bytes map, else a copy."""
+    with SourceItems(m) as si:
+        pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
+        for it in si:
+            if it.file_range is not None and pmap is not None:
+                yield it, pmap.array(it), True
+            else:
+                a = np.asarray(it.get_array())
+                bo = a.dtype.byteorder
+                if a.dtype.fields is None and (bo == ">" or (bo == "=" and sys.byteorder == "big")):
+                    a = a.astype(a.dtype.newbyteorder("<"))
+                yield it, np.array(a, copy=True), False
