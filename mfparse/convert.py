@@ -165,7 +165,8 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
         OSError: ENOSPC when the disk is too small or fills up (dst is then untouched).
 
     Example:
-        >>> mfparse.convert("model.pth", "model.safetensors")
+        >>> from mfparse.convert import convert
+        >>> convert("model.pth", "model.safetensors")
     """
     import mfparse
     from mfparse import writers

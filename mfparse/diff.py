@@ -239,17 +239,20 @@ def _compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> tuple[fl
     bad = 0
     for ca, cb in _chunks(a, b):
         xa, xb = _numeric(ca).reshape(-1), _numeric(cb).reshape(-1)
-        d = np.abs(xa - xb)
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = np.abs(xa - xb)
         same = (np.isnan(xa) & np.isnan(xb)) | (xa == xb)  # NaN = NaN, inf = inf
         d = np.where(same, 0.0, d)
         d = np.where(np.isnan(d), np.inf, d)
         mag = np.abs(xb)
+        mag = np.where(np.isnan(mag), 0.0, mag)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.where(d == 0, 0.0, np.where(mag > 0, d / np.where(mag > 0, mag, 1.0), np.inf))
         if d.size:
             max_abs = max(max_abs, float(d.max()))
             max_rel = max(max_rel, float(rel.max()))
-        bad += int(np.count_nonzero(d > atol + rtol * mag))
+        tol = atol + rtol * np.where(np.isinf(mag), 0.0, mag) if rtol else atol
+        bad += int(np.count_nonzero(d > tol))
     return max_abs, max_rel, bad
 
 
@@ -275,7 +278,8 @@ def diff(a, b, atol: float = 0.0, rtol: float = 0.0, strict: bool = False) -> Di
         DiffReport; `.equal` is the verdict, `.text()` and `.to_dict()` render it.
 
     Example:
-        >>> mfparse.diff("model.pth", "model.safetensors").equal
+        >>> from mfparse.diff import diff
+        >>> diff("model.pth", "model.safetensors").equal
         True
     """
     import mfparse

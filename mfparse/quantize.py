@@ -395,7 +395,8 @@ def quantize(src, dst, scheme: str = "int8", *, group_size: int = 128, include=N
         QuantizeReport (per tensor: SQNR dB, max abs error, zeros, bytes before/after).
 
     Example:
-        >>> rep = mfparse.quantize("model.safetensors", "model.int8.safetensors", "int8")
+        >>> from mfparse.quantize import quantize
+        >>> rep = quantize("model.safetensors", "model.int8.safetensors", "int8")
         >>> print(rep.table())
     """
     import mfparse
