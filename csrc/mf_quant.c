@@ -177,6 +177,25 @@ static void quant_int4_c(const float *x, uint64_t n, uint32_t pk, uint32_t le, f
     }
 }
 
+/* one row of int4 groups: scale and zero point per group, codes per element */
+static void int4_row_c(const float *x, uint64_t cols, uint64_t group, uint32_t pk, uint32_t le, float *scale_out,
+                       uint8_t *zp_out, uint8_t *codes, row_acc *acc, uint32_t *nonfinite) {
+    uint64_t ngroups = cols / group + (cols % group != 0);
+    for (uint64_t g = 0; g < ngroups; g++) {
+        uint64_t b = g * group;
+        uint64_t len = cols - b < group ? cols - b : group;
+        float lo, hi;
+        minmax_c(x + b, len, pk, le, &lo, &hi, nonfinite);
+        float scale = (hi - lo) / 15.0f;
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        float zpf = scale > 0.0f ? rne(-lo * inv) : 0.0f;
+        zpf = zpf > 15.0f ? 15.0f : (zpf < 0.0f ? 0.0f : zpf);
+        scale_out[g] = scale;
+        zp_out[g] = (uint8_t)(int)zpf;
+        quant_int4_c(x + b, len, pk, le, inv, scale, zpf, codes + b, acc);
+    }
+}
+
 static float e4m3_table[256];
 static pthread_once_t e4m3_once = PTHREAD_ONCE_INIT;
 
@@ -185,10 +204,11 @@ static void e4m3_init(void) {
 }
 
 static void quant_fp8_c(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale, uint8_t *q,
-                        row_acc *acc) {
+                        row_acc *acc, uint32_t *nonfinite) {
     pthread_once(&e4m3_once, e4m3_init);
     for (uint64_t j = 0; j < n; j++) {
         float v = x[j];
+        *nonfinite += !(fabsf(v) <= FLT_BIG);
         float p = pruned(v, pk, le);
         uint8_t b = mf_f32_to_e4m3(p * inv);
         q[j] = b;
@@ -203,15 +223,15 @@ typedef struct {
     void (*minmax)(const float *x, uint64_t n, uint32_t pk, uint32_t le, float *lo, float *hi, uint32_t *nonfinite);
     void (*quant_int8)(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale, int8_t *q,
                        row_acc *acc);
-    void (*quant_int4)(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale, float zpf,
-                       uint8_t *codes, row_acc *acc);
+    void (*int4_row)(const float *x, uint64_t cols, uint64_t group, uint32_t pk, uint32_t le, float *scale_out,
+                     uint8_t *zp_out, uint8_t *codes, row_acc *acc, uint32_t *nonfinite);
     void (*quant_fp8)(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale, uint8_t *q,
-                      row_acc *acc);
+                      row_acc *acc, uint32_t *nonfinite);
     const char *name;
 } row_kernels;
 
 static const row_kernels kernels_c = {widen_f16_c, widen_bf16_c, absmax_c, minmax_c,
-                                      quant_int8_c, quant_int4_c, quant_fp8_c, "c"};
+                                      quant_int8_c, int4_row_c, quant_fp8_c, "c"};
 
 /* ========================================================================================== */
 /* Row kernels, AVX2 + F16C (x86-64, chosen at run time)                                      */
@@ -225,7 +245,7 @@ static const row_kernels kernels_c = {widen_f16_c, widen_bf16_c, absmax_c, minma
 AVX2_FN static void widen_f16_avx2(const uint16_t *s, float *d, uint64_t n) {
     uint64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
-    widen_f16_c(s + i, d + i, n - i);
+    if (i < n) widen_f16_c(s + i, d + i, n - i);
 }
 
 AVX2_FN static void widen_bf16_avx2(const uint16_t *s, float *d, uint64_t n) {
@@ -234,7 +254,7 @@ AVX2_FN static void widen_bf16_avx2(const uint16_t *s, float *d, uint64_t n) {
         __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + i)));
         _mm256_storeu_si256((__m256i *)(d + i), _mm256_slli_epi32(v, 16));
     }
-    widen_bf16_c(s + i, d + i, n - i);
+    if (i < n) widen_bf16_c(s + i, d + i, n - i);
 }
 
 AVX2_FN static inline __m256 prune8(__m256 x, __m256i pk, __m256i le) {
@@ -243,20 +263,19 @@ AVX2_FN static inline __m256 prune8(__m256 x, __m256i pk, __m256i le) {
     return _mm256_andnot_ps(_mm256_castsi256_ps(kill), x);
 }
 
+/* horizontal max / min of 8 lanes (inputs are never NaN here) */
 AVX2_FN static inline float hmax8(__m256 v) {
-    float t[8];
-    _mm256_storeu_ps(t, v);
-    float m = t[0];
-    for (int l = 1; l < 8; l++) m = t[l] > m ? t[l] : m;
-    return m;
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
 }
 
 AVX2_FN static inline float hmin8(__m256 v) {
-    float t[8];
-    _mm256_storeu_ps(t, v);
-    float m = t[0];
-    for (int l = 1; l < 8; l++) m = t[l] < m ? t[l] : m;
-    return m;
+    __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
 }
 
 /* adds the vector accumulators into the row's lanes */
@@ -293,7 +312,7 @@ AVX2_FN static float absmax_avx2(const float *x, uint64_t n, uint32_t pk, uint32
         m = _mm256_max_ps(m, _mm256_andnot_ps(bad, a));
     }
     float r = hmax8(m);
-    float t = absmax_c(x + j, n - j, pk, le, &nf);
+    float t = j < n ? absmax_c(x + j, n - j, pk, le, &nf) : 0.0f; /* no SSE call on an empty tail */
     *nonfinite += nf;
     return t > r ? t : r;
 }
@@ -313,8 +332,8 @@ AVX2_FN static void minmax_avx2(const float *x, uint64_t n, uint32_t pk, uint32_
         a = _mm256_min_ps(a, v);
         b = _mm256_max_ps(b, v);
     }
-    float tl, th;
-    minmax_c(x + j, n - j, pk, le, &tl, &th, &nf);
+    float tl = 0.0f, th = 0.0f;
+    if (j < n) minmax_c(x + j, n - j, pk, le, &tl, &th, &nf);
     float vl = hmin8(a), vh = hmax8(b);
     *lo = tl < vl ? tl : vl;
     *hi = th > vh ? th : vh;
@@ -346,33 +365,64 @@ AVX2_FN static void quant_int8_avx2(const float *x, uint64_t n, uint32_t pk, uin
         zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(p, zero, _CMP_EQ_OQ)));
     }
     acc_add8(acc, s2, e2, me, zc);
-    quant_int8_c(x + j, n - j, pk, le, inv, scale, q + j, acc);
+    if (j < n) quant_int8_c(x + j, n - j, pk, le, inv, scale, q + j, acc);
 }
 
-AVX2_FN static void quant_int4_avx2(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale,
-                                    float zpf, uint8_t *codes, row_acc *acc) {
+/* one row of int4 groups; vector accumulators live across the row's groups */
+AVX2_FN static void int4_row_avx2(const float *x, uint64_t cols, uint64_t group, uint32_t pk, uint32_t le,
+                                  float *scale_out, uint8_t *zp_out, uint8_t *codes, row_acc *acc,
+                                  uint32_t *nonfinite) {
     PRUNE_VECS;
-    const __m256 vinv = _mm256_set1_ps(inv), vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zpf);
-    const __m256 top = _mm256_set1_ps(15.0f), zero = _mm256_setzero_ps();
+    const __m256 big = _mm256_set1_ps(FLT_BIG), top = _mm256_set1_ps(15.0f), zero = _mm256_setzero_ps();
     __m256 s2 = zero, e2 = zero, me = zero;
     __m256i zc = _mm256_setzero_si256();
-    uint64_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256 v = _mm256_loadu_ps(x + j);
-        __m256 p = prune8(v, pkv, lev);
-        __m256 r = _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(p, vinv), ROUND_NE), vz);
-        r = _mm256_max_ps(_mm256_min_ps(r, top), zero);
-        __m256i ri = _mm256_cvtps_epi32(r);
-        __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(ri), _mm256_extracti128_si256(ri, 1));
-        _mm_storel_epi64((__m128i *)(codes + j), _mm_packus_epi16(w, w));
-        __m256 e = _mm256_sub_ps(v, _mm256_mul_ps(_mm256_sub_ps(r, vz), vs));
-        s2 = _mm256_add_ps(s2, _mm256_mul_ps(v, v));
-        e2 = _mm256_add_ps(e2, _mm256_mul_ps(e, e));
-        me = _mm256_max_ps(me, _mm256_and_ps(e, absmask));
-        zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(p, zero, _CMP_EQ_OQ)));
+    uint32_t nf = 0;
+    uint64_t ngroups = cols / group + (cols % group != 0);
+    for (uint64_t g = 0; g < ngroups; g++) {
+        const float *xg = x + g * group;
+        uint64_t len = cols - g * group < group ? cols - g * group : group;
+        uint64_t vec = len & ~(uint64_t)7;
+        /* min and max of the pruned group (non-finite values as 0, counted) */
+        __m256 vlo = zero, vhi = zero;
+        for (uint64_t j = 0; j < vec; j += 8) {
+            __m256 v = prune8(_mm256_loadu_ps(xg + j), pkv, lev);
+            __m256 bad = _mm256_cmp_ps(_mm256_and_ps(v, absmask), big, _CMP_NLE_UQ);
+            nf += (uint32_t)__builtin_popcount((unsigned)_mm256_movemask_ps(bad));
+            v = _mm256_andnot_ps(bad, v);
+            vlo = _mm256_min_ps(vlo, v);
+            vhi = _mm256_max_ps(vhi, v);
+        }
+        float tl = 0.0f, th = 0.0f;
+        if (vec < len) minmax_c(xg + vec, len - vec, pk, le, &tl, &th, &nf);
+        float lo = hmin8(vlo), hi = hmax8(vhi);
+        lo = tl < lo ? tl : lo;
+        hi = th > hi ? th : hi;
+        float scale = (hi - lo) / 15.0f;
+        float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+        float zpf = scale > 0.0f ? rne(-lo * inv) : 0.0f;
+        zpf = zpf > 15.0f ? 15.0f : (zpf < 0.0f ? 0.0f : zpf);
+        scale_out[g] = scale;
+        zp_out[g] = (uint8_t)(int)zpf;
+        const __m256 vinv = _mm256_set1_ps(inv), vs = _mm256_set1_ps(scale), vz = _mm256_set1_ps(zpf);
+        uint8_t *cg = codes + g * group;
+        for (uint64_t j = 0; j < vec; j += 8) {
+            __m256 v = _mm256_loadu_ps(xg + j);
+            __m256 p = prune8(v, pkv, lev);
+            __m256 r = _mm256_add_ps(_mm256_round_ps(_mm256_mul_ps(p, vinv), ROUND_NE), vz);
+            r = _mm256_max_ps(_mm256_min_ps(r, top), zero);
+            __m256i ri = _mm256_cvtps_epi32(r);
+            __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(ri), _mm256_extracti128_si256(ri, 1));
+            _mm_storel_epi64((__m128i *)(cg + j), _mm_packus_epi16(w, w));
+            __m256 e = _mm256_sub_ps(v, _mm256_mul_ps(_mm256_sub_ps(r, vz), vs));
+            s2 = _mm256_add_ps(s2, _mm256_mul_ps(v, v));
+            e2 = _mm256_add_ps(e2, _mm256_mul_ps(e, e));
+            me = _mm256_max_ps(me, _mm256_and_ps(e, absmask));
+            zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(p, zero, _CMP_EQ_OQ)));
+        }
+        if (vec < len) quant_int4_c(xg + vec, len - vec, pk, le, inv, scale, zpf, cg + vec, acc);
     }
     acc_add8(acc, s2, e2, me, zc);
-    quant_int4_c(x + j, n - j, pk, le, inv, scale, zpf, codes + j, acc);
+    *nonfinite += nf;
 }
 
 /* e4m3fn codes of 8 floats, as mf_f32_to_e4m3 computes them, in the low byte of each lane */
@@ -407,14 +457,18 @@ AVX2_FN static inline __m256 e4m3_value8(__m256i code) {
 }
 
 AVX2_FN static void quant_fp8_avx2(const float *x, uint64_t n, uint32_t pk, uint32_t le, float inv, float scale,
-                                   uint8_t *q, row_acc *acc) {
+                                   uint8_t *q, row_acc *acc, uint32_t *nonfinite) {
     PRUNE_VECS;
     const __m256 vinv = _mm256_set1_ps(inv), vs = _mm256_set1_ps(scale), zero = _mm256_setzero_ps();
+    const __m256 big = _mm256_set1_ps(FLT_BIG);
     __m256 s2 = zero, e2 = zero, me = zero;
     __m256i zc = _mm256_setzero_si256();
+    uint32_t nf = 0;
     uint64_t j = 0;
     for (; j + 8 <= n; j += 8) {
         __m256 v = _mm256_loadu_ps(x + j);
+        nf += (uint32_t)__builtin_popcount(
+            (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(v, absmask), big, _CMP_NLE_UQ)));
         __m256 p = prune8(v, pkv, lev);
         __m256i code = e4m3_8(_mm256_mul_ps(p, vinv));
         __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(code), _mm256_extracti128_si256(code, 1));
@@ -426,11 +480,12 @@ AVX2_FN static void quant_fp8_avx2(const float *x, uint64_t n, uint32_t pk, uint
         zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(p, zero, _CMP_EQ_OQ)));
     }
     acc_add8(acc, s2, e2, me, zc);
-    quant_fp8_c(x + j, n - j, pk, le, inv, scale, q + j, acc);
+    *nonfinite += nf;
+    if (j < n) quant_fp8_c(x + j, n - j, pk, le, inv, scale, q + j, acc, nonfinite);
 }
 
 static const row_kernels kernels_avx2 = {widen_f16_avx2, widen_bf16_avx2, absmax_avx2, minmax_avx2,
-                                         quant_int8_avx2, quant_int4_avx2, quant_fp8_avx2, "avx2"};
+                                         quant_int8_avx2, int4_row_avx2, quant_fp8_avx2, "avx2"};
 #endif
 
 /* 0 = pick by CPU, 1 = portable C only (tests compare the two) */
@@ -667,19 +722,8 @@ static void int4_worker(void *p, uint64_t r0, uint64_t r1, int tid) {
         const float *x = widen(k, c->src, c->dtype, r * c->cols, c->cols, scratch);
         uint32_t nf = 0;
         memset(&acc, 0, sizeof acc);
-        for (uint64_t g = 0; g < c->ngroups; g++) {
-            uint64_t b = g * c->group;
-            uint64_t len = c->cols - b < c->group ? c->cols - b : c->group;
-            float lo, hi;
-            k->minmax(x + b, len, c->pk, c->le, &lo, &hi, &nf);
-            float scale = (hi - lo) / 15.0f;
-            float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
-            float zpf = scale > 0.0f ? rne(-lo * inv) : 0.0f;
-            zpf = zpf > 15.0f ? 15.0f : (zpf < 0.0f ? 0.0f : zpf);
-            c->scale[r * c->ngroups + g] = scale;
-            c->zp[r * c->ngroups + g] = (uint8_t)(int)zpf;
-            k->quant_int4(x + b, len, c->pk, c->le, inv, scale, zpf, codes + b, &acc);
-        }
+        k->int4_row(x, c->cols, c->group, c->pk, c->le, c->scale + r * c->ngroups, c->zp + r * c->ngroups, codes,
+                    &acc, &nf);
         acc_flush(&acc, st);
         st->nonfinite += nf;
         pack_nibbles(codes, c->cols, c->q + r * c->packed);
@@ -799,8 +843,7 @@ static void fp8_worker(void *p, uint64_t b0, uint64_t b1, int tid) {
         const float *x = widen(k, c->src, c->dtype, i, len, scratch);
         uint32_t nf = 0;
         memset(&acc, 0, sizeof acc);
-        k->quant_fp8(x, len, c->pk, c->le, c->inv, c->scale, c->q + i, &acc);
-        for (uint64_t j = 0; j < len; j++) nf += !(fabsf(x[j]) <= FLT_BIG);
+        k->quant_fp8(x, len, c->pk, c->le, c->inv, c->scale, c->q + i, &acc, &nf);
         acc_flush(&acc, &c->st[tid]);
         c->st[tid].nonfinite += nf;
     }

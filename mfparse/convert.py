@@ -209,7 +209,7 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
             bar = base.make_progress(progress, total, f"{os.path.basename(dst)}")
             try:
                 with base.atomic_output(dst, fsync=fsync) as af:
-                    out = base.Output(af.file, bar)
+                    out = base.Output(af.file, bar, af.tmp_path)
                     notes = plan.write(out)
                     result.notes.extend(notes or [])
                     if verify:

@@ -281,18 +281,44 @@ def test_contiguous_tensors_take_the_kernel_copy_path(tmp_path):
     assert items["empty"].file_range is None
 
 
-def test_streaming_copy_in_small_chunks(tmp_path, monkeypatch):
-    """Tiny chunks: every buffered, array and kernel path must cut and join correctly."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_streaming_copy_in_small_chunks(tmp_path, monkeypatch, threads):
+    """Tiny chunks: every buffered, array and kernel path must cut and join correctly, with
+    one copy thread or several."""
     monkeypatch.setattr(base, "CHUNK", 7)
     monkeypatch.setattr(base, "KERNEL_CHUNK", 5)
+    monkeypatch.setattr(base, "COPY_THREADS", threads)
     torch.save(checkpoint(), tmp_path / "src.pt")
     expected = read_mfparse(tmp_path / "src.pt")
     for target in ("safetensors", "torch-zip"):
         dst = tmp_path / f"o{EXT[target]}"
-        convert(tmp_path / "src.pt", dst, skip_unsupported=True, progress=False)
+        convert(tmp_path / "src.pt", dst, skip_unsupported=True, progress=False, overwrite=True)
         got = read_reference(dst, target)
         for name, rec in expected.items():
             assert got[name] == rec, (target, name)
+
+
+def test_parallel_copy_across_file_systems(tmp_path, monkeypatch):
+    """copy_file_range refused (another file system): workers fall back to sendfile on their
+    own descriptors, or to pread/pwrite without a path."""
+    def no_cfr(*a, **k):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", no_cfr)
+    monkeypatch.setattr(base, "COPY_THREADS", 2)
+    torch.save(state_dict(), tmp_path / "src.pt")
+    convert(tmp_path / "src.pt", tmp_path / "o.safetensors", progress=False)
+    expected = read_mfparse(tmp_path / "src.pt")
+    got = read_reference(tmp_path / "o.safetensors", "safetensors")
+    assert all(got[n] == r for n, r in expected.items())
+    monkeypatch.setattr(os, "sendfile", no_cfr)
+    from mfparse.writers import safetensors as st
+    from mfparse.writers.items import SourceItems
+
+    with mfparse.open(tmp_path / "src.pt") as m, SourceItems(m) as si, open(tmp_path / "p.safetensors", "wb") as f:
+        st.write(base.Output(f), list(si))
+    got = read_reference(tmp_path / "p.safetensors", "safetensors")
+    assert all(got[n] == r for n, r in expected.items())
 
 
 def test_progress_counts_every_byte(tmp_path):
@@ -361,7 +387,7 @@ def test_failing_writer_leaves_no_partial_output(tmp_path, monkeypatch, target):
     torch.save(checkpoint(), tmp_path / "src.pt")
     before = sha(tmp_path / "src.pt")
     written = {"n": 0}
-    real_write, real_copy = base.Output._raw_write, base.Output._raw_copy
+    real_write, real_copy, real_copy_at = base.Output._raw_write, base.Output._raw_copy, base.Output._raw_copy_at
 
     def full_disk(n):
         written["n"] += n
@@ -376,8 +402,13 @@ def test_failing_writer_leaves_no_partial_output(tmp_path, monkeypatch, target):
         full_disk(n)
         real_copy(self, fd, off, n)
 
+    def copy_at(self, src, src_off, n, dst, dst_off, own):
+        full_disk(n)
+        return real_copy_at(self, src, src_off, n, dst, dst_off, own)
+
     monkeypatch.setattr(base.Output, "_raw_write", write)
     monkeypatch.setattr(base.Output, "_raw_copy", copy)
+    monkeypatch.setattr(base.Output, "_raw_copy_at", copy_at)
     dst = tmp_path / f"out{EXT[target]}"
     with pytest.raises(OSError) as e:
         convert(tmp_path / "src.pt", dst, skip_unsupported=True, progress=False)

@@ -93,6 +93,6 @@ def write_file(path, items, format: str | None = None, metadata: dict | None = N
     bar = base.make_progress(progress, sum(it.nbytes for it in items), os.path.basename(os.fspath(path)))
     try:
         with base.atomic_output(path, fsync=fsync) as af:
-            run(base.Output(af.file, bar))
+            run(base.Output(af.file, bar, af.tmp_path))
     finally:
         bar.close()

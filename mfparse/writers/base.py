@@ -22,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -34,6 +35,8 @@ from mfparse import dtypes
 CHUNK = 16 << 20
 #: bytes the kernel copies per copy_file_range / sendfile call
 KERNEL_CHUNK = 1 << 30
+#: worker threads for kernel copies of many tensors (they release the GIL)
+COPY_THREADS = max(1, min(4, os.cpu_count() or 1))
 #: free space the output may not eat into, besides its own size (file system slack, metadata)
 FREE_MARGIN = 16 << 20
 
@@ -116,9 +119,10 @@ class Output:
     (and `seek`/`tell` when a writer patches a header after the data).
     """
 
-    def __init__(self, f, progress=None):
+    def __init__(self, f, progress=None, path: str | None = None):
         self.f = f
         self.progress = progress
+        self.path = path  # the file's path, when workers may open it again
         self.fd = None
         if isinstance(f, int):
             self.fd = f
@@ -283,6 +287,85 @@ class Output:
             offset += len(chunk)
             if self.progress is not None:
                 self.progress.update(len(chunk))
+
+    # ---- parallel kernel copies -------------------------------------------------------------
+
+    def copy_ranges(self, jobs, threads: int = 1) -> None:
+        """Copy file-range items to absolute offsets: [(item, offset)], split by bytes into
+        contiguous groups, one worker thread per group (the copies run in the kernel, outside
+        the GIL). Items without a file range are written by the calling thread."""
+        jobs = [(it, off) for it, off in jobs if it.nbytes]
+        ranged = [(it, off) for it, off in jobs if it.file_range is not None]
+        rest = [(it, off) for it, off in jobs if it.file_range is None]
+        threads = max(1, min(int(threads), len(ranged)))
+        if threads == 1 or self.fd is None:
+            for it, off in ranged + rest:
+                self.write_item_at(it, off)
+            return
+        total = sum(it.nbytes for it, _ in ranged)
+        groups: list[list] = [[] for _ in range(threads)]
+        acc = 0
+        for it, off in ranged:
+            groups[min(threads - 1, acc * threads // total)].append((it, off))
+            acc += it.nbytes
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def work(group):
+            try:
+                fd = os.open(self.path, os.O_WRONLY) if self.path else os.dup(self.fd)
+                try:
+                    for it, off in group:
+                        self._copy_to(fd, it, off, lock)
+                finally:
+                    os.close(fd)
+            except BaseException as e:  # re-raised in the calling thread
+                errors.append(e)
+
+        workers = [threading.Thread(target=work, args=(g,), daemon=True) for g in groups if g]
+        for w in workers:
+            w.start()
+        try:
+            for it, off in rest:
+                self.write_item_at(it, off)
+        finally:
+            for w in workers:
+                w.join()
+        if errors:
+            raise errors[0]
+
+    def _copy_to(self, fd: int, item: Item, offset: int, lock) -> None:
+        """One worker's copy of one file-range item to `offset` of its own descriptor."""
+        src, off = item.file_range
+        done = 0
+        while done < item.nbytes:
+            k = min(KERNEL_CHUNK, item.nbytes - done)
+            got = self._raw_copy_at(src, off + done, k, fd, offset + done, own=self.path is not None)
+            if got <= 0:
+                raise OSError(errno.EIO, f"source file ended early (byte {off + done})")
+            done += got
+            if self.progress is not None:
+                with lock:
+                    self.progress.update(got)
+
+    def _raw_copy_at(self, src: int, src_off: int, n: int, dst: int, dst_off: int, own: bool) -> int:
+        """Copy up to n bytes in the kernel (copy_file_range; across file systems sendfile on
+        a descriptor of our own, else pread/pwrite); returns the bytes copied."""
+        if hasattr(os, "copy_file_range"):
+            try:
+                return os.copy_file_range(src, dst, n, src_off, dst_off)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+        if own:
+            os.lseek(dst, dst_off, os.SEEK_SET)
+            try:
+                return os.sendfile(dst, src, src_off, n)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                    raise
+        data = os.pread(src, min(n, CHUNK), src_off)
+        return os.pwrite(dst, data, dst_off) if data else 0
 
     def _buffer(self) -> memoryview:
         if self._buf is None:

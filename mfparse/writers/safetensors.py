@@ -17,9 +17,11 @@ Layout choices (all within the format as the Rust crate validates it):
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 from mfparse import dtypes
+from mfparse.writers import base
 from mfparse.writers.base import Item, Output, WriteError
 
 FORMAT = "safetensors"
@@ -87,6 +89,17 @@ def write(out: Output, items: list[Item], metadata: dict[str, str] | None = None
         if why:
             raise WriteError(f"tensor {it.name!r}: {why}")
     items = order(items)
-    out.write(header_bytes(items, metadata))
+    head = header_bytes(items, metadata)
+    out.write(head)
+    start = out.pos
+    jobs, pos = [], start
     for it in items:
-        out.write_item(it)
+        jobs.append((it, pos))
+        pos += it.nbytes
+    if pos > start:
+        out.copy_ranges(jobs, base.COPY_THREADS)
+    out.pos = pos
+    if out.fd is not None:
+        os.lseek(out.fd, pos, os.SEEK_SET)
+    elif hasattr(out.f, "seek"):
+        out.f.seek(pos)
