@@ -507,3 +507,17 @@ def test_import_mfparse_does_not_import_torch():
     r = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_torch_checkpoint_written_without_torch(tmp_path):
+    """The torch writer needs no torch: convert with `import torch` made impossible."""
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.arange(6, dtype=np.float32).reshape(2, 3)}, tmp_path / "s.safetensors")
+    code = (f"import sys; sys.modules['torch'] = None\n"
+            f"from mfparse.convert import convert\n"
+            f"convert({os.fspath(tmp_path / 's.safetensors')!r}, {os.fspath(tmp_path / 'o.pt')!r}, progress=False)\n")
+    r = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
+    assert r.returncode == 0, r.stderr
+    assert torch.equal(torch.load(tmp_path / "o.pt", weights_only=True)["w"], torch.arange(6.0).reshape(2, 3))
