@@ -102,9 +102,13 @@ def _with_items(tree, by_name: dict, missing: list):
     """The tree with TensorInfo leaves replaced by Items (None where a tensor was skipped)."""
     from mfparse.api import ObjectNode, TensorInfo
 
+    from mfparse.writers.torchzip import MetaTensor
+
     def walk(v):
         if isinstance(v, TensorInfo):
             it = by_name.get(v.name)
+            if it is None and v.offset is None and v.extras.get("device") == "meta":
+                return MetaTensor(v.name, v.dtype, v.shape, bool(v.extras.get("requires_grad")))
             if it is None:
                 missing.append(v.name)
             return it
@@ -272,13 +276,23 @@ def _plan(fmt: str, writer, m, items: list[Item], result: ConvertResult, force_z
         if kind == "tree":
             obj = _with_items(tree, by_name, missing)
         elif kind == "encoded":
-            obj = state.decode(tree, lambda n: by_name.get(n) if n in by_name else missing.append(n))
+            def tensor(name):
+                if name not in by_name:
+                    missing.append(name)
+                return by_name.get(name)
+
+            obj = state.decode(tree, tensor)
         else:
             obj = dict(by_name)
             if has_meta:
                 result.notes.append("the source's metadata has no place in a state dict and was not written")
         if missing:
             result.notes.append(f"{len(missing)} tensor(s) of the structure had no data and were written as None")
+        metas = set()
+        _collect_names(obj, metas, meta=True)
+        if metas:
+            result.skipped[:] = [(n, r) for n, r in result.skipped if n not in metas]
+            result.notes.append(f"{len(metas)} meta tensor(s) (no data) written as meta tensors")
         if kind is not None:
             placed = set()
             _collect_names(obj, placed)
@@ -299,20 +313,24 @@ def _plan(fmt: str, writer, m, items: list[Item], result: ConvertResult, force_z
     raise WriteError(f"no writer for {fmt!r}")
 
 
-def _collect_names(obj, out: set) -> None:
-    if isinstance(obj, Item):
-        out.add(obj.name)
+def _collect_names(obj, out: set, meta: bool = False) -> None:
+    """Names of the Items (or, with meta, of the MetaTensors) in a structure."""
+    from mfparse.writers.torchzip import MetaTensor
+
+    if isinstance(obj, (Item, MetaTensor)):
+        if isinstance(obj, MetaTensor) == meta:
+            out.add(obj.name)
     elif isinstance(obj, dict):
         for v in obj.values():
-            _collect_names(v, out)
+            _collect_names(v, out, meta)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            _collect_names(v, out)
+            _collect_names(v, out, meta)
     else:
         fields = getattr(obj, "fields", None)
         if isinstance(fields, dict):
             for v in fields.values():
-                _collect_names(v, out)
+                _collect_names(v, out, meta)
 
 
 def _verify(path: str, items: list[Item], fmt: str, result: ConvertResult) -> None:

@@ -521,3 +521,25 @@ def test_torch_checkpoint_written_without_torch(tmp_path):
                        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))})
     assert r.returncode == 0, r.stderr
     assert torch.equal(torch.load(tmp_path / "o.pt", weights_only=True)["w"], torch.arange(6.0).reshape(2, 3))
+
+
+def test_meta_tensors(tmp_path):
+    """Meta tensors have no data: safetensors skips them (saying so), a torch checkpoint keeps
+    them as meta tensors."""
+    torch.save({"m": torch.empty(3, 2, device="meta", dtype=torch.float16), "x": torch.ones(2)}, tmp_path / "s.pt")
+    r = convert(tmp_path / "s.pt", tmp_path / "o.safetensors", progress=False)
+    assert r.skipped == [("m", "meta tensor: no data in the file")]
+    r = convert(tmp_path / "s.pt", tmp_path / "o.pt", progress=False)
+    assert r.skipped == [] and "1 meta tensor(s)" in r.notes[0]
+    back = torch.load(tmp_path / "o.pt", weights_only=True)
+    assert back["m"].is_meta and back["m"].shape == (3, 2) and back["m"].dtype == torch.float16
+
+
+def test_bare_tensor_and_list_checkpoints(tmp_path):
+    torch.save(torch.arange(4.0), tmp_path / "bare.pt")
+    torch.save([torch.ones(2), {"a": torch.zeros(1)}], tmp_path / "lst.pt")
+    convert(tmp_path / "bare.pt", tmp_path / "b.pt", progress=False)
+    assert torch.equal(torch.load(tmp_path / "b.pt", weights_only=True), torch.arange(4.0))
+    convert(tmp_path / "lst.pt", tmp_path / "l.pt", progress=False)
+    back = torch.load(tmp_path / "l.pt", weights_only=True)
+    assert torch.equal(back[0], torch.ones(2)) and torch.equal(back[1]["a"], torch.zeros(1))

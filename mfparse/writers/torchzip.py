@@ -49,6 +49,13 @@ V3_DTYPES = {
 RAW_QUANTIZED = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": "uint8", "quint2x4": "uint8"}
 
 
+class MetaTensor:
+    """A tensor without data (device "meta"): written with _rebuild_meta_tensor_no_storage."""
+
+    def __init__(self, name: str, dtype: str, shape: tuple, requires_grad: bool = False):
+        self.name, self.dtype, self.shape, self.requires_grad = name, dtype, tuple(shape), requires_grad
+
+
 def unsupported(item: Item) -> str | None:
     dt = RAW_QUANTIZED.get(item.dtype, item.dtype)
     if dt in LEGACY_STORAGE or dt in V3_DTYPES:
@@ -117,6 +124,8 @@ class _Pickler:
     def obj(self, v) -> None:
         if isinstance(v, Item):
             self.tensor(v)
+        elif isinstance(v, MetaTensor):
+            self.meta_tensor(v)
         elif isinstance(v, ObjectNode):  # a NamedTuple: before tuple
             self.notes.append(f"object {v.cls} written as a dict with a '__class__' key")
             self.obj({"__class__": v.cls, **dict(v.fields)})
@@ -160,6 +169,19 @@ class _Pickler:
                 self.w(b"u")
         else:
             raise WriteError(f"cannot write a {type(v).__name__} into a torch checkpoint")
+
+    def meta_tensor(self, v: MetaTensor) -> None:
+        """torch._utils._rebuild_meta_tensor_no_storage(dtype, size, stride, requires_grad)."""
+        dt = RAW_QUANTIZED.get(v.dtype, v.dtype)
+        if dt not in LEGACY_STORAGE and dt not in V3_DTYPES:
+            raise WriteError(f"meta tensor {v.name!r}: dtype {v.dtype} has no torch equivalent")
+        self.global_("torch._utils", "_rebuild_meta_tensor_no_storage")
+        self.w(b"(")
+        self.global_("torch", dt)
+        self.tuple_([int(d) for d in v.shape])
+        self.tuple_(_contiguous_strides(v.shape))
+        self.w(b"\x88" if v.requires_grad else b"\x89")
+        self.w(b"tR")
 
     def tensor(self, item: Item) -> None:
         why = unsupported(item)
