@@ -207,14 +207,17 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
                 return result
             items = _filter(items, writer, skip_unsupported, result.skipped)
             plan = _plan(fmt, writer, m, items, result, force_zip64)
+            size = plan.size()
             if check_space:
-                base.check_free_space(dst, plan.size())
+                base.check_free_space(dst, size)
             total = sum(it.nbytes for it in items)
             bar = base.make_progress(progress, total, f"{os.path.basename(dst)}")
             try:
                 with base.atomic_output(dst, fsync=fsync) as af:
                     out = base.Output(af.file, bar, af.tmp_path)
+                    out.preallocate(size)
                     notes = plan.write(out)
+                    out.finish()
                     result.notes.extend(notes or [])
                     if verify:
                         _verify(af.tmp_path, items, fmt, result)

@@ -486,12 +486,7 @@ def quantize(src, dst, scheme: str = "int8", *, group_size: int = 128, include=N
             with base.atomic_output(dst, fsync=fsync) as af:
                 out = base.Output(af.file, bar)
                 out.write(header)
-                if hasattr(os, "posix_fallocate") and pos > len(header):
-                    try:
-                        os.posix_fallocate(af.file.fileno(), 0, pos)
-                    except OSError as e:
-                        if e.errno == 28:
-                            raise
+                out.preallocate(pos)
                 for info in infos:
                     if info.name in chosen:
                         rep = _quantize_one(m, info, scheme, group_size, thresholds.get(info.name, (0, False)),

@@ -93,6 +93,9 @@ def write_file(path, items, format: str | None = None, metadata: dict | None = N
     bar = base.make_progress(progress, sum(it.nbytes for it in items), os.path.basename(os.fspath(path)))
     try:
         with base.atomic_output(path, fsync=fsync) as af:
-            run(base.Output(af.file, bar, af.tmp_path))
+            out = base.Output(af.file, bar, af.tmp_path)
+            out.preallocate(size)
+            run(out)
+            out.finish()
     finally:
         bar.close()

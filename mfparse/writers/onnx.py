@@ -239,7 +239,8 @@ def _write(model, item_for, dst: str, result, inputs, progress, fsync, check_spa
     bar = base.make_progress(progress, pos, os.path.basename(dst))
     try:
         with base.atomic_outputs([data_path, dst], fsync=fsync) as (daf, maf):
-            out = base.Output(daf.file, bar)
+            out = base.Output(daf.file, bar, daf.tmp_path)
+            out.preallocate(pos)
             for t, it, off in plan:
                 if out.pos < off:
                     out.write(b"\0" * (off - out.pos))
