@@ -89,7 +89,7 @@ def main(argv=None) -> int:
 
     rows = []
     results = {}
-    for i, (name, fn) in enumerate(loaders(pth, st)):
+    for name, fn in loaders(pth, st):
         lazy = median_time(fn, args.repeat)
         full = median_time(lambda: touch(fn()), max(3, args.repeat // 2))
         results[name] = (lazy, full)

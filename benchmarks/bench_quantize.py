@@ -86,7 +86,8 @@ def main(argv=None) -> int:
             wall = time.perf_counter() - t0
             sq = [t.sqnr_db for t in rep.tensors if t.sqnr_db is not None and not math.isinf(t.sqnr_db)]
             files.append((scheme, f"{wall:.2f}", f"{rep.kernel_seconds:.2f}", f"{rep.bytes_after / 1e9:.3f}",
-                          f"{rep.bytes_after / rep.bytes_before:.3f}", f"{min(sq):.1f}", f"{statistics.median(sq):.1f}"))
+                          f"{rep.bytes_after / rep.bytes_before:.3f}", f"{min(sq):.1f}",
+                          f"{statistics.median(sq):.1f}"))
             os.unlink(out)
 
     v = common.versions("numpy", "ml_dtypes")

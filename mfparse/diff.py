@@ -46,7 +46,8 @@ class TensorDiff:
         return self.max_abs is not None
 
     def to_dict(self) -> dict:
-        d = {"name": self.name, "dtype": [self.dtype_a, self.dtype_b], "shape": [list(self.shape_a), list(self.shape_b)],
+        d = {"name": self.name, "dtype": [self.dtype_a, self.dtype_b],
+             "shape": [list(self.shape_a), list(self.shape_b)],
              "numel": self.numel, "identical_bytes": self.identical_bytes, "max_abs": _json_float(self.max_abs),
              "max_rel": _json_float(self.max_rel), "mismatched": self.mismatched}
         if self.note:
@@ -114,7 +115,9 @@ class DiffReport:
         for title, names in (("only in A", self.only_a), ("only in B", self.only_b)):
             if names:
                 lines.append(f"{title}:")
-                lines += [f"  {n}" for n in names[:limit]] + ([f"  ... {len(names) - limit} more"] if len(names) > limit else [])
+                lines += [f"  {n}" for n in names[:limit]]
+                if len(names) > limit:
+                    lines.append(f"  ... {len(names) - limit} more")
         changed = [t for t in self.tensors if not t.identical_bytes]
         if changed:
             lines.append("changed:")
@@ -174,7 +177,7 @@ class _Side:
         self.infos = {t.name: t for t in m.tensors()}
         self.q = (quantization_info(m) or {}).get("tensors", {})
         hidden = set()
-        for name, e in self.q.items():
+        for e in self.q.values():
             for k in ("scale", "zero_point"):
                 if e.get(k):
                     hidden.add(e[k])

@@ -341,10 +341,11 @@ class QuantizeReport:
         lines = [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r).rstrip() for r in rows]
         tot = self.totals()
         lines.append("")
+        verb = "pruned" if self.scheme == "none" else "quantized"
         lines.append(f"scheme {self.scheme}" + (f", group {self.group_size}" if self.scheme == "int4" else "")
-                     + f": {tot['quantized_tensors']} tensors quantized, weights {human_bytes(tot['weights_bytes_before'])}"
-                     f" -> {human_bytes(tot['weights_bytes_after'])}; file {human_bytes(self.bytes_before)} -> "
-                     f"{human_bytes(self.bytes_after)}"
+                     + f": {tot['quantized_tensors']} tensors {verb}, weights "
+                     f"{human_bytes(tot['weights_bytes_before'])} -> {human_bytes(tot['weights_bytes_after'])}; "
+                     f"file {human_bytes(self.bytes_before)} -> {human_bytes(self.bytes_after)}"
                      + (f" ({tot['file_ratio']:.3f}x)" if tot["file_ratio"] else ""))
         if self.prune:
             lines.append(f"pruning ({self.prune['mode']}): target {self.prune['target'] * 100:.1f}%, reached "

@@ -83,7 +83,8 @@ total = sum(float(t.sum()) for t in sd.values())
 touched = rss() - base
 print(grown, touched)
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": ROOT})
     assert r.returncode == 0, r.stderr
     grown, touched = map(int, r.stdout.split())
     assert grown < 16 << 20, grown          # not copied on load

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -609,5 +609,3 @@ def make_progress(progress, total: int, desc: str):
             continue
     return _NoProgress()
 
-
-Callback = Callable[[int], None]

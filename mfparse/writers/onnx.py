@@ -241,10 +241,11 @@ def _write(model, item_for, dst: str, result, inputs, progress, fsync, check_spa
         with base.atomic_outputs([data_path, dst], fsync=fsync) as (daf, maf):
             out = base.Output(daf.file, bar, daf.tmp_path)
             out.preallocate(pos)
-            for t, it, off in plan:
+            for _, it, off in plan:
                 if out.pos < off:
                     out.write(b"\0" * (off - out.pos))
                 out.write_item(it)
+            out.finish()
             base.Output(maf.file).write(proto)
     finally:
         bar.close()
