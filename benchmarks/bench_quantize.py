@@ -6,7 +6,7 @@ whole-file `mfparse quantize` run per scheme (time, output size, SQNR).
 The kernel comparison uses one weight of each shape of the model (embedding 32000x2048,
 attention 2048x2048, MLP 5632x2048 and 2048x5632: 384 MB of fp16), read from the file's map.
 
-Usage: python benchmarks/bench_quantize.py [--repeat N] [--no-write]
+Usage: python benchmarks/bench_quantize.py [--repeat N] [--out DIR] [--no-write]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def median_time(fn, repeat, warmup=1):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--out", default=None, help="folder for the whole-file outputs (default: beside the data)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     _, st = ensure_llama()
@@ -78,7 +79,7 @@ def main(argv=None) -> int:
                      f"{t_np / t_cn:.1f}x"))
 
     files = []
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(str(st))) as tmp:
+    with tempfile.TemporaryDirectory(dir=args.out or os.path.dirname(str(st))) as tmp:
         for scheme in ("int8", "int4", "fp8"):
             out = os.path.join(tmp, f"q.{scheme}.safetensors")
             t0 = time.perf_counter()

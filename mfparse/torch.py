@@ -21,6 +21,7 @@ TensorInfo.extras); packed sub-byte dtypes (int4, float4) as raw bytes (uint8).
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Mapping
 
@@ -32,6 +33,7 @@ STAGING_BYTES = 64 << 20
 _RAW = {"qint8": "int8", "quint8": "uint8", "qint32": "int32", "quint4x2": "uint8", "quint2x4": "uint8"}
 
 
+@functools.lru_cache(maxsize=None)
 def torch_dtype(name: str):
     """The torch dtype that holds elements of a canonical mfparse dtype as loaded here."""
     import torch
@@ -77,15 +79,34 @@ def load_file(path, device="cpu", names=None, staging_bytes: int = STAGING_BYTES
     import torch
 
     import mfparse
-    from mfparse.writers.items import load_arrays
+    from mfparse.writers.items import PrivateMap, SourceItems, host_copy
 
     dev = torch.device(device)
     wanted = set(names) if names is not None else None
-    with mfparse.open(path) as m:
-        pairs = [(item, a) for item, a, _ in load_arrays(m) if wanted is None or item.name in wanted]
-    if dev.type == "cpu":
-        return {item.name: _tensor_from_array(a, torch_dtype(item.dtype)) for item, a in pairs}
+    with mfparse.open(path) as m, SourceItems(m) as si:
+        pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
+        si.probe_map = pmap.map if pmap is not None else None
+        items = [it for it in si if wanted is None or it.name in wanted]
+        if dev.type == "cpu":
+            out = {}
+            for it in items:
+                dt = torch_dtype(it.dtype)
+                if it.file_range is not None and pmap is not None and it.nbytes:
+                    # a writable view of the private map (count in elements of dt)
+                    t = torch.frombuffer(pmap.map, dtype=dt, count=it.nbytes // dt.itemsize, offset=it.file_range[1])
+                    out[it.name] = t if it.dtype in _packed() else t.view(it.shape)
+                else:
+                    out[it.name] = _tensor_from_array(host_copy(it), dt)
+            return out
+        pairs = [(it, pmap.array(it) if it.file_range is not None and pmap is not None else host_copy(it))
+                 for it in items]
     return _load_staged(pairs, dev, staging_bytes, _CudaTransfer(dev))
+
+
+def _packed():
+    from mfparse import dtypes
+
+    return dtypes.PACKED
 
 
 def load(data: bytes, device="cpu") -> dict:

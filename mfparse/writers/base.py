@@ -35,8 +35,10 @@ from mfparse import dtypes
 CHUNK = 16 << 20
 #: bytes the kernel copies per copy_file_range / sendfile call
 KERNEL_CHUNK = 1 << 30
-#: worker threads for kernel copies of many tensors (they release the GIL)
-COPY_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: worker threads for kernel copies into one output. 1 by default: buffered writes to one file
+#: serialise on its inode lock (ext4, tmpfs), so more threads only added overhead when measured
+#: (benchmarks/bench_convert.py); file systems that write ranges in parallel may set more.
+COPY_THREADS = 1
 #: free space the output may not eat into, besides its own size (file system slack, metadata)
 FREE_MARGIN = 16 << 20
 
@@ -317,8 +319,14 @@ class Output:
         ranged = [(it, off) for it, off in jobs if it.file_range is not None]
         rest = [(it, off) for it, off in jobs if it.file_range is None]
         threads = max(1, min(int(threads), len(ranged)))
-        if threads == 1 or self.fd is None:
+        if self.fd is None:
             for it, off in ranged + rest:
+                self.write_item_at(it, off)
+            return
+        if threads == 1:
+            for it, off in ranged:
+                self._copy_to(self.fd, it, off, None, own=True)
+            for it, off in rest:
                 self.write_item_at(it, off)
             return
         total = sum(it.nbytes for it, _ in ranged)
@@ -335,7 +343,7 @@ class Output:
                 fd = os.open(self.path, os.O_WRONLY) if self.path else os.dup(self.fd)
                 try:
                     for it, off in group:
-                        self._copy_to(fd, it, off, lock)
+                        self._copy_to(fd, it, off, lock, own=self.path is not None)
                 finally:
                     os.close(fd)
             except BaseException as e:  # re-raised in the calling thread
@@ -353,19 +361,22 @@ class Output:
         if errors:
             raise errors[0]
 
-    def _copy_to(self, fd: int, item: Item, offset: int, lock) -> None:
-        """One worker's copy of one file-range item to `offset` of its own descriptor."""
+    def _copy_to(self, fd: int, item: Item, offset: int, lock, own: bool) -> None:
+        """Copy one file-range item to `offset` of fd (own: fd's file position is ours to move)."""
         src, off = item.file_range
         done = 0
         while done < item.nbytes:
             k = min(KERNEL_CHUNK, item.nbytes - done)
-            got = self._raw_copy_at(src, off + done, k, fd, offset + done, own=self.path is not None)
+            got = self._raw_copy_at(src, off + done, k, fd, offset + done, own=own)
             if got <= 0:
                 raise OSError(errno.EIO, f"source file ended early (byte {off + done})")
             done += got
             if self.progress is not None:
-                with lock:
+                if lock is None:
                     self.progress.update(got)
+                else:
+                    with lock:
+                        self.progress.update(got)
 
     def _raw_copy_at(self, src: int, src_off: int, n: int, dst: int, dst_off: int, own: bool) -> int:
         """Copy up to n bytes in the kernel (copy_file_range; across file systems sendfile on

@@ -43,6 +43,8 @@ class SourceItems:
             self.fd = os.open(m.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
             self.size = os.fstat(self.fd).st_size
         self.skipped: list[tuple[str, str]] = []
+        #: a map of the same file to probe from memory instead of with pread (set by loaders)
+        self.probe_map = None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -73,9 +75,12 @@ class SourceItems:
             return None
         flat = a.reshape(-1).view(np.uint8)
         k = min(_PROBE, info.nbytes)
-        if os.pread(self.fd, k, off) != flat[:k].tobytes():
-            return None
-        if os.pread(self.fd, k, off + info.nbytes - k) != flat[info.nbytes - k:].tobytes():
+        end = off + info.nbytes
+        if self.probe_map is not None:
+            head, tail = self.probe_map[off:off + k], self.probe_map[end - k:end]
+        else:
+            head, tail = os.pread(self.fd, k, off), os.pread(self.fd, k, end - k)
+        if head != flat[:k].tobytes() or tail != flat[info.nbytes - k:].tobytes():
             return None
         return off
 
@@ -143,12 +148,19 @@ def load_arrays(m: ModelFile) -> Iterator[tuple[Item, np.ndarray, bool]]:
     copy-on-write view of the file where the tensor's bytes map, else a copy."""
     with SourceItems(m) as si:
         pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
+        si.probe_map = pmap.map if pmap is not None else None
         for it in si:
             if it.file_range is not None and pmap is not None:
                 yield it, pmap.array(it), True
             else:
-                a = np.asarray(it.get_array())
-                bo = a.dtype.byteorder
-                if a.dtype.fields is None and (bo == ">" or (bo == "=" and sys.byteorder == "big")):
-                    a = a.astype(a.dtype.newbyteorder("<"))
-                yield it, np.array(a, copy=True), False
+                yield it, host_copy(it), False
+
+
+def host_copy(item: Item) -> np.ndarray:
+    """A little-endian, C-contiguous copy of an item's data (strided, big-endian or decoded
+    tensors)."""
+    a = np.asarray(item.get_array())
+    bo = a.dtype.byteorder
+    if a.dtype.fields is None and (bo == ">" or (bo == "=" and sys.byteorder == "big")):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return np.array(a, copy=True, order="C")
