@@ -150,6 +150,13 @@ save_file(torch.load({src!r}, mmap=True, weights_only=True, map_location="cpu"),
 """
 
 
+def command_line() -> str:
+    """The command that produced a section, with the data folder when it is not the default."""
+    data = os.environ.get("MFPARSE_BENCH_DATA")
+    env = f"MFPARSE_BENCH_DATA={data} " if data else ""
+    return f"{env}python benchmarks/{os.path.basename(sys.argv[0])} {' '.join(sys.argv[1:])}".rstrip()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -198,7 +205,7 @@ def main(argv=None) -> int:
 
     v = common.versions("numpy")
     body = "\n\n".join([
-        f"Command: `python benchmarks/bench_convert.py --repeat {args.repeat}`. Machine: {common.machine()}. "
+        f"Command: `{command_line()}`. Machine: {common.machine()}. "
         f"Python {v['python']}, mfparse {mfparse.__version__}, torch {torch.__version__}, "
         f"safetensors {safetensors.__version__}. File: llama.pth ({size / 1e9:.2f} GB, 219 fp16 tensors); reference = "
         f"torch.load(mmap=True, weights_only=True) + safetensors.torch.save_file. Each run starts after "

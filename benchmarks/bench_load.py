@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-from bench_convert import ensure_llama, peak_rss_mb  # noqa: E402
+from bench_convert import command_line, ensure_llama, peak_rss_mb  # noqa: E402
 
 
 def touch(sd) -> float:
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         results["mfparse.torch.load_file(llama.pth)"][0]
     v = common.versions("numpy")
     body = "\n\n".join([
-        f"Command: `python benchmarks/bench_load.py --repeat {args.repeat}`. Machine: {common.machine()}. "
+        f"Command: `{command_line()}`. Machine: {common.machine()}. "
         f"Python {v['python']}, mfparse {mfparse.__version__}, torch {torch.__version__}, "
         f"safetensors {safetensors.__version__}. Files: llama.safetensors / llama.pth (2.73 GB, 219 fp16 "
         f"tensors), warm page cache. 'load' = the call returning name -> torch.Tensor (median of "

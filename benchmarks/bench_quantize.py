@@ -22,7 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-from bench_convert import ensure_llama  # noqa: E402
+from bench_convert import command_line, ensure_llama  # noqa: E402
 
 SAMPLE = ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
           "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.down_proj.weight")
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 
     v = common.versions("numpy", "ml_dtypes")
     body = "\n\n".join([
-        f"Command: `python benchmarks/bench_quantize.py --repeat {args.repeat}`. Machine: {common.machine()}. "
+        f"Command: `{command_line()}`. Machine: {common.machine()}. "
         f"Python {v['python']}, numpy {v['numpy']}, ml_dtypes {v['ml_dtypes']}, mfparse {mfparse.__version__} "
         f"(kernels: {_native.quant_isa()}). Kernels: {len(SAMPLE)} fp16 weights of llama.safetensors "
         f"({nbytes / 1e6:.0f} MB: {', '.join(SAMPLE)}), in memory; throughput in GB/s of fp16 input; "
