@@ -18,6 +18,15 @@ from mfparse.scan import Finding, ScanReport, scan
 
 __version__ = "0.1.0"
 
+
+def dequantize(path, name: str, threads: int | None = None):
+    """The float32 values (numpy) of tensor `name` of a file written by `mfparse quantize`
+    (unquantized tensors of any model file are converted to float32). See mfparse.quantize."""
+    from mfparse.quantize import dequantize as _dequantize
+
+    return _dequantize(path, name, threads)
+
+
 __all__ = [
     "open",
     "scan",
@@ -32,5 +41,6 @@ __all__ = [
     "TruncatedFileError",
     "ResourceLimitError",
     "UnsafeContentError",
+    "dequantize",
     "__version__",
 ]

@@ -104,3 +104,5 @@ include "_native_proto.pxi"
 include "_native_onnx.pxi"
 include "_native_sstable.pxi"
 include "_native_tf.pxi"
+
+include "_native_quant.pxi"

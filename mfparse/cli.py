@@ -1,6 +1,6 @@
 """Command line: `mfparse inspect FILE [--json] [--stats] [--tree]`,
-`mfparse scan PATH... [--json] [--recursive] [--jobs N]`, `mfparse bench MODEL ...`
-(also `python -m mfparse`).
+`mfparse scan PATH... [--json] [--recursive] [--jobs N]`, `mfparse convert`, `mfparse quantize`,
+`mfparse diff`, `mfparse bench MODEL ...` (also `python -m mfparse`).
 
 Each subcommand lives in its own function; main() only parses arguments and dispatches.
 Exit codes: 0 success, 1 a finding or failed comparison (scan, diff), 2 an error.
@@ -73,6 +73,67 @@ def _cmd_scan(args) -> int:
         return 1
     return 2 if counts["error"] else 0
 
+def _fail(e) -> int:
+    print(f"mfparse: {e}", file=sys.stderr)
+    return 2
+
+
+def _cmd_convert(args) -> int:
+    from mfparse.convert import convert
+    from mfparse.writers import WriteError
+
+    try:
+        r = convert(args.src, args.dst, args.to, overwrite=args.force, skip_unsupported=args.skip_unsupported,
+                    progress=False if args.no_progress else None, fsync=args.fsync)
+    except (MFParseError, OSError, WriteError) as e:
+        return _fail(e)
+    if args.json:
+        json.dump(r.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"wrote {r.dst} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s")
+        for name, why in r.skipped:
+            print(f"  skipped {name}: {why}")
+        for note in r.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from mfparse.quantize import quantize
+    from mfparse.writers import WriteError
+
+    try:
+        rep = quantize(args.src, args.output, args.scheme, group_size=args.group_size, include=args.include,
+                       exclude=args.exclude, prune=args.prune, prune_mode=args.prune_mode, threads=args.threads,
+                       overwrite=args.force, progress=False if args.no_progress else None)
+    except (MFParseError, OSError, WriteError) as e:
+        return _fail(e)
+    if args.report:
+        with open(args.report, "w") as f:
+            json.dump(rep.to_dict(), f, indent=2)
+    if args.json:
+        json.dump(rep.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(rep.table())
+    return 0
+
+
+def _cmd_diff(args) -> int:
+    from mfparse.diff import diff
+
+    try:
+        rep = diff(args.a, args.b, atol=args.atol, rtol=args.rtol, strict=args.strict)
+    except (MFParseError, OSError) as e:
+        return _fail(e)
+    if args.json:
+        json.dump(rep.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(rep.text())
+    return 0 if rep.equal else 1
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mfparse", description="Read model files without running them.")
@@ -96,6 +157,47 @@ def build_parser() -> argparse.ArgumentParser:
     from mfparse.bench.cli import add_parser as add_bench  # light: imports no runtime
 
     add_bench(sub)
+
+    from mfparse.writers import FORMATS as OUT_FORMATS
+
+    cv = sub.add_parser("convert", help="convert a model file to safetensors, torch, npz, gguf or onnx")
+    cv.add_argument("src", metavar="SRC")
+    cv.add_argument("dst", metavar="DST")
+    cv.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
+    cv.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
+    cv.add_argument("--skip-unsupported", action="store_true",
+                    help="drop tensors the output format cannot hold instead of failing")
+    cv.add_argument("--fsync", action="store_true", help="flush the output to disk before renaming it into place")
+    cv.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cv.add_argument("--json", action="store_true", help="machine-readable result")
+    cv.set_defaults(func=_cmd_convert)
+
+    qz = sub.add_parser("quantize", help="weight-only int8/int4/fp8 quantization (and pruning) to safetensors")
+    qz.add_argument("src", metavar="SRC")
+    qz.add_argument("-o", "--output", required=True, metavar="DST", help="output .safetensors")
+    qz.add_argument("--scheme", choices=("int8", "int4", "fp8", "none"), default="int8",
+                    help="int8 per channel, int4 per group, fp8 e4m3 per tensor; none = prune only")
+    qz.add_argument("--group-size", type=int, default=128, help="int4 group length (default 128)")
+    qz.add_argument("--include", action="append", metavar="GLOB", help="quantize only matching names (repeatable)")
+    qz.add_argument("--exclude", action="append", metavar="GLOB", help="never quantize matching names (repeatable)")
+    qz.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                    help="zero this fraction of the smallest-magnitude weights first")
+    qz.add_argument("--prune-mode", choices=("global", "layer"), default="global")
+    qz.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    qz.add_argument("--force", action="store_true", help="replace DST if it exists")
+    qz.add_argument("--report", metavar="FILE.json", help="also write the per-tensor report as JSON")
+    qz.add_argument("--no-progress", action="store_true", help="no progress bar")
+    qz.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    qz.set_defaults(func=_cmd_quantize)
+
+    df = sub.add_parser("diff", help="compare two model files (exit 0 equal, 1 different, 2 error)")
+    df.add_argument("a", metavar="A")
+    df.add_argument("b", metavar="B")
+    df.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    df.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    df.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")
+    df.add_argument("--json", action="store_true", help="machine-readable output")
+    df.set_defaults(func=_cmd_diff)
     return p
 
 
