@@ -630,3 +630,32 @@ def _dequantize_open(m, name: str, threads) -> np.ndarray:
     scale = m[entry["scale"]]
     zp = m[entry["zero_point"]] if entry.get("zero_point") else None
     return dequantize_arrays(scheme, q, scale, zp, shape, int(entry.get("group_size") or 128), threads)
+
+
+# ---- hooks for `mfparse bench` (mfparse/bench/quant.py looks these names up) -------------------
+
+def bench_torch_int8(model, example_inputs):
+    """int8 rows of `mfparse bench` on torch: dynamic int8 quantization of a copy of the model's
+    Linear and LSTM layers (the input model is not modified)."""
+    import copy
+
+    from mfparse.runtime_quant import quantize_torch_dynamic
+
+    return quantize_torch_dynamic(copy.deepcopy(model).eval())
+
+
+def bench_onnx_int8(src, dst, calibration):
+    """int8 rows of `mfparse bench` on ONNX Runtime / TensorRT: static QDQ quantization with
+    per-channel weights and MinMax activation ranges calibrated on `calibration` (a list of
+    {input name: array} feeds, all shaped alike)."""
+    import tempfile
+
+    from mfparse.runtime_quant import quantize_onnx
+
+    if not calibration:
+        raise ValueError("int8 calibration needs at least one input feed")
+    with tempfile.TemporaryDirectory(prefix="mfparse-calib-") as tmp:
+        npz = os.path.join(tmp, "calibration.npz")
+        names = list(calibration[0])
+        np.savez(npz, **{n: np.stack([np.asarray(feed[n]) for feed in calibration]) for n in names})
+        quantize_onnx(src, dst, "static", per_channel=True, calibration=npz, method="minmax")

@@ -1,8 +1,8 @@
 """The int8 hook: model-level quantization for the int8 rows, supplied by another module.
 
-`mfparse bench` does not quantize models itself. The convert/quantize work provides two
-functions; until they exist every int8 row is reported with available=false and the reason
-below. Two ways to plug them in:
+`mfparse bench` does not quantize models itself: mfparse.quantize provides the two functions
+(bench_torch_int8, bench_onnx_int8). When they cannot be imported every int8 row is reported
+with available=false and the reason below. Two ways to plug them in:
 
   * `mfparse.quantize` defines them under the names below (found on first use), or
   * any code calls `register("torch", fn)` / `register("onnx", fn)` before the benchmark.
