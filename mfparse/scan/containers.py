@@ -808,7 +808,8 @@ def check_tflite(ctx, buf, where, **_) -> bool:
 
 
 def check_protobuf(ctx, buf, where, name=None, **_) -> bool:
-    ctx.error("protobuf model (ONNX / TensorFlow): its ops are not judged yet (the protobuf reader is pending), so "
+    # replaced by mfparse.scan.formats.check_protobuf (the protobuf readers) at import
+    ctx.error("protobuf model (ONNX / TensorFlow): its ops are not judged, so "
               "it cannot be called safe", where)
     return False
 

@@ -126,8 +126,8 @@ _CONFIG_START = re.compile(rb'\{\s*"class_name"\s*:')
 
 
 def check_hdf5_bytes(ctx, buf, where, **_) -> bool:
-    """Provisional HDF5 check: find the Keras model config JSON (stored uncompressed as an
-    attribute string) in the raw bytes and check it. Replaced by the HDF5 reader's checker."""
+    """Fallback HDF5 check, for files the HDF5 reader cannot parse: find the Keras model config
+    JSON (stored uncompressed as an attribute string) in the raw bytes and check it."""
     if bytes(buf[:8]) != b"\x89HDF\r\n\x1a\n":
         # a user block in front of the superblock: a loader that reads the first bytes unpickles them
         from mfparse.scan.pickles import scan_stream
@@ -156,5 +156,5 @@ def check_hdf5_bytes(ctx, buf, where, **_) -> bool:
         pos = start + max(used, 1)
     ctx.note("HDF5 file: " + (f"{found} Keras model config(s) found and checked" if found else
                               "no Keras model config found (weights only)")
-             + " by a byte-level search (the HDF5 reader is pending)")
+             + " by a byte-level search")
     return True
