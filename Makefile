@@ -47,15 +47,21 @@ test-asan: deps
 FUZZ_SECONDS ?= 30
 CLANG ?= clang
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_FLAGS = -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc
+FUZZ_SAN = address,undefined -fno-sanitize-recover=undefined
+FUZZ_FLAGS = -std=c99 -g -O1 -Icsrc
+FUZZ_OBJS := $(patsubst csrc/%.c,fuzz/build/obj/%.o,$(wildcard csrc/*.c))
 
 clang:
 	@command -v $(CLANG) >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq clang libclang-rt-14-dev >/dev/null)
 
-fuzz/build/%: fuzz/%.c $(wildcard csrc/*.c csrc/*.h) | clang
-	@mkdir -p fuzz/build
-	$(CLANG) $(FUZZ_FLAGS) $< $(wildcard csrc/*.c) -o $@ -lm
+# the C core is compiled once (instrumented for coverage) and linked into every target
+fuzz/build/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | clang
+	@mkdir -p fuzz/build/obj
+	$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link,$(FUZZ_SAN) -c $< -o $@
+
+fuzz/build/%: fuzz/%.c $(FUZZ_OBJS)
+	$(CLANG) $(FUZZ_FLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) $< $(FUZZ_OBJS) -o $@ -lm -lpthread
 
 fuzz: build $(addprefix fuzz/build/,$(FUZZ_TARGETS))
 	$(RUN) fuzz/make_seeds.py fuzz/build/corpus

@@ -493,16 +493,26 @@ static int isa_choice = 0;
 
 void mf_quant_set_isa(int choice) { isa_choice = choice; }
 
+#ifdef MF_QUANT_AVX2
+#include <cpuid.h>
+/* AVX2 and F16C (CPUID.1:ECX bit 29); clang's __builtin_cpu_supports does not know "f16c" */
+static int have_avx2_f16c(void) {
+    unsigned a, b, c, d;
+    if (!__builtin_cpu_supports("avx2") || !__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1u;
+}
+#endif
+
 const char *mf_quant_isa(void) {
 #ifdef MF_QUANT_AVX2
-    if (isa_choice == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return "avx2";
+    if (isa_choice == 0 && have_avx2_f16c()) return "avx2";
 #endif
     return "c";
 }
 
 static const row_kernels *kernels(void) {
 #ifdef MF_QUANT_AVX2
-    if (isa_choice == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c")) return &kernels_avx2;
+    if (isa_choice == 0 && have_avx2_f16c()) return &kernels_avx2;
 #endif
     return &kernels_c;
 }
