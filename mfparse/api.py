@@ -166,6 +166,15 @@ class ModelFile:
         self._check_open()
         return self._reader.read(info)
 
+    def _buffer_address(self) -> int | None:
+        """Address of the first byte of the file's map (internal: lets writers tell, without
+        touching a page, whether an array read from this file is a view of it, and where)."""
+        self._check_open()
+        buf = self._source.buf
+        if len(buf) == 0:
+            return None
+        return np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
+
     # ---- structure ----------------------------------------------------------------------------
 
     @property

@@ -45,6 +45,9 @@ class SourceItems:
         self.skipped: list[tuple[str, str]] = []
         #: a map of the same file to probe from memory instead of with pread (set by loaders)
         self.probe_map = None
+        #: address of m's own map of the file: an array that starts at base + offset is a view of
+        #: exactly those bytes, no probe needed
+        self.base = m._buffer_address() if self.fd is not None else None
 
     def close(self) -> None:
         if self.fd is not None:
@@ -73,6 +76,8 @@ class SourceItems:
         off = info.offset
         if off < 0 or off + info.nbytes > self.size:
             return None
+        if self.base is not None and a.__array_interface__["data"][0] == self.base + off:
+            return off  # a view of the file's own map at that offset: the bytes are the file's
         flat = a.reshape(-1).view(np.uint8)
         k = min(_PROBE, info.nbytes)
         end = off + info.nbytes
