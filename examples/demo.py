@@ -17,20 +17,7 @@ def build_and_save(out: str) -> tuple[str, str]:
     import torch.nn as nn
     import torch.optim as optim
 
-    class CNN(nn.Module):  # the tutorial's CNN (section 2.2)
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(3, 64, kernel_size=3, padding=1)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.conv2 = nn.Conv2d(64, 128, kernel_size=3, padding=1)
-            self.bn2 = nn.BatchNorm2d(128)
-            self.fc = nn.Linear(128 * 8 * 8, 10)
-
-        def forward(self, x):
-            x = torch.relu(self.bn1(self.conv1(x)))
-            x = torch.relu(self.bn2(self.conv2(x)))
-            x = x.view(x.size(0), -1)
-            return self.fc(x)
+    from mfparse.bench.examples import CNN  # the tutorial's CNN (section 2.2)
 
     torch.manual_seed(0)
     model = CNN()
