@@ -185,7 +185,11 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, tensor_full *ft) {
     mf_vec ext = {0};
     int64_t dims[MAX_RANK];
     uint64_t ndims = 0;
-    uint64_t counts[12] = {0}, str_bytes = 0, raw_off = 0, raw_len = 0;
+    /* only the slots of the repeated value fields (4-7, 10, 11) are used: zeroing those alone
+     * keeps a block clear out of the per-tensor path */
+    uint64_t counts[12], str_bytes = 0, raw_off = 0, raw_len = 0;
+    counts[4] = counts[5] = counts[6] = counts[7] = counts[10] = counts[11] = 0;
+    dims[0] = dims[1] = dims[2] = dims[3] = 0; /* copied whole for rank <= 4 */
     int has_raw = 0;
     int32_t location = 0;
     uint64_t msg_off = mf_tell(c);
@@ -261,9 +265,15 @@ static int parse_tensor(onnx_ctx *x, mf_cursor *c, int depth, tensor_full *ft) {
     t->ndim = (uint32_t)ndims;
     t->dims = NULL;
     if (ndims) {
-        t->dims = (int64_t *)mf_arena_alloc(x->a, ndims * sizeof(int64_t), x->err, msg_off);
+        /* nearly every tensor has rank <= 4: a fixed-size copy compiles to a few moves, where a
+         * variable-length memcpy of a few bytes costs more than the rest of the record */
+        size_t room = ndims <= 4 ? 4 : (size_t)ndims;
+        t->dims = (int64_t *)mf_arena_alloc(x->a, room * sizeof(int64_t), x->err, msg_off);
         if (t->dims == NULL) return 1;
-        memcpy(t->dims, dims, ndims * sizeof(int64_t));
+        if (ndims <= 4)
+            memcpy(t->dims, dims, 4 * sizeof(int64_t)); /* slots past ndims are never read */
+        else
+            memcpy(t->dims, dims, ndims * sizeof(int64_t));
     }
     mo->ext = (mf_onnx_kv *)ext.items;
     mo->n_ext = (uint32_t)ext.len;

@@ -34,7 +34,7 @@ cdef inline str pbstr(mf_pb_str s):
     return text(s.p, s.n)
 
 
-cdef inline void _put(object t, Py_ssize_t k, object v):
+cdef inline void _put(object t, Py_ssize_t k, object v) noexcept:
     Py_INCREF(v)
     PyTuple_SET_ITEM(t, k, v)
 
