@@ -193,6 +193,22 @@ def test_empty_and_truncated_files_are_never_safe():
     assert scan(data).verdict == "safe"
 
 
+def test_files_small_large_empty_and_folders(tmp_path, monkeypatch):
+    scan_mod = sys.modules["mfparse.scan"]
+
+    data = call_pickle("os", "system", "x")
+    (tmp_path / "empty.pkl").write_bytes(b"")
+    assert mfparse.scan(tmp_path / "empty.pkl").verdict == "error"
+    (tmp_path / "x.pkl").write_bytes(data)
+    assert mfparse.scan(tmp_path / "x.pkl").verdict == "unsafe"
+    monkeypatch.setattr(scan_mod, "SMALL_FILE", 8)  # the memory-mapped path for larger files
+    assert mfparse.scan(tmp_path / "x.pkl").verdict == "unsafe"
+    with pytest.raises(IsADirectoryError):
+        mfparse.scan(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        mfparse.scan(tmp_path / "missing.pkl")
+
+
 def test_unsafe_wins_over_errors():
     r = scan(P(2).call("os", "system", "x").data + b"\xff")
     assert r.verdict == "unsafe" and r.errors

@@ -46,11 +46,10 @@ def scan(path) -> ScanReport:
     t0 = time.perf_counter()
     src = None
     if isinstance(path, (str, os.PathLike)):
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            if stat.S_ISREG(st.st_mode) and st.st_size <= SMALL_FILE:
-                src = Source(f.read())  # small files: one read beats setting up a memory map
-                src.path = os.fspath(path)
+        data = _read_small(path)
+        if data is not None:
+            src = Source(data)  # small files: one read beats setting up a memory map
+            src.path = os.fspath(path)
     if src is None:
         src = Source(path)
     ctx = Context(display_path(path), src.size)
@@ -71,6 +70,30 @@ def scan(path) -> ScanReport:
     finally:
         src.close()
     return ctx.report(time.perf_counter() - t0)
+
+
+def _read_small(path) -> bytes | None:
+    """The bytes of a regular file of at most SMALL_FILE bytes, or None (larger files, pipes,
+    devices and directories are opened as a Source). os-level calls: for the many tiny files
+    of a directory scan, building a buffered file object costs more than the scan of a pickle."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > SMALL_FILE:
+            return None
+        chunks = []
+        total = 0
+        while True:  # to the end, whatever the size said (the file may change under us)
+            chunk = os.read(fd, max(st.st_size - total, 0) + 1)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > SMALL_FILE:
+                return None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # b"" for an empty file
+    finally:
+        os.close(fd)
 
 
 def iter_files(paths, recursive: bool = False):
