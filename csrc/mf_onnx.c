@@ -19,6 +19,15 @@ typedef struct onnx_ctx {
 
 #define MAX_RANK 64
 
+/* a hint to fetch the bytes `ahead` past p, which the walk will reach soon (records are read in
+ * file order). The address is formed as an integer: it may lie past the buffer, where a prefetch
+ * does nothing, but pointer arithmetic would be undefined. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MF_PREFETCH(p, ahead) __builtin_prefetch((const void *)((uintptr_t)(p) + (ahead)))
+#else
+#define MF_PREFETCH(p, ahead) ((void)0)
+#endif
+
 /* ========================================================================================== */
 /* Data types                                                                                 */
 /* ========================================================================================== */
@@ -810,6 +819,7 @@ static int parse_graph(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope) {
     uint64_t n_tensors = 0, n_nodes = 0;
     mf_cursor count = *c;
     while ((r = mf_pb_next(&count, &f, depth)) == 1) {
+        MF_PREFETCH(count.pos, 512);
         n_tensors += f.num == 5 ? 1 : f.num == 15 ? 2 : 0;
         n_nodes += f.num == 1;
     }
