@@ -21,8 +21,11 @@ $(STAMP): requirements-dev.txt
 
 deps: $(STAMP)
 
+# --force: a changed source rebuilds every file anyway, and after `make test-asan` (which leaves its
+# sanitizer build in place and removes the stamp) the normal extension must replace it, which
+# setuptools' copy would skip because the sanitizer build is newer
 $(EXT_STAMP): $(STAMP) $(SOURCES) setup.py
-	$(PY) setup.py -q build_ext --inplace
+	$(PY) setup.py -q build_ext --inplace --force
 	touch $(EXT_STAMP)
 
 build: $(EXT_STAMP)
