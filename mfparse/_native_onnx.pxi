@@ -196,6 +196,7 @@ cdef class OnnxParse:
         cdef list special = []
         cdef list names = DTYPE_NAMES
         cdef ShapeCache shapes = ShapeCache()
+        cdef IntCache sizes = IntCache()
         memset(&none, 0, sizeof(none))
         none.node = -1
         none.partner = -1
@@ -206,7 +207,8 @@ cdef class OnnxParse:
             if (t[i].more == NULL and not t[i].dup and t[i].scope >= 0
                     and sc[t[i].scope].kind == MF_ONNX_SCOPE_GRAPH):
                 infos.append(new_info(info_cls, pbstr(t[i].name), names[t[i].dtype],
-                                      shapes.get(t[i].dims, t[i].ndim), t[i].nbytes, t[i].data_off, empty))
+                                      shapes.get(t[i].dims, t[i].ndim), sizes.get(t[i].nbytes), t[i].data_off,
+                                      empty))
                 continue
             infos.append(None)
             mo = t[i].more if t[i].more != NULL else &none

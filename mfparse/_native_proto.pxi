@@ -74,6 +74,28 @@ cdef class ShapeCache:
         return t
 
 
+cdef class IntCache:
+    """Recently built Python ints by value: tensors of a repeated shape share their byte count,
+    so one int object serves them all instead of one allocation (and one free) per tensor."""
+    cdef uint64_t keys[64]
+    cdef list objs
+
+    def __cinit__(self):
+        memset(self.keys, 0, sizeof(self.keys))
+        self.objs = [None] * 64
+
+    cdef object get(self, uint64_t v):
+        cdef uint64_t h = v * <uint64_t>0x9e3779b97f4a7c15
+        cdef Py_ssize_t k = <Py_ssize_t>(h >> 58)
+        cdef object hit = self.objs[k]
+        if hit is not None and self.keys[k] == v:
+            return hit
+        o = PyLong_FromUnsignedLongLong(v)
+        self.keys[k] = v
+        self.objs[k] = o
+        return o
+
+
 cdef object new_info(type cls, object name, object dtype, object shape, object nbytes, object offset,
                      object extras):
     """cls(name, dtype, shape, nbytes, offset, None, None, extras) for an 8-field tuple subclass
