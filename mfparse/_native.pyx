@@ -92,6 +92,7 @@ DTYPE_NAMES = dtype_names()
 DTYPE_BITS = dtype_bits()
 
 
+include "_native_infos.pxi"
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
 include "_native_safetensors.pxi"

@@ -318,9 +318,10 @@ cdef class H5File:
         cdef mf_h5_dtype *t
         self._check()
         names = DTYPE_NAMES
-        new = tuple.__new__
         out = []
         slow = []
+        cdef ShapeCache shapes = ShapeCache()
+        cdef IntCache sizes = IntCache()
         was_enabled = gc.isenabled()
         gc.disable()  # 20,000 new tuples would trigger collections that find nothing to free
         try:
@@ -332,9 +333,9 @@ cdef class H5File:
                 t = d.dtype
                 if (t.code != 0 and t.order == 0 and d.layout <= 1 and d.data_offset != MF_H5_UNDEF
                         and not d.external and d.space.kind <= 1):
-                    out.append(new(info_cls, (text(<const uint8_t *>o.path, o.path_len), names[t.code],
-                                              u64_tuple(d.space.dims, d.space.rank), d.nbytes, d.data_offset + shift,
-                                              None, None, compact_extras if d.layout == 0 else simple_extras)))
+                    out.append(new_info(info_cls, text(<const uint8_t *>o.path, o.path_len), names[t.code],
+                                        shapes.get_u(d.space.dims, d.space.rank), sizes.get(d.nbytes),
+                                        d.data_offset + shift, compact_extras if d.layout == 0 else simple_extras))
                 else:
                     slow.append(len(out))
                     out.append(i)

@@ -107,7 +107,6 @@ cdef extern from "mf_onnx.h":
     int MF_ONNX_SCOPE_GRAPH
 
 
-import gc as _gc
 
 
 def onnx_type_name(int32_t t):

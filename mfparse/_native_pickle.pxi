@@ -566,33 +566,45 @@ cdef class PickleParse:
         bits = DTYPE_BITS
         out = []
         new = tuple.__new__
-        for i in range(self.torch.entries.len):
-            if e[i].kind == MF_TE_TENSOR:
-                out.append(self._tensor_info(e[i].tensor, text(<const uint8_t *>e[i].path, e[i].path_len),
-                                             ids, locations, names, bits, info_cls, empty, data_offset))
-            elif e[i].kind == MF_TE_STORAGE:
-                j = e[i].tensor
-                nbytes = st[j].numel * bits[st[j].dtype] // 8
-                out.append(new(info_cls, (text(<const uint8_t *>e[i].path, e[i].path_len),
-                                          names[st[j].dtype], (st[j].numel,), nbytes,
-                                          None if data_offset[j] == <uint64_t>-1 else data_offset[j], ids[j], None,
-                                          {"device": locations[j]["device"], "storage_object": True})))
+        cdef ShapeCache shapes = ShapeCache()
+        cdef IntCache sizes = IntCache()
+        gc_was = _gc.isenabled()
+        _gc.disable()   # tens of thousands of small objects: no collections while they are built
+        try:
+            for i in range(self.torch.entries.len):
+                if e[i].kind == MF_TE_TENSOR:
+                    out.append(self._tensor_info(e[i].tensor, text(<const uint8_t *>e[i].path, e[i].path_len),
+                                                 ids, locations, names, bits, info_cls, empty, data_offset,
+                                                 shapes, sizes))
+                elif e[i].kind == MF_TE_STORAGE:
+                    j = e[i].tensor
+                    nbytes = st[j].numel * bits[st[j].dtype] // 8
+                    out.append(new(info_cls, (text(<const uint8_t *>e[i].path, e[i].path_len),
+                                              names[st[j].dtype], (st[j].numel,), nbytes,
+                                              None if data_offset[j] == <uint64_t>-1 else data_offset[j], ids[j],
+                                              None, {"device": locations[j]["device"], "storage_object": True})))
+        finally:
+            if gc_was:
+                _gc.enable()
         return out
 
     cdef _tensor_info(self, int32_t ti, str name, list ids, list locations, list names, list bits, info_cls, empty,
-                      uint64_t *data_offset):
+                      uint64_t *data_offset, ShapeCache shapes, IntCache sizes):
         cdef mf_torch_tensor *t = &(<mf_torch_tensor *>self.torch.tensors.items)[ti]
         cdef uint32_t d
-        shape = i64_tuple(t.shape, t.ndim)
+        shape = shapes.get(t.shape, t.ndim)
         stride = None if t.contiguous else i64_tuple(t.stride, t.ndim)
         if t.storage >= 0:
             sid = ids[t.storage]
             if (t.kind == 0 and t.device == NULL and not t.requires_grad and not t.is_parameter
                     and t.subclass == NULL and data_offset[t.storage] != <uint64_t>-1):
-                # the common case: only the device; one shared read-only mapping per storage location
-                extras = locations[t.storage]
-                return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
-                                                t.file_offset, sid, stride, extras))
+                # the common case: only the device; one shared read-only mapping per storage
+                # location; nothing in the record can refer back to it
+                # (views with zero strides can declare more elements than 64-bit byte counts hold)
+                nbytes = (sizes.get((t.numel * mf_dtype_bits(t.dtype) + 7) // 8) if t.numel < (<uint64_t>1 << 56)
+                          else (t.numel * bits[t.dtype] + 7) // 8)
+                return new_info8(info_cls, name, names[t.dtype], shape, nbytes, t.file_offset, sid, stride,
+                                 locations[t.storage])
             extras = {"device": locations[t.storage]["device"]}
             if data_offset[t.storage] == <uint64_t>-1:
                 extras["storage_offset"] = t.storage_offset
@@ -616,9 +628,9 @@ cdef class PickleParse:
             else:
                 q["axis"] = t.q_axis
                 q["scales"] = self._tensor_info(t.q_scales, name + ".q_scales", ids, locations, names, bits,
-                                                info_cls, empty, data_offset)
+                                                info_cls, empty, data_offset, shapes, sizes)
                 q["zero_points"] = self._tensor_info(t.q_zero_points, name + ".q_zero_points", ids, locations,
-                                                     names, bits, info_cls, empty, data_offset)
+                                                     names, bits, info_cls, empty, data_offset, shapes, sizes)
             extras["quantization"] = q
         return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
                                         None if t.file_offset == <uint64_t>-1 else t.file_offset, sid, stride,
