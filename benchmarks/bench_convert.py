@@ -96,18 +96,6 @@ def check_same(src, a, b):
                 assert np.array_equal(flat[:64], x.reshape(-1)[:64]) and np.array_equal(flat[-64:], x.reshape(-1)[-64:])
 
 
-def peak_rss_mb(code: str) -> float:
-    """Peak RSS (VmHWM, MB) of a fresh process running code. VmHWM, not ru_maxrss: Linux keeps
-    ru_maxrss across fork and exec, so a child of a big parent would report the parent's."""
-    import re
-    import subprocess
-
-    probe = code + "\nprint('HWM', [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1])\n"
-    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(common.ROOT)}, check=True)
-    return int(re.search(r"HWM (\d+)", r.stdout).group(1)) / 1024
-
-
 def run_all(src, folder, repeat):
     """Alternate mfparse, the reference and the copy floor `repeat` times after a warm-up;
     wall and process CPU (user + system) seconds of every run."""
@@ -195,7 +183,7 @@ def main(argv=None) -> int:
         folder = folders[-1][1]
         dst = os.path.join(folder, "bench_rss.safetensors")
         for label, code in (("mfparse convert", RSS_OURS), ("torch.load(mmap) + save_file", RSS_REF)):
-            mb = peak_rss_mb(code.format(src=str(pth), dst=dst))
+            mb = common.peak_rss_mb(code.format(src=str(pth), dst=dst))
             os.unlink(dst)
             rss.append((label, f"{mb:.0f}"))
     finally:

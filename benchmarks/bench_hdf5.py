@@ -82,14 +82,6 @@ def read_h5py(path):
     return total
 
 
-RSS_CODE = """
-import mfparse
-with mfparse.open({path!r}) as m:
-    rows = [(t.name, t.dtype, t.shape) for t in m.tensors()]
-assert len(rows) > 0
-"""
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7)
@@ -118,7 +110,7 @@ def main(argv=None) -> int:
 
     path = files["llama"]
     size = os.path.getsize(path)
-    mb = common.peak_rss_mb(RSS_CODE.format(path=str(path)))
+    mb = common.list_rss_mb(path)
     base = common.peak_rss_mb("import mfparse")
     rss = [(path.name, f"{size / 1e9:.2f} GB", f"{mb:.1f}", f"{base:.1f}")]
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
-from bench_convert import command_line, ensure_llama, peak_rss_mb  # noqa: E402
+from bench_convert import command_line, ensure_llama  # noqa: E402
 
 
 def touch(sd) -> float:
@@ -44,17 +42,6 @@ def loaders(pth, st):
         ("torch.load(llama.pth, mmap=True, weights_only=True)",
          lambda: torch.load(pth, mmap=True, weights_only=True, map_location="cpu")),
     ]
-
-
-def median_time(fn, repeat, warmup=1):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
 
 
 RSS = """
@@ -90,14 +77,14 @@ def main(argv=None) -> int:
     rows = []
     results = {}
     for name, fn in loaders(pth, st):
-        lazy = median_time(fn, args.repeat)
-        full = median_time(lambda: touch(fn()), max(3, args.repeat // 2))
+        lazy = common.timeit(fn, args.repeat)
+        full = common.timeit(lambda: touch(fn()), max(3, args.repeat // 2))
         results[name] = (lazy, full)
     base_lazy = {"st": results["safetensors.torch.load_file(llama.safetensors)"][0],
                  "pth": results["torch.load(llama.pth, mmap=True, weights_only=True)"][0]}
     for i, (name, _) in enumerate(loaders(pth, st)):
         lazy, full = results[name]
-        rss_lazy = peak_rss_mb(RSS.format(bench=os.path.dirname(os.path.abspath(__file__)), pth=pth, st=st, i=i,
+        rss_lazy = common.peak_rss_mb(RSS.format(bench=os.path.dirname(os.path.abspath(__file__)), pth=pth, st=st, i=i,
                                           touch=""))
         rows.append((name, f"{lazy * 1e3:.1f}", f"{full:.2f}", f"{rss_lazy:.0f}"))
     ours_st, ours_pth = results["mfparse.torch.load_file(llama.safetensors)"][0], \

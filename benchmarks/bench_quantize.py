@@ -28,17 +28,6 @@ SAMPLE = ("model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
           "model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.down_proj.weight")
 
 
-def median_time(fn, repeat, warmup=1):
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -72,9 +61,9 @@ def main(argv=None) -> int:
 
     rows = []
     for scheme in ("int8", "int4", "fp8"):
-        t_np = median_time(refs[scheme], max(2, args.repeat // 2))
-        t_c1 = median_time(c_run(scheme, 1), args.repeat)
-        t_cn = median_time(c_run(scheme, threads), args.repeat)
+        t_np = common.timeit(refs[scheme], max(2, args.repeat // 2))
+        t_c1 = common.timeit(c_run(scheme, 1), args.repeat)
+        t_cn = common.timeit(c_run(scheme, threads), args.repeat)
         rows.append((scheme, f"{gb / t_np:.2f}", f"{gb / t_c1:.2f}", f"{gb / t_cn:.2f}", f"{t_np / t_c1:.1f}x",
                      f"{t_np / t_cn:.1f}x"))
 

@@ -94,6 +94,12 @@ def peak_rss_mb(code: str) -> float:
     return kb / 1024
 
 
+def list_rss_mb(path) -> float:
+    """Peak RSS (MB) of a fresh process that imports mfparse and lists every tensor of path."""
+    return peak_rss_mb(f"import mfparse\nwith mfparse.open({str(path)!r}) as m:\n"
+                       "    rows = [(t.name, t.dtype, t.shape) for t in m.tensors()]\nassert rows\n")
+
+
 def versions(*modules: str) -> dict:
     out = {"python": platform.python_version()}
     for m in modules:
