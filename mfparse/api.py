@@ -190,7 +190,7 @@ class ModelFile:
     @property
     def graph(self):
         """Inputs, outputs and operators for graph formats (ONNX, TFLite, SavedModel); else None."""
-        return getattr(self._reader, "graph", None)
+        return self._reader.graph
 
     # ---- lifetime -----------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ class Reader:
     """One open file of one format. Subclasses set `format` and fill `_tensors`."""
 
     format = "unknown"
+    graph = None  # graph formats override it with a property (inputs, outputs, operators)
 
     def __init__(self, source):
         self.source = source

@@ -369,10 +369,7 @@ class OnnxReader(Reader):
         if self.format != "onnx":
             return None
         if self._graph is None:
-            try:
-                self._graph = self._build_graph()
-            except AttributeError as e:  # ModelFile.graph reads this with getattr: never hide a bug as None
-                raise RuntimeError(f"building the ONNX graph summary failed: {e}") from e
+            self._graph = self._build_graph()
         return self._graph
 
     def _build_graph(self) -> dict:

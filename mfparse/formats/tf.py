@@ -562,10 +562,7 @@ class TFGraphReader(Reader):
     @property
     def graph(self) -> dict:
         if self._graph is None:
-            try:
-                self._graph = self._build_graph()
-            except AttributeError as e:  # ModelFile.graph reads this with getattr: never hide a bug as None
-                raise RuntimeError(f"building the TensorFlow graph summary failed: {e}") from e
+            self._graph = self._build_graph()
         return self._graph
 
     def _counts(self):

@@ -262,6 +262,20 @@ def _decompress(kind: str, data, limit: int):
             return bytes(out), False
 
 
+def _lz4_length(src, i: int, what: str) -> tuple[int, int]:
+    """An LZ4 length extension at src[i]: bytes added up to and including the first one below
+    255. Returns (the sum, the position after it)."""
+    total = 0
+    while True:
+        if i >= len(src):
+            raise ValueError(f"lz4 {what} length runs past the block")
+        b = src[i]
+        i += 1
+        total += b
+        if b != 255:
+            return total, i
+
+
 def _lz4_block(src, out: bytearray, limit: int) -> None:
     """Decode one LZ4 block (the documented block format) into out."""
     i, n = 0, len(src)
@@ -270,14 +284,8 @@ def _lz4_block(src, out: bytearray, limit: int) -> None:
         i += 1
         lit = token >> 4
         if lit == 15:
-            while True:
-                if i >= n:
-                    raise ValueError("lz4 literal length runs past the block")
-                b = src[i]
-                i += 1
-                lit += b
-                if b != 255:
-                    break
+            extra, i = _lz4_length(src, i, "literal")
+            lit += extra
         if i + lit > n:
             raise ValueError("lz4 literals run past the block")
         out += src[i:i + lit]
@@ -292,14 +300,8 @@ def _lz4_block(src, out: bytearray, limit: int) -> None:
         i += 2
         mlen = (token & 15) + 4
         if (token & 15) == 15:
-            while True:
-                if i >= n:
-                    raise ValueError("lz4 match length runs past the block")
-                b = src[i]
-                i += 1
-                mlen += b
-                if b != 255:
-                    break
+            extra, i = _lz4_length(src, i, "match")
+            mlen += extra
         if off == 0 or off > len(out):
             raise ValueError("lz4 match offset points before the output")
         if len(out) + mlen > limit:

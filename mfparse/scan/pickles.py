@@ -151,6 +151,12 @@ def _callee_qualname(call) -> str | None:
     return None if parts is None else f"{parts[0]}.{parts[1]}"
 
 
+def _callee_py3(call) -> tuple[str, str] | None:
+    """(module, name) of the global a call calls, as Python 3 names; None when computed."""
+    parts = _global_parts(call.fn)
+    return None if parts is None else policy.py3_name(*parts)
+
+
 def _args(call) -> list:
     a = call.args
     if a is None or a.kind != "tuple":
@@ -299,13 +305,13 @@ class Judge:
                          offset=off, module=parts[0] if parts else None, qualname=parts[1] if parts else None,
                          kind="build")
         elif k == "call":
-            q = _callee_qualname(target)
-            if q is None:
+            py3 = _callee_py3(target)
+            if py3 is None:
                 fn = target.fn
                 if fn is not None and fn.kind == "call":
                     self.finding("dangerous", f"BUILD on {describe(target)}", pickle=pk, offset=off, kind="build")
                 return
-            m3, n3 = policy.py3_name(*_global_parts(target.fn))
+            m3, n3 = py3
             q3 = f"{m3}.{n3}"
             if q3 in _BUILD_OK:
                 return
@@ -327,10 +333,10 @@ class Judge:
     def setitem(self, target, pk, off) -> None:
         k = target.kind
         if k == "call":
-            q = _callee_qualname(target)
-            if q is None:
+            py3 = _callee_py3(target)
+            if py3 is None:
                 return
-            m3, n3 = policy.py3_name(*_global_parts(target.fn))
+            m3, n3 = py3
             q3 = f"{m3}.{n3}"
             if q3 in ("collections.OrderedDict", "collections.Counter"):
                 return
@@ -354,10 +360,10 @@ class Judge:
     def append(self, target, pk, off) -> None:
         k = target.kind
         if k == "call":
-            q = _callee_qualname(target)
-            if q is None:
+            py3 = _callee_py3(target)
+            if py3 is None:
                 return
-            m3, n3 = policy.py3_name(*_global_parts(target.fn))
+            m3, n3 = py3
             if f"{m3}.{n3}" in policy.ALLOWED:
                 sev = "dangerous" if f"{m3}.{n3}" in _TENSORISH else "suspicious"
                 self.finding(sev, f"APPEND on the result of {m3}.{n3}: calls its append/extend method", pickle=pk,

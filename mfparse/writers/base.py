@@ -91,6 +91,19 @@ class Item:
         return a
 
 
+def check_items(items, unsupported) -> None:
+    """Refuse, before anything is written, a tensor the format cannot hold (`unsupported(item)`
+    gives the reason or None) and a name that repeats."""
+    seen = set()
+    for it in items:
+        why = unsupported(it)
+        if why:
+            raise WriteError(f"tensor {it.name!r}: {why}")
+        if it.name in seen:
+            raise WriteError(f"tensor name {it.name!r} appears twice")
+        seen.add(it.name)
+
+
 def item_from_array(name: str, a: np.ndarray, dtype: str | None = None, **kw) -> Item:
     """An Item for a numpy array (its canonical dtype guessed from the numpy dtype)."""
     a = np.asarray(a)

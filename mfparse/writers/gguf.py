@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import struct
 
-from mfparse.writers.base import Item, Output, WriteError
+from mfparse.writers.base import Item, Output, check_items
 
 FORMAT = "gguf"
 EXTENSIONS = (".gguf",)
@@ -116,14 +116,7 @@ def estimate_size(items: list[Item], metadata: dict) -> int:
 
 
 def write(out: Output, items: list[Item], metadata: dict | None = None) -> None:
-    seen = set()
-    for it in items:
-        why = unsupported(it)
-        if why:
-            raise WriteError(f"tensor {it.name!r}: {why}")
-        if it.name in seen:
-            raise WriteError(f"tensor name {it.name!r} appears twice")
-        seen.add(it.name)
+    check_items(items, unsupported)
     head = header_bytes(items, metadata or {})
     out.write(head)
     start = out.pos

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 
 from mfparse import dtypes
-from mfparse.writers.base import Item, Output, WriteError
+from mfparse.writers.base import Item, Output, WriteError, check_items
 from mfparse.writers.zipwriter import ZipWriter
 
 FORMAT = "npz"
@@ -61,14 +61,7 @@ def estimate_size(items: list[Item]) -> int:
 
 
 def write(out: Output, items: list[Item], force_zip64: bool = False) -> None:
-    seen = set()
-    for it in items:
-        why = unsupported(it)
-        if why:
-            raise WriteError(f"tensor {it.name!r}: {why}")
-        if it.name in seen:
-            raise WriteError(f"tensor name {it.name!r} appears twice")
-        seen.add(it.name)
+    check_items(items, unsupported)
     z = ZipWriter(out, force_zip64=force_zip64)
     for it in items:
         head = npy_header(it)
