@@ -41,7 +41,7 @@ SAN_ENV = ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc
 
 test-asan: deps
-	MFPARSE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force -b build/asan-lib -t build/asan-temp
+	MFPARSE_SANITIZE=1 $(PY) setup.py -q build_ext --inplace --force
 	rm -f $(EXT_STAMP)
 	$(SAN_ENV) LD_PRELOAD="$(SAN_LIBS)" $(RUN) -m pytest -q -x -p no:cacheprovider
 

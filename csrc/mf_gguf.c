@@ -81,6 +81,12 @@ typedef struct gg {
     mf_error *err;
 } gg;
 
+static void gg_init(gg *g, const uint8_t *buf, size_t len, int big_endian, mf_error *err) {
+    mf_cursor_init(&g->c, buf, len, 0, err);
+    g->be = big_endian;
+    g->err = err;
+}
+
 static inline uint16_t bswap16(uint16_t v) { return (uint16_t)((v >> 8) | (v << 8)); }
 static inline uint32_t bswap32(uint32_t v) {
     return (v >> 24) | ((v >> 8) & 0xFF00u) | ((v << 8) & 0xFF0000u) | (v << 24);
@@ -218,9 +224,7 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
     gg g;
     uint32_t raw;
     memset(out, 0, sizeof *out);
-    mf_cursor_init(&g.c, buf, len, 0, err);
-    g.be = 0;
-    g.err = err;
+    gg_init(&g, buf, len, 0, err);
     if (len < 4 || memcmp(buf, "GGUF", 4) != 0)
         return mf_fail(err, len < 4 ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, 0, "not a GGUF file (magic)");
     g.c.pos += 4;
@@ -331,9 +335,7 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
 int mf_gguf_value_at(const uint8_t *buf, size_t len, uint64_t offset, uint32_t type, int big_endian,
                      mf_gguf_value *out, mf_error *err) {
     gg g;
-    mf_cursor_init(&g.c, buf, len, 0, err);
-    g.be = big_endian;
-    g.err = err;
+    gg_init(&g, buf, len, big_endian, err);
     if (mf_seek(&g.c, offset, "gguf value")) return err->code;
     if (g_value(&g, type, out, 1)) return err->code;
     return MF_OK;
@@ -342,9 +344,7 @@ int mf_gguf_value_at(const uint8_t *buf, size_t len, uint64_t offset, uint32_t t
 int mf_gguf_string_offsets(const uint8_t *buf, size_t len, uint64_t offset, uint64_t count, int big_endian,
                            uint64_t *out, mf_error *err) {
     gg g;
-    mf_cursor_init(&g.c, buf, len, 0, err);
-    g.be = big_endian;
-    g.err = err;
+    gg_init(&g, buf, len, big_endian, err);
     if (mf_seek(&g.c, offset, "gguf string array")) return err->code;
     for (uint64_t k = 0; k < count; k++) {
         const uint8_t *s;

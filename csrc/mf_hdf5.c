@@ -188,6 +188,23 @@ static int h5_continuation(mf_h5ctx *h, const h5_msg *m, uint64_t *addr, uint64_
     return 0;
 }
 
+/* One message of an object header (its body at off): recorded in w->msgs; a continuation
+ * message also queues its block in chunk_addr/chunk_len (64 slots, reused as they drain). */
+static int h5_header_msg(h5_walk *w, uint16_t type, uint8_t mflags, uint32_t size, uint64_t off, int64_t crt,
+                         uint64_t *chunk_addr, uint64_t *chunk_len, size_t *n_chunks, size_t *total_chunks) {
+    mf_h5ctx *h = &w->h;
+    if (h5_work(h, 1, off)) return 1;
+    if (h5_push_msg(w, type, mflags, size, off, crt)) return 1;
+    if (type != H5M_CONTINUATION) return 0;
+    if (*n_chunks == 64 || *total_chunks >= H5_MAX_CHUNKS_PER_HEADER)
+        return mf_fail(h->err, MF_ERR_LIMIT, h5_rep(h, off), "object header has too many continuation blocks");
+    if (h5_continuation(h, &((h5_msg *)w->msgs.items)[w->msgs.len - 1], &chunk_addr[*n_chunks], &chunk_len[*n_chunks]))
+        return 1;
+    (*n_chunks)++;
+    (*total_chunks)++;
+    return 0;
+}
+
 /* Collect the messages of the object header at abs into w->msgs (cleared first). */
 static int h5_read_header(h5_walk *w, uint64_t abs, uint8_t *version_out, uint8_t *flags_out) {
     mf_h5ctx *h = &w->h;
@@ -235,18 +252,9 @@ static int h5_read_header(h5_walk *w, uint64_t abs, uint8_t *version_out, uint8_
                 if (flags & 0x04) mf_u16le(&mc, &crt, what);
                 uint64_t off = (uint64_t)(mc.pos - h->data);
                 if (mf_skip(&mc, size, "object header message")) return 1;
-                if (h5_work(h, 1, off)) return 1;
-                if (h5_push_msg(w, type, mflags, size, off, (flags & 0x04) ? (int64_t)crt : -1)) return 1;
-                if (type == H5M_CONTINUATION) {
-                    if (n_chunks == 64 || total_chunks >= H5_MAX_CHUNKS_PER_HEADER) {
-                        return mf_fail(h->err, MF_ERR_LIMIT, h5_rep(h, off), "object header has too many continuation blocks");
-                    }
-                    if (h5_continuation(h, &((h5_msg *)w->msgs.items)[w->msgs.len - 1], &chunk_addr[n_chunks],
-                                        &chunk_len[n_chunks]))
-                        return 1;
-                    n_chunks++;
-                    total_chunks++;
-                }
+                if (h5_header_msg(w, type, mflags, size, off, (flags & 0x04) ? (int64_t)crt : -1, chunk_addr, chunk_len,
+                                  &n_chunks, &total_chunks))
+                    return 1;
             }
             if (next == n_chunks) break;
             /* next continuation block: OCHK + messages + checksum */
@@ -295,19 +303,8 @@ static int h5_read_header(h5_walk *w, uint64_t abs, uint8_t *version_out, uint8_
             mf_skip(&mc, 3, what);
             uint64_t off = (uint64_t)(mc.pos - h->data);
             if (mf_skip(&mc, size, "object header message")) return 1;
-            if (h5_work(h, 1, off)) return 1;
             seen++;
-            if (h5_push_msg(w, type, mflags, size, off, -1)) return 1;
-            if (type == H5M_CONTINUATION) {
-                if (n_chunks == 64 || total_chunks >= H5_MAX_CHUNKS_PER_HEADER) {
-                    return mf_fail(h->err, MF_ERR_LIMIT, h5_rep(h, off), "object header has too many continuation blocks");
-                }
-                if (h5_continuation(h, &((h5_msg *)w->msgs.items)[w->msgs.len - 1], &chunk_addr[n_chunks],
-                                    &chunk_len[n_chunks]))
-                    return 1;
-                n_chunks++;
-                total_chunks++;
-            }
+            if (h5_header_msg(w, type, mflags, size, off, -1, chunk_addr, chunk_len, &n_chunks, &total_chunks)) return 1;
         }
         if (next == n_chunks || seen >= nmsgs) break;
         cur = chunk_addr[next];
@@ -1202,18 +1199,10 @@ static int h5_group_btree(h5_walk *w, uint64_t abs, const h5_lheap *lh, int want
     mf_cursor c;
     const char *what = "group B-tree node";
     uint64_t hdr = 8 + 2 * (uint64_t)h->so;
+    uint8_t level;
+    uint16_t n;
     if (h5_work(h, 1, abs)) return 1;
-    if (h5_at(h, abs, hdr, what, &c)) return 1;
-    if (h5_sig(h, &c, "TREE", what)) return 1;
-    uint8_t type = 0, level = 0;
-    uint16_t n = 0;
-    mf_u8(&c, &type, what);
-    mf_u8(&c, &level, what);
-    mf_u16le(&c, &n, what);
-    if (type != 0) return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "group B-tree node of type %u", type);
-    if (want_level >= 0 && level != want_level) {
-        return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "group B-tree node at level %u, expected %d", level, want_level);
-    }
+    if (h5_btree1_node(h, abs, 0, want_level, what, &level, &n)) return 1;
     uint64_t body = hdr + (uint64_t)n * (h->sl + h->so) + h->sl;
     if (h5_at(h, abs, body, what, &c)) return 1;
     mf_skip(&c, (size_t)hdr, what);

@@ -107,19 +107,10 @@ static int h5_chunk_btree1(h5_chunks *s, uint64_t abs, int want_level) {
     const char *what = "chunk B-tree node";
     uint64_t hdr = 8 + 2 * (uint64_t)h->so;
     uint64_t key = 8 + 8 * (uint64_t)(s->rank + 1);
+    uint8_t level;
+    uint16_t n;
     if (h5_work(h, 1, abs)) return 1;
-    if (h5_at(h, abs, hdr, what, &c)) return 1;
-    if (h5_sig(h, &c, "TREE", what)) return 1;
-    uint8_t type = 0, level = 0;
-    uint16_t n = 0;
-    mf_u8(&c, &type, what);
-    mf_u8(&c, &level, what);
-    mf_u16le(&c, &n, what);
-    if (type != 1) return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "chunk B-tree node of type %u", type);
-    if (want_level >= 0 && level != want_level) {
-        return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "chunk B-tree node at level %u, expected %d", level,
-                       want_level);
-    }
+    if (h5_btree1_node(h, abs, 1, want_level, what, &level, &n)) return 1;
     if (h5_work(h, n, abs)) return 1;
     if (h5_at(h, abs, hdr + (uint64_t)n * (key + h->so) + key, what, &c)) return 1;
     mf_skip(&c, (size_t)hdr, what);

@@ -86,6 +86,23 @@ int h5_sig(mf_h5ctx *h, mf_cursor *c, const char *sig, const char *what) {
     return 0;
 }
 
+int h5_btree1_node(mf_h5ctx *h, uint64_t abs, uint8_t node_type, int want_level, const char *what, uint8_t *level,
+                   uint16_t *n) {
+    mf_cursor c;
+    uint8_t type = 0;
+    *level = 0;
+    *n = 0;
+    if (h5_at(h, abs, 8 + 2 * (uint64_t)h->so, what, &c)) return 1;
+    if (h5_sig(h, &c, "TREE", what)) return 1;
+    mf_u8(&c, &type, what);
+    mf_u8(&c, level, what);
+    mf_u16le(&c, n, what);
+    if (type != node_type) return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "%s of type %u", what, type);
+    if (want_level >= 0 && *level != want_level)
+        return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "%s at level %u, expected %d", what, *level, want_level);
+    return 0;
+}
+
 int h5_checksum(mf_h5ctx *h, uint64_t start, uint64_t n, const char *what) {
     uint64_t end;
     if (mf_add_u64(start, n, &end) || end > h->len || h->len - end < 4) {

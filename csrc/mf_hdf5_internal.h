@@ -48,6 +48,12 @@ static inline int h5_length(mf_h5ctx *h, mf_cursor *c, uint64_t *out, const char
 /* Check a 4-byte signature at the cursor and step over it. */
 int h5_sig(mf_h5ctx *h, mf_cursor *c, const char *sig, const char *what);
 
+/* The header of a version 1 B-tree node at abs ("TREE", node type, level, entries used):
+ * checks the signature, that the node has node_type and, when want_level >= 0, that it sits at
+ * that level. what names the tree in errors ("group B-tree node"). */
+int h5_btree1_node(mf_h5ctx *h, uint64_t abs, uint8_t node_type, int want_level, const char *what, uint8_t *level,
+                   uint16_t *n);
+
 /* Verify the lookup3 checksum stored right after [start, start + n) (absolute offsets). */
 int h5_checksum(mf_h5ctx *h, uint64_t start, uint64_t n, const char *what);
 

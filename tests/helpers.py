@@ -68,3 +68,27 @@ def check_robust(path, fmt=None, seed=0, flips=300, all_prefixes=6000, sampled=3
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"child failed (rc {r.returncode}, seed {seed}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r.stdout.strip()
+
+
+# ---- protobuf wire format as bytes (hostile and hand-made messages) ------------------------------
+
+def varint(n: int) -> bytes:
+    """A base-128 varint; negative numbers as protobuf writes them (64-bit two's complement)."""
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def field(num: int, payload: bytes) -> bytes:
+    """A length-delimited field."""
+    return varint(num << 3 | 2) + varint(len(payload)) + payload
+
+
+def vfield(num: int, v: int) -> bytes:
+    """A varint field."""
+    return varint(num << 3) + varint(v)

@@ -15,7 +15,7 @@ from onnx import TensorProto as TP
 from onnx import helper, numpy_helper
 
 import mfparse
-from helpers import check_robust
+from helpers import check_robust, field, varint, vfield
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsafeContentError, UnsupportedFormatError
 
 # ONNX data type -> mfparse dtype
@@ -428,25 +428,6 @@ def test_detection(tmp_path):
 
 
 # ---- hostile wire format ---------------------------------------------------------------------------
-
-def varint(n: int) -> bytes:
-    n &= (1 << 64) - 1
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def field(num: int, payload: bytes) -> bytes:
-    return varint(num << 3 | 2) + varint(len(payload)) + payload
-
-
-def vfield(num: int, v: int) -> bytes:
-    return varint(num << 3) + varint(v)
-
 
 def model_bytes(*graph_fields: bytes, head: bytes = b"\x08\x09") -> bytes:
     return head + field(7, b"".join(graph_fields))

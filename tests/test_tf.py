@@ -19,6 +19,9 @@ import pytest
 
 import mfparse
 from helpers import ROOT, check_robust
+from helpers import field as _field
+from helpers import varint as _varint
+from helpers import vfield as _vfield
 from mfparse import _native
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
 from mfparse.formats import tf as tfmod
@@ -224,24 +227,6 @@ def test_risky_ops():
 
 
 # ---- SSTables and bundles built as bytes ---------------------------------------------------------
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(num: int, payload: bytes) -> bytes:
-    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _vfield(num: int, v: int) -> bytes:
-    return _varint(num << 3) + _varint(v & ((1 << 64) - 1))
-
 
 def _block(entries, restart=16, restarts=None) -> bytes:
     body, rs, prev = bytearray(), [], b""
