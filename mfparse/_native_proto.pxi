@@ -15,7 +15,7 @@ cdef extern from "mf_proto.h":
     int mf_pb_looks_like(const uint8_t *head, size_t head_len, uint64_t total_len, uint32_t max_field,
                          int max_records)
 
-import numpy as _np
+from mfparse._lazy import numpy as _np  # imported when typed fields are decoded, not at load
 
 PB_VARINT = MF_PB_VARINT
 PB_I64 = MF_PB_I64

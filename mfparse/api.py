@@ -11,103 +11,14 @@ Example:
 from __future__ import annotations
 
 import os
-from types import MappingProxyType
-from typing import Any, Iterator, Mapping, NamedTuple
+from collections.abc import Iterator
 
-import numpy as np
-
+from mfparse._lazy import numpy as np
 from mfparse.errors import MFParseError
+from mfparse.records import EMPTY, ObjectNode, TensorInfo, to_jsonable
 
-EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-class TensorInfo(NamedTuple):
-    """One tensor stored in a model file, described without reading its data.
-
-    Attributes:
-        name: dotted name ("fc1.weight", "optimizer_state_dict.state.0.exp_avg").
-        dtype: canonical dtype name ("float32", "bfloat16", "float8_e4m3fn", ...).
-        shape: tuple of ints.
-        nbytes: numel x itemsize (sub-byte types rounded up to whole bytes).
-        offset: file offset of the first element, or None when the data is not stored
-            uncompressed in the file (compressed members, meta tensors).
-        storage: id of the storage holding the data; tensors sharing a storage share it.
-        stride: element strides (None means C-contiguous).
-        extras: format-specific facts (device, quantization, ...).
-    """
-
-    name: str
-    dtype: str
-    shape: tuple
-    nbytes: int
-    offset: int | None
-    storage: str | None = None
-    stride: tuple | None = None
-    extras: Mapping[str, Any] = EMPTY
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict."""
-        d = {
-            "name": self.name,
-            "dtype": self.dtype,
-            "shape": list(self.shape),
-            "nbytes": self.nbytes,
-            "offset": self.offset,
-            "storage": self.storage,
-        }
-        if self.stride is not None:
-            d["stride"] = list(self.stride)
-        if self.extras:
-            d["extras"] = _jsonable(dict(self.extras))
-        return d
-
-
-class ObjectNode(NamedTuple):
-    """An object in a checkpoint's structure that mfparse does not build (it is never
-    imported): its class's qualified name and what it holds (attributes, items)."""
-
-    cls: str
-    fields: Mapping[str, Any] = EMPTY
-
-    def __repr__(self) -> str:
-        return f"<{self.cls}>" if not self.fields else f"<{self.cls} {dict(self.fields)!r}>"
-
-
-def _jsonable(v):
-    if isinstance(v, TensorInfo):  # before tuple: both named tuples are tuples
-        return v.to_dict()
-    if isinstance(v, ObjectNode):
-        return {"__class__": v.cls, **{str(k): _jsonable(x) for k, x in v.fields.items()}}
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (bytes, bytearray)):
-        return v.decode("latin-1")
-    if isinstance(v, float) and v != v:
-        return None
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, complex):
-        return [v.real, v.imag]
-    if isinstance(v, np.generic):
-        return _jsonable(v.item())
-    if isinstance(v, np.ndarray):
-        if v.size <= 1024 and v.dtype.kind in "biufcUS":
-            return _jsonable(v.tolist())
-        return {"__array__": str(v.dtype), "shape": list(v.shape)}  # big arrays (vocabularies): summarized
-    return repr(v)
+_jsonable = to_jsonable  # the name the tools used before the records moved to mfparse.records
+__all__ = ["open", "ModelFile", "TensorInfo", "ObjectNode", "EMPTY", "to_jsonable"]
 
 
 class ModelFile:

@@ -135,69 +135,116 @@ def _cmd_diff(args) -> int:
     return 0 if rep.equal else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mfparse", description="Read model files without running them.")
-    p.add_argument("--version", action="version", version=_version())
-    sub = p.add_subparsers(dest="command", required=True)
+# exit statuses, shown in each subcommand's --help
+EXIT_CODES = {
+    "inspect": "exit status: 0 every file listed; 2 a file could not be read (missing, unsupported, damaged)",
+    "scan": "exit status: 0 every file safe; 1 a finding in any file (unsafe wins over errors); "
+            "2 a file could not be judged",
+    "convert": "exit status: 0 written; 2 an error (nothing is left at DST)",
+    "quantize": "exit status: 0 written; 2 an error (nothing is left at DST)",
+    "diff": "exit status: 0 equal (within the tolerances); 1 different; 2 an error",
+    "bench": "exit status: 0 the report was produced; 2 an error",
+}
 
-    ins = sub.add_parser("inspect", help="list a model file's tensors, dtypes, shapes and structure")
-    ins.add_argument("files", nargs="+", metavar="FILE")
-    ins.add_argument("--json", action="store_true", help="machine-readable output")
-    ins.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
-    ins.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
-    ins.set_defaults(func=_cmd_inspect)
 
-    sc = sub.add_parser("scan", help="judge every pickle a file holds, without running it")
-    sc.add_argument("paths", nargs="+", metavar="PATH")
-    sc.add_argument("--json", action="store_true", help="machine-readable output")
-    sc.add_argument("--recursive", "-r", action="store_true", help="scan every file under directories")
-    sc.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel")
-    sc.set_defaults(func=_cmd_scan)
+def _args_inspect(p) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="model files to list (any format mfparse reads)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
+    p.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
+    p.set_defaults(func=_cmd_inspect)
 
-    from mfparse.bench.cli import add_parser as add_bench  # light: imports no runtime
 
-    add_bench(sub)
+def _args_scan(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to judge")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--recursive", "-r", action="store_true", help="scan every file under directories")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel")
+    p.set_defaults(func=_cmd_scan)
 
+
+def _args_convert(p) -> None:
     from mfparse.writers import FORMATS as OUT_FORMATS
 
-    cv = sub.add_parser("convert", help="convert a model file to safetensors, torch, npz, gguf or onnx")
-    cv.add_argument("src", metavar="SRC")
-    cv.add_argument("dst", metavar="DST")
-    cv.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
-    cv.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
-    cv.add_argument("--skip-unsupported", action="store_true",
-                    help="drop tensors the output format cannot hold instead of failing")
-    cv.add_argument("--fsync", action="store_true", help="flush the output to disk before renaming it into place")
-    cv.add_argument("--no-progress", action="store_true", help="no progress bar")
-    cv.add_argument("--json", action="store_true", help="machine-readable result")
-    cv.set_defaults(func=_cmd_convert)
+    p.add_argument("src", metavar="SRC", help="the model file to read (any format mfparse reads)")
+    p.add_argument("dst", metavar="DST", help="the file to write; its extension names the format unless --to")
+    p.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
+    p.add_argument("--skip-unsupported", action="store_true",
+                   help="drop tensors the output format cannot hold instead of failing")
+    p.add_argument("--fsync", action="store_true", help="flush the output to disk before renaming it into place")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.set_defaults(func=_cmd_convert)
 
-    qz = sub.add_parser("quantize", help="weight-only int8/int4/fp8 quantization (and pruning) to safetensors")
-    qz.add_argument("src", metavar="SRC")
-    qz.add_argument("-o", "--output", required=True, metavar="DST", help="output .safetensors")
-    qz.add_argument("--scheme", choices=("int8", "int4", "fp8", "none"), default="int8",
-                    help="int8 per channel, int4 per group, fp8 e4m3 per tensor; none = prune only")
-    qz.add_argument("--group-size", type=int, default=128, help="int4 group length (default 128)")
-    qz.add_argument("--include", action="append", metavar="GLOB", help="quantize only matching names (repeatable)")
-    qz.add_argument("--exclude", action="append", metavar="GLOB", help="never quantize matching names (repeatable)")
-    qz.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
-                    help="zero this fraction of the smallest-magnitude weights first")
-    qz.add_argument("--prune-mode", choices=("global", "layer"), default="global")
-    qz.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
-    qz.add_argument("--force", action="store_true", help="replace DST if it exists")
-    qz.add_argument("--report", metavar="FILE.json", help="also write the per-tensor report as JSON")
-    qz.add_argument("--no-progress", action="store_true", help="no progress bar")
-    qz.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    qz.set_defaults(func=_cmd_quantize)
 
-    df = sub.add_parser("diff", help="compare two model files (exit 0 equal, 1 different, 2 error)")
-    df.add_argument("a", metavar="A")
-    df.add_argument("b", metavar="B")
-    df.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
-    df.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
-    df.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")
-    df.add_argument("--json", action="store_true", help="machine-readable output")
-    df.set_defaults(func=_cmd_diff)
+def _args_quantize(p) -> None:
+    p.add_argument("src", metavar="SRC", help="the model file to quantize (any format mfparse reads)")
+    p.add_argument("-o", "--output", required=True, metavar="DST", help="output .safetensors")
+    p.add_argument("--scheme", choices=("int8", "int4", "fp8", "none"), default="int8",
+                   help="int8 per channel, int4 per group, fp8 e4m3 per tensor; none = prune only")
+    p.add_argument("--group-size", type=int, default=128, help="int4 group length (default 128)")
+    p.add_argument("--include", action="append", metavar="GLOB", help="quantize only matching names (repeatable)")
+    p.add_argument("--exclude", action="append", metavar="GLOB", help="never quantize matching names (repeatable)")
+    p.add_argument("--prune", type=float, default=0.0, metavar="FRACTION",
+                   help="zero this fraction of the smallest-magnitude weights first")
+    p.add_argument("--prune-mode", choices=("global", "layer"), default="global",
+                   help="rank magnitudes over all weights (global) or per tensor (layer)")
+    p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+    p.add_argument("--force", action="store_true", help="replace DST if it exists")
+    p.add_argument("--report", metavar="FILE.json", help="also write the per-tensor report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.set_defaults(func=_cmd_quantize)
+
+
+def _args_diff(p) -> None:
+    p.add_argument("a", metavar="A", help="first model file")
+    p.add_argument("b", metavar="B", help="second model file (any format: tensors are matched by name)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
+    p.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_diff)
+
+
+#: subcommand -> (one-line help, the function that adds its arguments). The bench subcommand
+#: builds its own parser (mfparse/bench/cli.py).
+COMMANDS = {
+    "inspect": ("list a model file's tensors, dtypes, shapes and structure", _args_inspect),
+    "scan": ("judge every pickle a file holds, without running it", _args_scan),
+    "bench": ("benchmark one model under torch, ONNX Runtime and TensorRT", None),
+    "convert": ("convert a model file to safetensors, torch, npz, gguf or onnx", _args_convert),
+    "quantize": ("weight-only int8/int4/fp8 quantization (and pruning) to safetensors", _args_quantize),
+    "diff": ("compare two model files (exit 0 equal, 1 different, 2 error)", _args_diff),
+}
+
+
+def _chosen_command(argv) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The argument parser, with the arguments of the subcommands in `commands` (default: all).
+    The others are listed with their help line only, so that `mfparse scan` never imports the
+    code of bench or convert."""
+    p = argparse.ArgumentParser(prog="mfparse", description="Read model files without running them.")
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, add_arguments) in COMMANDS.items():
+        if commands is not None and name not in commands:
+            sub.add_parser(name, help=help_)
+        elif add_arguments is None:
+            from mfparse.bench.cli import add_parser as add_bench  # imports no runtime
+
+            add_bench(sub, epilog_extra=EXIT_CODES[name])
+        else:
+            add_arguments(sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".",
+                                         epilog=EXIT_CODES[name]))
     return p
 
 
@@ -208,7 +255,9 @@ def _version() -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser([_chosen_command(argv)]).parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:

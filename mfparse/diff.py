@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 #: elements compared (converted to float64) at a time
 CHUNK = 1 << 20

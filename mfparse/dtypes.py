@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native
 

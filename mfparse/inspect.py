@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse.api import ModelFile, ObjectNode, TensorInfo, _jsonable
 

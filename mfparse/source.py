@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-from pathlib import Path
 
 
 class Source:
@@ -69,11 +68,6 @@ class Source:
         except (OSError, ValueError):
             return False
         return fd >= 0
-
-    @property
-    def folder(self) -> Path | None:
-        """The folder holding the file (for formats with side files), or None."""
-        return Path(self.path).resolve().parent if self.path else None
 
     def close(self) -> None:
         """Release the map. Arrays still viewing it keep it alive until they are gone."""

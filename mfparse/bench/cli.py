@@ -13,14 +13,15 @@ read by mfparse (never unpickled). Runtimes: """ + "; ".join(f"{k}: {v}" for k, 
 Example: mfparse bench mfparse.bench.examples:cnn --batch 1,8,32 --json cnn.json --plot cnn.png"""
 
 
-def add_parser(sub) -> None:
+def add_parser(sub, epilog_extra: str = "") -> None:
     import argparse
 
     p = sub.add_parser("bench", help="benchmark one model under torch, ONNX Runtime and TensorRT",
                        description="Benchmark one model under torch, ONNX Runtime and TensorRT: the same "
                                    "seeded inputs, warm-up apart, equal threads, accuracy vs torch fp32.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL")
+                       epilog=EPILOG + ("\n\n" + epilog_extra if epilog_extra else ""),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="TorchScript file, module:callable, file.py:callable or .onnx file")
     p.add_argument("--weights", metavar="FILE", help="weights for a torch MODEL, any format mfparse reads")
     p.add_argument("--input-shape", action="append", default=[], metavar="[NAME:]1x3x224x224[:DTYPE]",
                    help="an input's shape (repeat for several inputs); dim 0 is the batch")

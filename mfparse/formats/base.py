@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import dtypes
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 
 

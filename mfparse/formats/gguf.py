@@ -20,10 +20,10 @@ import functools
 from collections.abc import Sequence
 from types import MappingProxyType
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import zlib
 from types import MappingProxyType
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, MFParseError, ResourceLimitError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 

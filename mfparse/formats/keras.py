@@ -23,7 +23,7 @@ import json
 import re
 from types import MappingProxyType
 
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import UnsupportedFormatError
 from mfparse.formats.hdf5 import GROUP, HDF5File, HDF5Reader
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import ast
 import struct
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 
@@ -34,8 +34,8 @@ def is_npz(names) -> bool:
 class _Array:
     """What a header says, turned into numpy terms."""
 
-    __slots__ = ("dtype_name", "np_dtype", "byteorder", "fortran", "shape", "numel", "data_offset", "descr",
-                 "is_object", "version")
+    __slots__ = ("dtype_name", "_np_dtype", "_spec", "itemsize", "byteorder", "fortran", "shape", "numel",
+                 "data_offset", "descr", "is_object", "version")
 
     def __init__(self, row, where: str, at: int):
         version, descr, is_list, bo, kind, itemsize, dcode, fortran, shape, data_offset = row
@@ -49,27 +49,41 @@ class _Array:
         self.numel = numel
         text = descr.decode("utf-8" if version[0] >= 3 else "latin-1", "replace")
         self.descr = text
+        self.byteorder = ">" if bo == ">" else "<"
+        self._np_dtype = None
+        self._spec = text
+        if dcode and not is_list:
+            # a plain numeric type string the C parser read whole ('<f4'): no numpy needed to list it
+            self.dtype_name = dtypes.NAMES[dcode]
+            self.itemsize = itemsize
+            self.is_object = False
+            return
         if is_list:
             try:
                 spec = ast.literal_eval(text)
             except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                 raise CorruptFileError(f"{where}: descr list is not a literal", at) from None
-            spec = _fields_to_str(spec)
-        else:
-            spec = text
+            self._spec = _fields_to_str(spec)
         try:
-            dt = np.dtype(spec)
+            dt = np.dtype(self._spec)
         except (TypeError, ValueError, SyntaxError, RecursionError) as e:
             raise UnsupportedFormatError(f"{where}: dtype {text[:80]!r} is not understood ({e})", at) from None
-        self.np_dtype = dt
+        self._np_dtype = dt
+        self.itemsize = dt.itemsize
         self.is_object = dt.hasobject
-        self.byteorder = ">" if bo == ">" else "<"
         if self.is_object:
             self.dtype_name = "object"
         elif dcode:
             self.dtype_name = dtypes.NAMES[dcode]
         else:
             self.dtype_name = dt.name if dt.names is None else "structured"
+
+    @property
+    def np_dtype(self):
+        """The numpy dtype of the stored elements (built on first use)."""
+        if self._np_dtype is None:
+            self._np_dtype = np.dtype(self._spec)
+        return self._np_dtype
 
     def info(self, name: str, offset, extras: dict) -> TensorInfo:
         stride = None
@@ -80,11 +94,11 @@ class _Array:
                 acc *= max(d, 1)
             stride = tuple(st)
             extras["fortran_order"] = True
-        if self.byteorder == ">" and self.np_dtype.itemsize > 1:
+        if self.byteorder == ">" and self.itemsize > 1:
             extras["byteorder"] = ">"
         if self.dtype_name not in dtypes.NAMES:
             extras["descr"] = self.descr
-        nbytes = 0 if self.is_object else self.numel * self.np_dtype.itemsize
+        nbytes = 0 if self.is_object else self.numel * self.itemsize
         if self.is_object:
             extras["pickle"] = True
             offset = None

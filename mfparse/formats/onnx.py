@@ -30,10 +30,10 @@ import os
 import re
 from collections import Counter
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.api import EMPTY, TensorInfo
+from mfparse.records import EMPTY, TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 

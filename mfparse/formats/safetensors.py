@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 
 from mfparse import _native
-from mfparse.api import EMPTY, TensorInfo
+from mfparse.records import EMPTY, TensorInfo
 from mfparse.formats.base import Reader
 
 

@@ -32,10 +32,10 @@ import os
 import re
 from collections import Counter
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.api import TensorInfo
+from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.onnx import Unique

@@ -16,10 +16,10 @@ from __future__ import annotations
 import struct
 from collections import Counter
 
-import numpy as np
+from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.api import TensorInfo, _jsonable
+from mfparse.records import TensorInfo, to_jsonable
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 
@@ -168,7 +168,7 @@ class TFLiteGraph:
         self.signatures = signatures
 
     def to_dict(self) -> dict:
-        return _jsonable({
+        return to_jsonable({
             "inputs": self.inputs, "outputs": self.outputs, "operators": self.operators,
             "op_histogram": self.op_histogram, "subgraphs": self.subgraphs, "signatures": self.signatures,
         })

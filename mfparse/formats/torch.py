@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mfparse import _native, dtypes
-from mfparse.api import EMPTY, ObjectNode, TensorInfo
+from mfparse.records import EMPTY, ObjectNode, TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.zip import ZipArchive

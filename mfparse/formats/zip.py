@@ -8,7 +8,7 @@ slices of one map and cost nothing until touched.
 from __future__ import annotations
 
 import zlib
-from typing import NamedTuple
+from collections import namedtuple
 
 from mfparse import _native
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
@@ -27,16 +27,10 @@ ANOMALIES = {
 }
 
 
-class ZipMember(NamedTuple):
-    name: str
-    flags: int
-    method: int          # 0 stored, 8 deflated
-    crc32: int
-    comp_size: int
-    size: int            # uncompressed size, from the central directory
-    local_offset: int
-    data_offset: int | None
-    anomalies: int
+#: one member of the central directory: method 0 stored, 8 deflated; size is the uncompressed
+#: size from the central directory; data_offset None until the local header is resolved
+ZipMember = namedtuple("ZipMember", ("name", "flags", "method", "crc32", "comp_size", "size", "local_offset",
+                                     "data_offset", "anomalies"))
 
 
 class ZipArchive:

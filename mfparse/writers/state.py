@@ -22,7 +22,7 @@ import json
 import math
 from typing import Any, Callable
 
-from mfparse.api import ObjectNode, TensorInfo
+from mfparse.records import ObjectNode, TensorInfo
 
 KEY = "mfparse.state"
 

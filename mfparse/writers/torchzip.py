@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 
-from mfparse.api import ObjectNode
+from mfparse.records import ObjectNode
 from mfparse.writers.base import Item, Output, WriteError
 from mfparse.writers.zipwriter import ZipWriter
 
