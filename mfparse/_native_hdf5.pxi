@@ -134,7 +134,6 @@ cdef extern from "mf_hdf5.h":
     size_t mf_h5_vlen_elem_size(const mf_h5_result *r)
 
 
-import gc
 
 H5_NO_VERIFY = MF_H5_NO_VERIFY
 H5_NO_EOF_CHECK = MF_H5_NO_EOF_CHECK
@@ -322,26 +321,20 @@ cdef class H5File:
         slow = []
         cdef ShapeCache shapes = ShapeCache()
         cdef IntCache sizes = IntCache()
-        was_enabled = gc.isenabled()
-        gc.disable()  # 20,000 new tuples would trigger collections that find nothing to free
-        try:
-            for i in range(self.r.n_objects):
-                o = &self.r.objects[i]
-                if o.kind != 2:
-                    continue
-                d = &self.r.datasets[o.dataset]
-                t = d.dtype
-                if (t.code != 0 and t.order == 0 and d.layout <= 1 and d.data_offset != MF_H5_UNDEF
-                        and not d.external and d.space.kind <= 1):
-                    out.append(new_info(info_cls, text(<const uint8_t *>o.path, o.path_len), names[t.code],
-                                        shapes.get_u(d.space.dims, d.space.rank), sizes.get(d.nbytes),
-                                        d.data_offset + shift, compact_extras if d.layout == 0 else simple_extras))
-                else:
-                    slow.append(len(out))
-                    out.append(i)
-        finally:
-            if was_enabled:
-                gc.enable()
+        for i in range(self.r.n_objects):
+            o = &self.r.objects[i]
+            if o.kind != 2:
+                continue
+            d = &self.r.datasets[o.dataset]
+            t = d.dtype
+            if (t.code != 0 and t.order == 0 and d.layout <= 1 and d.data_offset != MF_H5_UNDEF
+                    and not d.external and d.space.kind <= 1):
+                out.append(new_info(info_cls, text(<const uint8_t *>o.path, o.path_len), names[t.code],
+                                    shapes.get_u(d.space.dims, d.space.rank), sizes.get(d.nbytes),
+                                    d.data_offset + shift, compact_extras if d.layout == 0 else simple_extras))
+            else:
+                slow.append(len(out))
+                out.append(i)
         return out, slow
 
     def chunks(self, size_t i):

@@ -2,25 +2,47 @@
 #
 # Listing a 20,000-tensor file is dominated by CPython objects, not by parsing: a TensorInfo, a
 # name, a shape tuple and two ints per tensor, each allocated, later freed, and visited by the
-# cycle collector in between. The readers' fast paths therefore build TensorInfos in place
-# (no argument tuple, no Python-level __new__), share shape tuples and byte counts between
-# tensors that repeat them (layers repeat a handful of shapes), and take the records off the
-# collector's lists: nothing a record holds can lead back to it.
+# cycle collector in between. The readers' fast paths therefore build TensorInfos through
+# tuple's own constructor (no Python-level __new__, no keyword handling; the constructor is what
+# keeps a tuple valid on every Python, e.g. the hash cache of 3.14), share shape tuples and byte
+# counts between tensors that repeat them (layers repeat a handful of shapes), and take the
+# records off the collector's lists: nothing a record holds can lead back to it.
 
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
-    PyObject *PyType_GenericAlloc(PyTypeObject *t, Py_ssize_t nitems) except NULL
     void PyObject_GC_UnTrack(void *op)
 
-import gc as _gc
+cdef extern from *:
+    """
+    /* A tuple subclass instance of n slots, NULL-filled, as tuple's own constructor leaves it
+       before filling: PyType_GenericAlloc zero-fills, and since CPython 3.14 a tuple caches its
+       hash in ob_hash, which tuple's constructors set to -1 ("not computed"); a zero there would
+       be taken for a cached hash of 0. */
+    static PyObject *mf_tuple_alloc(PyTypeObject *cls, Py_ssize_t n) {
+        PyObject *o = PyType_GenericAlloc(cls, n);
+    #if PY_VERSION_HEX >= 0x030E0000
+        if (o != NULL) ((PyTupleObject *)o)->ob_hash = -1;
+    #endif
+        return o;
+    }
+    """
+    object mf_tuple_alloc(PyTypeObject *cls, Py_ssize_t n)
 
 
 cdef inline void _put(object t, Py_ssize_t k, object v) noexcept:
     Py_INCREF(v)
     PyTuple_SET_ITEM(t, k, v)
+
+from mfparse.records import TensorInfo as _TensorInfo
+
+#: the fields every record builder below fills, in order; checked against the Python type at import
+INFO_FIELDS = ("name", "dtype", "shape", "nbytes", "offset", "storage", "stride", "extras", "file")
+if _TensorInfo._fields != INFO_FIELDS:
+    raise ImportError(f"mfparse.records.TensorInfo has fields {_TensorInfo._fields}, the extension builds "
+                      f"{INFO_FIELDS}: rebuild the extension")
 
 
 cdef struct shape_cache:
@@ -92,15 +114,15 @@ cdef class IntCache:
 
 cdef object new_info8(type cls, object name, object dtype, object shape, object nbytes, object offset,
                       object storage, object stride, object extras):
-    """cls(name, dtype, shape, nbytes, offset, storage, stride, extras) for an 8-field tuple
-    subclass (TensorInfo), built in place, and not tracked by the cycle collector. Only for
-    fields that cannot refer back to the record: strings, ints, tuples of ints, None and shared
-    read-only extras (a MappingProxyType the caller made)."""
+    """cls(name, dtype, shape, nbytes, offset, storage, stride, extras, None) for TensorInfo (or a
+    plain tuple when cls is tuple), filled in place (no argument tuple, no Python-level __new__)
+    and not tracked by the cycle collector. Only for fields that cannot refer back to the record:
+    strings, ints, tuples of ints, None and read-only extras (a MappingProxyType the caller
+    made). tests/test_records.py checks that such records equal and hash like ones built by
+    TensorInfo(...)."""
     if cls is tuple:
-        return (name, dtype, shape, nbytes, offset, storage, stride, extras)
-    cdef PyObject *p = PyType_GenericAlloc(<PyTypeObject *>cls, 8)
-    cdef object o = <object>p
-    Py_DECREF(o)        # <object>p took a second reference to the new object
+        return (name, dtype, shape, nbytes, offset, storage, stride, extras, None)
+    cdef object o = mf_tuple_alloc(<PyTypeObject *>cls, 9)
     _put(o, 0, name)
     _put(o, 1, dtype)
     _put(o, 2, shape)
@@ -109,6 +131,7 @@ cdef object new_info8(type cls, object name, object dtype, object shape, object 
     _put(o, 5, storage)
     _put(o, 6, stride)
     _put(o, 7, extras)
+    _put(o, 8, None)
     PyObject_GC_UnTrack(<void *>o)
     return o
 

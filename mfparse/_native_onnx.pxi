@@ -199,44 +199,38 @@ cdef class OnnxParse:
         memset(&none, 0, sizeof(none))
         none.node = -1
         none.partner = -1
-        gc_was = _gc.isenabled()
-        _gc.disable()   # tens of thousands of small objects: no collections while they are built
-        try:
-          for i in range(self.m.tensors.len):
-            if (t[i].more == NULL and not t[i].dup and t[i].scope >= 0
-                    and sc[t[i].scope].kind == MF_ONNX_SCOPE_GRAPH):
-                infos.append(new_info(info_cls, pbstr(t[i].name), names[t[i].dtype],
-                                      shapes.get(t[i].dims, t[i].ndim), sizes.get(t[i].nbytes), t[i].data_off,
-                                      empty))
-                continue
-            infos.append(None)
-            mo = t[i].more if t[i].more != NULL else &none
-            rec = {
-                "name": pbstr(t[i].name),
-                "dtype": names[t[i].dtype],
-                "data_type": t[i].data_type,
-                "shape": i64_tuple(t[i].dims, t[i].ndim),
-                "nbytes": t[i].nbytes,
-                "source": t[i].source,
-                "scope": t[i].scope,
-                "node": mo.node,
-                "attr": pbstr(mo.attr) if mo.attr.p != NULL else None,
-                "attr_index": mo.attr_index,
-                "partner": mo.partner,
-                "data": t[i].data,
-                "field": mo.field,
-                "count": mo.count,
-                "data_off": t[i].data_off,
-                "msg_off": mo.msg_off,
-                "msg_len": mo.msg_len,
-                "external": [(pbstr(mo.ext[k].key), pbstr(mo.ext[k].value)) for k in range(mo.n_ext)],
-                "dense_shape": i64_tuple(mo.sparse_dims, mo.sparse_ndim) if mo.sparse_dims != NULL else None,
-                "segment": (mo.seg_begin, mo.seg_end) if mo.has_segment else None,
-            }
-            special.append((i, rec))
-        finally:
-            if gc_was:
-                _gc.enable()
+        for i in range(self.m.tensors.len):
+          if (t[i].more == NULL and not t[i].dup and t[i].scope >= 0
+                  and sc[t[i].scope].kind == MF_ONNX_SCOPE_GRAPH):
+              infos.append(new_info(info_cls, pbstr(t[i].name), names[t[i].dtype],
+                                    shapes.get(t[i].dims, t[i].ndim), sizes.get(t[i].nbytes), t[i].data_off,
+                                    empty))
+              continue
+          infos.append(None)
+          mo = t[i].more if t[i].more != NULL else &none
+          rec = {
+              "name": pbstr(t[i].name),
+              "dtype": names[t[i].dtype],
+              "data_type": t[i].data_type,
+              "shape": i64_tuple(t[i].dims, t[i].ndim),
+              "nbytes": t[i].nbytes,
+              "source": t[i].source,
+              "scope": t[i].scope,
+              "node": mo.node,
+              "attr": pbstr(mo.attr) if mo.attr.p != NULL else None,
+              "attr_index": mo.attr_index,
+              "partner": mo.partner,
+              "data": t[i].data,
+              "field": mo.field,
+              "count": mo.count,
+              "data_off": t[i].data_off,
+              "msg_off": mo.msg_off,
+              "msg_len": mo.msg_len,
+              "external": [(pbstr(mo.ext[k].key), pbstr(mo.ext[k].value)) for k in range(mo.n_ext)],
+              "dense_shape": i64_tuple(mo.sparse_dims, mo.sparse_ndim) if mo.sparse_dims != NULL else None,
+              "segment": (mo.seg_begin, mo.seg_end) if mo.has_segment else None,
+          }
+          special.append((i, rec))
         return infos, special
 
     def scopes(self):

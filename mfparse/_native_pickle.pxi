@@ -568,24 +568,19 @@ cdef class PickleParse:
         new = tuple.__new__
         cdef ShapeCache shapes = ShapeCache()
         cdef IntCache sizes = IntCache()
-        gc_was = _gc.isenabled()
-        _gc.disable()   # tens of thousands of small objects: no collections while they are built
-        try:
-            for i in range(self.torch.entries.len):
-                if e[i].kind == MF_TE_TENSOR:
-                    out.append(self._tensor_info(e[i].tensor, text(<const uint8_t *>e[i].path, e[i].path_len),
-                                                 ids, locations, names, bits, info_cls, empty, data_offset,
-                                                 shapes, sizes))
-                elif e[i].kind == MF_TE_STORAGE:
-                    j = e[i].tensor
-                    nbytes = st[j].numel * bits[st[j].dtype] // 8
-                    out.append(new(info_cls, (text(<const uint8_t *>e[i].path, e[i].path_len),
-                                              names[st[j].dtype], (st[j].numel,), nbytes,
-                                              None if data_offset[j] == <uint64_t>-1 else data_offset[j], ids[j],
-                                              None, {"device": locations[j]["device"], "storage_object": True})))
-        finally:
-            if gc_was:
-                _gc.enable()
+        for i in range(self.torch.entries.len):
+            if e[i].kind == MF_TE_TENSOR:
+                out.append(self._tensor_info(e[i].tensor, text(<const uint8_t *>e[i].path, e[i].path_len),
+                                             ids, locations, names, bits, info_cls, empty, data_offset,
+                                             shapes, sizes))
+            elif e[i].kind == MF_TE_STORAGE:
+                j = e[i].tensor
+                nbytes = st[j].numel * bits[st[j].dtype] // 8
+                out.append(new(info_cls, (text(<const uint8_t *>e[i].path, e[i].path_len),
+                                          names[st[j].dtype], (st[j].numel,), nbytes,
+                                          None if data_offset[j] == <uint64_t>-1 else data_offset[j], ids[j],
+                                          None, {"device": locations[j]["device"], "storage_object": True},
+                                          None)))
         return out
 
     cdef _tensor_info(self, int32_t ti, str name, list ids, list locations, list names, list bits, info_cls, empty,
@@ -634,7 +629,7 @@ cdef class PickleParse:
             extras["quantization"] = q
         return tuple.__new__(info_cls, (name, names[t.dtype], shape, (t.numel * bits[t.dtype] + 7) // 8,
                                         None if t.file_offset == <uint64_t>-1 else t.file_offset, sid, stride,
-                                        extras or empty))
+                                        extras or empty, None))
 
     def torch_storage_sizes(self):
         """[(key, dtype code, numel, pickle offset)] of the walked storages."""

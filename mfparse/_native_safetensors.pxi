@@ -63,16 +63,10 @@ def safetensors_parse(const uint8_t[::1] buf, uint64_t file_size, info_cls=tuple
         names = DTYPE_NAMES
         shapes = ShapeCache()
         sizes = IntCache()
-        gc_was = _gc.isenabled()
-        _gc.disable()   # tens of thousands of small objects: no collections while they are built
-        try:
-            for i in range(r.n_tensors):
-                t = &r.tensors[i]
-                tensors.append(new_info(info_cls, text(t.name, t.name_len), names[t.dtype],
-                                        shapes.get_u(t.shape, t.ndim), sizes.get(t.end - t.begin), t.begin, empty))
-        finally:
-            if gc_was:
-                _gc.enable()
+        for i in range(r.n_tensors):
+            t = &r.tensors[i]
+            tensors.append(new_info(info_cls, text(t.name, t.name_len), names[t.dtype],
+                                    shapes.get_u(t.shape, t.ndim), sizes.get(t.end - t.begin), t.begin, empty))
         meta = None
         if r.has_meta:
             meta = {text(r.meta[i].key, r.meta[i].key_len): text(r.meta[i].value, r.meta[i].value_len)

@@ -16,8 +16,8 @@ EMPTY = MappingProxyType({})
 
 TensorInfo = namedtuple(
     "TensorInfo",
-    ("name", "dtype", "shape", "nbytes", "offset", "storage", "stride", "extras"),
-    defaults=(None, None, EMPTY),
+    ("name", "dtype", "shape", "nbytes", "offset", "storage", "stride", "extras", "file"),
+    defaults=(None, None, EMPTY, None),
     module="mfparse.records",
 )
 TensorInfo.__doc__ = """One tensor stored in a model file, described without reading its data.
@@ -32,6 +32,8 @@ TensorInfo.__doc__ = """One tensor stored in a model file, described without rea
         storage: id of the storage holding the data; tensors sharing a storage share it.
         stride: element strides (None means C-contiguous).
         extras: format-specific facts (device, quantization, ...).
+        file: for a model of several files (shards, a model folder), the relative path of the
+            file that holds the tensor; None when the model is one file.
     """
 
 
@@ -56,6 +58,8 @@ def _to_dict(self) -> dict:
         d["stride"] = list(self.stride)
     if self.extras:
         d["extras"] = to_jsonable(dict(self.extras))
+    if self.file is not None:
+        d["file"] = self.file
     return d
 
 

@@ -144,7 +144,7 @@ class GGUFReader(Reader):
                     e["byteorder"] = ">"
                 dtype = names[dcode] if block == 1 else "ggml_" + tname.lower()
                 entry = per_type[tid] = (dtype, MappingProxyType(e))
-            append(new(TensorInfo, (name, entry[0], shape, nbytes, offset, None, None, entry[1])))
+            append(new(TensorInfo, (name, entry[0], shape, nbytes, offset, None, None, entry[1], None)))
         if len({t[0] for t in infos}) != len(infos):
             seen = set()
             for (name, *_rest, info_at) in rows:

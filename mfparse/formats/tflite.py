@@ -217,7 +217,7 @@ class TFLiteReader(Reader):
                 if info is not None:
                     infos.append(info)
                     continue
-            infos.append(new(TensorInfo, (tname, dname, shape, size, off, f"buffer{buf_i}", None, extras)))
+            infos.append(new(TensorInfo, (tname, dname, shape, size, off, f"buffer{buf_i}", None, extras, None)))
         if len({t[0] for t in infos}) != len(infos):
             infos = _dedupe(infos)
         self._tensors = infos

@@ -1,0 +1,129 @@
+"""The byte-source layer's contracts: ByteSource (one file's bytes), FileSet (the files next to
+it) and SourceSpec (how to open a source again, in another process).
+
+Readers never open files themselves: they get a ByteSource and, for formats with side files
+(ONNX external data, TF checkpoint shards, sharded checkpoints), a FileSet. Where the bytes come
+from (a local map, bytes in memory, a ranged remote file, a forward-only stream) is the
+source's business; what they mean is the reader's.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import namedtuple
+
+from mfparse.errors import TruncatedFileError
+
+#: how to open a source again, possibly in another process (picklable): `location` is a path
+#: or URL, `options` the fsspec storage options' *names* that matter (never secrets), `size`
+#: and `version` pin the content that was seen (a changed file is refused, not mixed)
+SourceSpec = namedtuple("SourceSpec", ("location", "size", "version", "options"), defaults=(None, None, None))
+
+
+class ByteSource:
+    """The bytes of one file.
+
+    Attributes:
+        name: what to show the user: a path or a URL without credentials.
+        path: the local filesystem path, or None (bytes, remote, stream).
+        size: the file's length in bytes.
+        buf: a read-only memoryview of the whole file when it is at hand without copying (a
+            local map, bytes in memory), else None. Readers use it for zero-copy views.
+        version: a token that changes when the content changes (local: mtime and size; HTTP:
+            ETag or Last-Modified; S3: version id or ETag), or None when unknown.
+        stats: counters of the I/O done so far: requests, round_trips, bytes (remote sources;
+            zeros for local ones).
+    """
+
+    name: str = "<bytes>"
+    path: str | None = None
+    size: int = 0
+    buf = None
+    version: str | None = None
+
+    def __init__(self):
+        self.stats = {"requests": 0, "round_trips": 0, "bytes": 0}
+
+    def read(self, offset: int, n: int) -> memoryview:
+        """Exactly n bytes at offset (a view when the source has them mapped).
+
+        Raises:
+            TruncatedFileError: the range runs past the end of the file.
+        """
+        return self.read_ranges([(offset, n)])[0]
+
+    def read_ranges(self, ranges) -> list:
+        """Several ranges at once, in one round trip for remote sources (fetched concurrently,
+        neighbours coalesced). Each range is (offset, n); the answer is a list of buffers."""
+        buf = self.buf
+        out = []
+        for offset, n in ranges:
+            check_range(self, offset, n)
+            out.append(buf[offset:offset + n])
+        return out
+
+    def prefetch(self, ranges) -> None:
+        """Hint: these ranges will be read soon (remote sources fetch them in one round trip)."""
+
+    def spec(self) -> SourceSpec:
+        """How to open this source again (in another process)."""
+        raise TypeError(f"{self.name}: this source cannot be reopened elsewhere")
+
+    def close(self) -> None:
+        """Release what the source holds (a map, connections). Views handed out stay valid."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_range(source: ByteSource, offset: int, n: int) -> None:
+    """Raise TruncatedFileError unless 0 <= offset and offset + n <= source.size."""
+    if offset < 0 or n < 0 or offset + n > source.size:
+        raise TruncatedFileError(
+            f"needs bytes {offset}..{offset + n} of a {source.size}-byte file", min(max(offset, 0), source.size))
+
+
+class OutsideFolderError(ValueError):
+    """A relative path that leaves its FileSet's folder (`..`, absolute, or a link pointing out)."""
+
+
+class FileSet:
+    """The files next to a model file: a local folder, a remote prefix, or nothing.
+
+    Every side file a reader or the model layer opens goes through `open(relpath)`, which is
+    the one containment check: a relative path that leaves the folder is refused.
+
+    Attributes:
+        root: the folder's path or URL.
+    """
+
+    root: str = ""
+
+    def open(self, relpath: str) -> ByteSource:
+        raise FileNotFoundError(relpath)
+
+    def exists(self, relpath: str) -> bool:
+        return False
+
+    def list(self) -> list:
+        """Every file under the root, as sorted relative paths with "/" separators."""
+        return []
+
+    def location(self, relpath: str) -> str:
+        """The path or URL of a file of the set (for messages and reports)."""
+        return posixpath.join(self.root, clean_relpath(relpath))
+
+
+def clean_relpath(relpath: str) -> str:
+    """A normalised relative path with "/" separators, or OutsideFolderError when it is absolute
+    or climbs out of the folder."""
+    p = relpath.replace("\\", "/")
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise OutsideFolderError(f"{relpath!r} is an absolute path")
+    norm = posixpath.normpath(p)
+    if norm == ".." or norm.startswith("../"):
+        raise OutsideFolderError(f"{relpath!r} leaves the folder")
+    return norm

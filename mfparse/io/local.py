@@ -1,0 +1,132 @@
+"""Local bytes: a memory-mapped file, bytes in memory, or a binary file object; local folders.
+
+A LocalSource holds one read-only buffer of the whole input (`buf`): with a path or a real file
+object it is a memory map, so only the pages a reader touches are ever read, and tensor data
+handed out as numpy arrays are views of the map.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+
+from mfparse.io.base import ByteSource, FileSet, OutsideFolderError, SourceSpec, clean_relpath
+
+
+class LocalSource(ByteSource):
+    """A read-only view of a local input: a path, bytes, or a binary file object.
+
+    Attributes:
+        buf: memoryview of the whole input (read-only).
+        size: its length in bytes.
+        path: the file's path when the input was a path or a named file, else None.
+    """
+
+    def __init__(self, obj):
+        super().__init__()
+        self._mmap = None
+        self._file = None
+        self.path = None
+        if isinstance(obj, (str, os.PathLike)):
+            self.path = os.fspath(obj)
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(f"{self.path}: is a directory")
+            self._file = open(self.path, "rb")
+            self._map_file(self._file)
+        elif isinstance(obj, (bytes, bytearray, memoryview)):
+            self.buf = memoryview(obj).cast("B") if isinstance(obj, memoryview) else memoryview(obj)
+            if not self.buf.readonly:
+                self.buf = memoryview(bytes(self.buf))  # never alias a buffer the caller may change
+        elif hasattr(obj, "read"):
+            name = getattr(obj, "name", None)
+            if isinstance(name, str) and os.path.isfile(name):
+                self.path = name
+            if not self._try_map_fileobj(obj):
+                data = obj.read()
+                if not isinstance(data, (bytes, bytearray)):
+                    raise TypeError("file object must be opened in binary mode")
+                self.buf = memoryview(bytes(data))
+        else:
+            raise TypeError(f"cannot open {type(obj).__name__}: expected a path, bytes or a binary file object")
+        self.size = len(self.buf)
+        self.name = self.path if self.path is not None else "<bytes>"
+
+    def _map_file(self, f) -> None:
+        st = os.fstat(f.fileno())
+        self.version = f"{st.st_mtime_ns}:{st.st_size}"
+        if st.st_size == 0:
+            self.buf = memoryview(b"")
+            return
+        self._mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.buf = memoryview(self._mmap)
+
+    def _try_map_fileobj(self, f) -> bool:
+        try:
+            fd = f.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return False
+        if isinstance(f, io.TextIOBase):
+            raise TypeError("file object must be opened in binary mode")
+        try:
+            self._map_file(f)
+        except (OSError, ValueError):
+            return False
+        return fd >= 0
+
+    def spec(self) -> SourceSpec:
+        if self.path is None:
+            return super().spec()
+        return SourceSpec(os.path.abspath(self.path), self.size, self.version)
+
+    def close(self) -> None:
+        """Release the map. Arrays still viewing it keep it alive until they are gone."""
+        buf, self.buf = self.buf, memoryview(b"")
+        try:
+            buf.release()
+            if self._mmap is not None:
+                self._mmap.close()
+        except BufferError:
+            pass  # numpy views exist: the map is freed with the last of them
+        self._mmap = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LocalFileSet(FileSet):
+    """The files of a local folder. A relative path is opened only when it stays inside the
+    folder after symbolic links are resolved."""
+
+    def __init__(self, root):
+        self.root = os.path.abspath(os.fspath(root))
+        self._real = os.path.realpath(self.root)
+
+    def _resolve(self, relpath: str) -> str:
+        rel = clean_relpath(relpath)
+        path = os.path.join(self.root, rel)
+        real = os.path.realpath(path)
+        if real != self._real and os.path.commonpath([real, self._real]) != self._real:
+            raise OutsideFolderError(f"{relpath!r} resolves to {real}, outside {self.root}")
+        return path
+
+    def open(self, relpath: str) -> LocalSource:
+        return LocalSource(self._resolve(relpath))
+
+    def exists(self, relpath: str) -> bool:
+        try:
+            return os.path.isfile(self._resolve(relpath))
+        except OutsideFolderError:
+            return False
+
+    def list(self) -> list:
+        out = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, self.root)
+            for f in filenames:
+                out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+        return sorted(out)
+
+    def location(self, relpath: str) -> str:
+        return os.path.join(self.root, clean_relpath(relpath))
