@@ -358,7 +358,8 @@ def test_string_int4_and_quantized_tensors():
         assert infos["s"].dtype == "string"
         assert m["s"].tolist() == strings
         assert infos["n4"].dtype == "int4" and infos["n4"].nbytes == 3
-        assert m["n4"].tobytes() == int4
+        assert m.read(infos["n4"], packed=True).tobytes() == int4
+        assert m["n4"].tolist() == [1, 2, 3, 4, 5]
         assert infos["q"].extras["quantization"] == {"scale": [0.5, 0.25], "zero_point": [0, 1],
                                                      "quantized_dimension": 1}
         assert infos["bf"].dtype == "bfloat16"
@@ -662,3 +663,37 @@ def test_scan_judges_every_associated_file():
         zf.writestr("hand_landmarks_detector.tflite", data)
     r = mfparse.scan(bio.getvalue())
     assert [(f.module, f.member) for f in r.findings] == [("os", "hand_landmarks_detector.tflite!extra.pkl")]
+
+
+def test_sub_byte_tensors_unpack_low_nibble_first():
+    """TFLite packs INT4 / UINT4 two to a byte and INT2 four to a byte, element 0 in the low bits
+    (the converter's PackInt4ValuesDensely; the kernels' UnpackDenseInt4IntoInt8): m[name] gives
+    the values as ml_dtypes arrays of the tensor's shape, read(packed=True) the stored bytes."""
+    import ml_dtypes
+
+    i4 = np.array([[-8, -1, 0], [7, 3, -4]], dtype=ml_dtypes.int4)  # 6 values: 3 bytes
+    u4 = np.array([15, 0, 9, 1, 14], dtype=ml_dtypes.uint4)          # odd count: 3 bytes, last half empty
+    i2 = np.array([-2, -1, 0, 1, 1, -2, 0], dtype=ml_dtypes.int2)    # 7 values: 2 bytes
+
+    def pack(a, bits):
+        codes = a.reshape(-1).view(np.uint8).astype(np.uint32) & ((1 << bits) - 1)
+        per = 8 // bits
+        codes = np.concatenate([codes, np.zeros(-len(codes) % per, np.uint32)]).reshape(-1, per)
+        return bytes((codes << (bits * np.arange(per, dtype=np.uint32))).sum(axis=1).astype(np.uint8))
+
+    raw = {"i4": pack(i4, 4), "u4": pack(u4, 4), "i2": pack(i2, 2)}
+    assert raw["i4"] == bytes([0xF8, 0x70, 0xC3]) and raw["u4"] == bytes([0x0F, 0x19, 0x0E])
+    tensors = [("i4", tflite.TensorType.INT4, [2, 3], 1, None), ("u4", 20, [5], 2, None), ("i2", 19, [7], 3, None)]
+    data = build_model(tensors, [None, raw["i4"], raw["u4"], raw["i2"]])
+    with mfparse.open(data) as m:
+        for name, want in (("i4", i4), ("u4", u4), ("i2", i2)):
+            info = m.info(name)
+            assert info.nbytes == len(raw[name])
+            got = m[name]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got.astype(np.int8), want.astype(np.int8))
+            stored = m.read(info, packed=True)
+            assert stored.dtype == np.uint8 and stored.tobytes() == raw[name] and not stored.flags.writeable
+        # the tflite package sees the same bytes in the buffer
+        model = tflite.Model.GetRootAsModel(data, 0)
+        assert model.Buffers(1).DataAsNumpy().tobytes() == raw["i4"]

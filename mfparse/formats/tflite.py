@@ -5,7 +5,9 @@ bounds-checked accessors of csrc/mf_flatbuf.c); tensor data are zero-copy views.
 weights, lookup tables), named by the tensor's name; tensors of subgraphs other than the first
 are prefixed `subgraph<i>/`, and a repeated name gets `#<tensor index>`. Buffers stored after
 the flatbuffer (`Buffer.offset/size`, written for models over 2 GB) map like inline ones.
-Quantization parameters go into `extras["quantization"]` ({scale, zero_point,
+INT4, UINT4 and INT2 buffers are packed (two or four values to a byte, element 0 in the low
+bits): `m[name]` gives ml_dtypes values of the tensor's shape, `m.read(info, packed=True)` the
+stored bytes. Quantization parameters go into `extras["quantization"]` ({scale, zero_point,
 quantized_dimension, min, max}); sparse tensors are listed with `extras["sparsity"]` and
 refuse to read (their buffer holds only the non-zero values). `m.graph` is a TFLiteGraph:
 inputs, outputs, operators, op histogram, every tensor (activations too) and signature defs.
@@ -198,6 +200,7 @@ class TFLiteGraph:
 
 class TFLiteReader(Reader):
     format = "tflite"
+    unpacks = frozenset({"int4", "uint4", "int2"})  # packed low bits first (PackInt4ValuesDensely)
 
     def __init__(self, source, require_ident: bool = True):
         super().__init__(source)
