@@ -856,9 +856,9 @@ def check_polyglot(ctx, buf, where, name, kind):
     head = _head(buf)
     start = sniff(buf, name, top=False)
     if start not in _READERS:
-        start = "torch-legacy" if start is None and _is_legacy(head) else None
+        start = "torch-legacy" if start is None and _is_legacy(bytes(buf[:64])) else None
     readings = [start] if start is not None else []
-    if start != "zip" and _eocd_ok(buf):
+    if start != "zip" and kind == "zip":  # the zip sniffer goes first and, at top level, reads the end record
         readings.append("zip-end")
     sb = _native.h5_find_superblock(buf) if start != "hdf5" and n > 512 else -1
     if sb > 0 and not _is_zip_member_start(buf, sb):
