@@ -521,3 +521,177 @@ int mf_tflite_parse(const uint8_t *buf, size_t len, int require_ident, mf_arena 
         return err->code;
     return MF_OK;
 }
+
+/* ========================================================================================== */
+/* Model Metadata (metadata_schema.fbs, identifier "M001"); slots in mf_tflite.h              */
+/* ========================================================================================== */
+
+typedef struct mwalk {
+    walk w;
+    mf_vec files, tensors, custom;
+} mwalk;
+
+/* Who records the associated files being collected. */
+typedef struct fowner {
+    uint8_t where, unit, input_unit;
+    uint32_t subgraph, tensor;
+} fowner;
+
+static int assoc_files(mwalk *m, const mf_fb_table *t, unsigned vo, const fowner *o, const char *what) {
+    walk *w = &m->w;
+    mf_fb_vec v;
+    if (tables_field(w, t, vo, &v, what)) return w->err->code;
+    for (uint32_t i = 0; i < v.n; i++) {
+        mf_fb_table ft;
+        if (mf_fb_vec_table(&w->fb, &v, i, &ft, "associated file")) return w->err->code;
+        mf_tflm_file *f = (mf_tflm_file *)mf_vec_push(&m->files, sizeof *f, w->a, w->err, mf_fb_at(&w->fb, ft.pos));
+        if (f == NULL) return w->err->code;
+        memset(f, 0, sizeof *f);
+        f->where = o->where;
+        f->process_unit = o->unit;
+        f->input_unit = o->input_unit;
+        f->subgraph = o->subgraph;
+        f->tensor = o->tensor;
+        if (str_field(w, &ft, 4, &f->name, "associated file name") ||
+            str_field(w, &ft, 6, &f->description, "associated file description") ||
+            mf_fb_i8(&w->fb, &ft, 8, 0, &f->type, "associated file type") ||
+            str_field(w, &ft, 10, &f->locale, "associated file locale") ||
+            str_field(w, &ft, 12, &f->version, "associated file version"))
+            return w->err->code;
+    }
+    return MF_OK;
+}
+
+/* A [ProcessUnit] vector: the option types (into *types when not NULL) and the files that
+ * tokenizer options name. */
+static int process_units(mwalk *m, const mf_fb_table *t, unsigned vo, const fowner *o, uint8_t **types,
+                         uint32_t *n, const char *what) {
+    walk *w = &m->w;
+    mf_fb_vec v;
+    if (tables_field(w, t, vo, &v, what)) return w->err->code;
+    if (types != NULL) {
+        *types = NULL;
+        *n = v.n;
+        if (v.n) {
+            if (mf_fb_charge(&w->fb, v.n, what)) return w->err->code;
+            *types = (uint8_t *)alloc_n(w, v.n, 1, mf_fb_at(&w->fb, v.pos));
+            if (*types == NULL) return w->err->code;
+        }
+    }
+    for (uint32_t i = 0; i < v.n; i++) {
+        mf_fb_table pt, opt;
+        uint8_t type;
+        int present;
+        fowner po = *o;
+        if (mf_fb_vec_table(&w->fb, &v, i, &pt, "process unit") ||
+            mf_fb_union(&w->fb, &pt, 4, 6, &type, &opt, &present, "process unit options"))
+            return w->err->code;
+        if (types != NULL) (*types)[i] = type;
+        if (!present) continue;
+        po.unit = type;
+        if ((type == 4 && assoc_files(m, &opt, 4, &po, "BertTokenizerOptions vocab_file")) ||
+            (type == 5 && (assoc_files(m, &opt, 4, &po, "SentencePieceTokenizerOptions sentencePiece_model") ||
+                           assoc_files(m, &opt, 6, &po, "SentencePieceTokenizerOptions vocab_file"))) ||
+            (type == 6 && assoc_files(m, &opt, 6, &po, "RegexTokenizerOptions vocab_file")))
+            return w->err->code;
+    }
+    return MF_OK;
+}
+
+static int tensor_metadata(mwalk *m, const mf_fb_vec *v, uint32_t si, uint8_t output) {
+    walk *w = &m->w;
+    for (uint32_t i = 0; i < v->n; i++) {
+        mf_fb_table tt, content;
+        int present;
+        fowner o = {output ? MF_TFLM_OUTPUT : MF_TFLM_INPUT, 0, 0, si, i};
+        if (mf_fb_vec_table(&w->fb, v, i, &tt, "tensor metadata")) return w->err->code;
+        mf_tflm_tensor *t = (mf_tflm_tensor *)mf_vec_push(&m->tensors, sizeof *t, w->a, w->err,
+                                                          mf_fb_at(&w->fb, tt.pos));
+        if (t == NULL) return w->err->code;
+        memset(t, 0, sizeof *t);
+        t->output = output;
+        t->subgraph = si;
+        t->index = i;
+        if (str_field(w, &tt, 4, &t->name, "tensor metadata name") ||
+            str_field(w, &tt, 6, &t->description, "tensor metadata description") ||
+            mf_fb_subtable(&w->fb, &tt, 10, &content, &present, "tensor metadata content"))
+            return w->err->code;
+        if (present && mf_fb_u8(&w->fb, &content, 4, 0, &t->content_type, "content properties type"))
+            return w->err->code;
+        /* t stays valid: process_units and assoc_files push onto other vectors */
+        if (process_units(m, &tt, 12, &o, &t->process_units, &t->n_process_units, "tensor process_units") ||
+            assoc_files(m, &tt, 16, &o, "tensor associated_files"))
+            return w->err->code;
+    }
+    return MF_OK;
+}
+
+int mf_tflite_metadata(const uint8_t *buf, size_t len, uint64_t base, mf_arena *a, mf_tfl_metadata *out,
+                       mf_error *err) {
+    mwalk m;
+    mf_fb_table root;
+    mf_fb_vec sv;
+    walk *w = &m.w;
+    fowner model_owner = {MF_TFLM_MODEL, 0, 0, 0, 0};
+    memset(out, 0, sizeof *out);
+    memset(&m, 0, sizeof m);
+    mf_fb_init(&w->fb, buf, len, base, err);
+    w->a = a;
+    w->err = err;
+    if (mf_fb_root(&w->fb, "M001", &root) ||
+        str_field(w, &root, 4, &out->name, "metadata name") ||
+        str_field(w, &root, 6, &out->description, "metadata description") ||
+        str_field(w, &root, 8, &out->version, "metadata version") ||
+        tables_field(w, &root, 10, &sv, "metadata subgraph_metadata") ||
+        str_field(w, &root, 12, &out->author, "metadata author") ||
+        str_field(w, &root, 14, &out->license, "metadata license") ||
+        assoc_files(&m, &root, 16, &model_owner, "metadata associated_files") ||
+        str_field(w, &root, 18, &out->min_parser_version, "metadata min_parser_version"))
+        return err->code;
+    out->subgraphs = (mf_tflm_subgraph *)alloc_n(w, sv.n, sizeof *out->subgraphs, mf_fb_at(&w->fb, sv.pos));
+    if (sv.n && out->subgraphs == NULL) return err->code;
+    out->n_subgraphs = sv.n;
+    for (uint32_t si = 0; si < sv.n; si++) {
+        mf_fb_table st;
+        mf_fb_vec in, outs, cv;
+        mf_tflm_subgraph *s = &out->subgraphs[si];
+        fowner in_units = {MF_TFLM_SUBGRAPH, 0, 1, si, 0}, sg = {MF_TFLM_SUBGRAPH, 0, 0, si, 0};
+        if (mf_fb_vec_table(&w->fb, &sv, si, &st, "subgraph metadata") ||
+            str_field(w, &st, 4, &s->name, "subgraph metadata name") ||
+            str_field(w, &st, 6, &s->description, "subgraph metadata description") ||
+            tables_field(w, &st, 8, &in, "input_tensor_metadata") ||
+            tables_field(w, &st, 10, &outs, "output_tensor_metadata") ||
+            tensor_metadata(&m, &in, si, 0) || tensor_metadata(&m, &outs, si, 1) ||
+            assoc_files(&m, &st, 12, &sg, "subgraph associated_files") ||
+            process_units(&m, &st, 14, &in_units, NULL, NULL, "input_process_units") ||
+            process_units(&m, &st, 16, &sg, NULL, NULL, "output_process_units") ||
+            tables_field(w, &st, 22, &cv, "custom_metadata"))
+            return err->code;
+        s->n_inputs = in.n;
+        s->n_outputs = outs.n;
+        for (uint32_t i = 0; i < cv.n; i++) {
+            mf_fb_table ct;
+            mf_fb_vec data;
+            int present;
+            if (mf_fb_vec_table(&w->fb, &cv, i, &ct, "custom metadata")) return err->code;
+            mf_tflm_custom *c = (mf_tflm_custom *)mf_vec_push(&m.custom, sizeof *c, a, err, mf_fb_at(&w->fb, ct.pos));
+            if (c == NULL) return err->code;
+            memset(c, 0, sizeof *c);
+            c->subgraph = si;
+            if (str_field(w, &ct, 4, &c->name, "custom metadata name") ||
+                mf_fb_vector(&w->fb, &ct, 6, 1, &data, &present, "custom metadata data"))
+                return err->code;
+            c->offset = present ? mf_fb_at(&w->fb, data.pos) : 0;
+            c->size = data.n;
+        }
+    }
+    if (m.files.len > UINT32_MAX || m.tensors.len > UINT32_MAX || m.custom.len > UINT32_MAX)
+        return mf_fail(err, MF_ERR_LIMIT, base, "tflite metadata with too many records");
+    out->files = (mf_tflm_file *)m.files.items;
+    out->n_files = (uint32_t)m.files.len;
+    out->tensors = (mf_tflm_tensor *)m.tensors.items;
+    out->n_tensors = (uint32_t)m.tensors.len;
+    out->custom = (mf_tflm_custom *)m.custom.items;
+    out->n_custom = (uint32_t)m.custom.len;
+    return MF_OK;
+}

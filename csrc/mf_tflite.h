@@ -154,9 +154,76 @@ typedef struct mf_tfl_model {
     mf_tfl_extbuf *ext_buffers; uint32_t n_ext_buffers;
 } mf_tfl_model;
 
+/*
+ * TFLite Model Metadata (tensorflow/tflite-support metadata_schema.fbs, file identifier "M001"):
+ * the flatbuffer held by the buffer that the Model.metadata entry "TFLITE_METADATA" names.
+ * Writers (the tflite-support / MediaPipe MetadataPopulator) pack the associated files it
+ * names as a zip archive appended after the model; that zip is read by formats/tflite.py.
+ *
+ *   ModelMetadata: name 4, description 6, version 8, subgraph_metadata 10, author 12,
+ *          license 14, associated_files 16, min_parser_version 18.
+ *   SubGraphMetadata: name 4, description 6, input_tensor_metadata 8, output_tensor_metadata 10,
+ *          associated_files 12, input_process_units 14, output_process_units 16,
+ *          input_tensor_groups 18, output_tensor_groups 20, custom_metadata 22.
+ *   TensorMetadata: name 4, description 6, dimension_names 8, content 10, process_units 12,
+ *          stats 14, associated_files 16.  Content: content_properties_type 4 (1 Feature,
+ *          2 Image, 3 BoundingBox, 4 Audio), content_properties 6, range 8.
+ *   AssociatedFile: name 4, description 6, type 8 (i8 AssociatedFileType), locale 10, version 12.
+ *   ProcessUnit: options_type 4, options 6 (1 Normalization, 2 ScoreCalibration,
+ *          3 ScoreThresholding, 4 BertTokenizer {vocab_file 4}, 5 SentencePieceTokenizer
+ *          {sentencePiece_model 4, vocab_file 6}, 6 RegexTokenizer {delim_regex_pattern 4,
+ *          vocab_file 6}).
+ *   CustomMetadata: name 4, data 6.
+ *
+ * Every associated file the metadata records (model, subgraph, tensor and tokenizer options)
+ * becomes one flat record that says where it was found.
+ */
+enum { MF_TFLM_MODEL = 0, MF_TFLM_SUBGRAPH = 1, MF_TFLM_INPUT = 2, MF_TFLM_OUTPUT = 3 };
+
+typedef struct mf_tflm_file {
+    mf_tfl_str name, description, locale, version;
+    int8_t type;                    /* AssociatedFileType */
+    uint8_t where;                  /* MF_TFLM_*: what records it */
+    uint8_t process_unit;           /* 0, or the ProcessUnitOptions type that names it (4, 5, 6) */
+    uint8_t input_unit;             /* subgraph process units: 1 input, 0 output */
+    uint32_t subgraph, tensor;      /* subgraph index; tensor index for MF_TFLM_INPUT/OUTPUT */
+} mf_tflm_file;
+
+typedef struct mf_tflm_tensor {
+    mf_tfl_str name, description;
+    uint8_t output;                 /* 0 input, 1 output */
+    uint8_t content_type;           /* ContentProperties type (0 none) */
+    uint32_t subgraph, index;
+    uint8_t *process_units;         /* ProcessUnitOptions types */
+    uint32_t n_process_units;
+} mf_tflm_tensor;
+
+typedef struct mf_tflm_subgraph {
+    mf_tfl_str name, description;
+    uint32_t n_inputs, n_outputs;
+} mf_tflm_subgraph;
+
+typedef struct mf_tflm_custom {
+    mf_tfl_str name;
+    uint32_t subgraph;
+    uint64_t offset, size;          /* file offset and length of its data */
+} mf_tflm_custom;
+
+typedef struct mf_tfl_metadata {
+    mf_tfl_str name, description, version, author, license, min_parser_version;
+    mf_tflm_subgraph *subgraphs;    uint32_t n_subgraphs;
+    mf_tflm_tensor *tensors;        uint32_t n_tensors;
+    mf_tflm_file *files;            uint32_t n_files;
+    mf_tflm_custom *custom;         uint32_t n_custom;
+} mf_tfl_metadata;
+
 /* buf holds the whole file (file_size bytes). require_ident: refuse a missing "TFL3". */
 int mf_tflite_parse(const uint8_t *buf, size_t len, int require_ident, mf_arena *a, mf_tfl_model *out,
                     mf_error *err);
+
+/* The ModelMetadata flatbuffer in buf (len bytes at file offset base), identifier "M001". */
+int mf_tflite_metadata(const uint8_t *buf, size_t len, uint64_t base, mf_arena *a, mf_tfl_metadata *out,
+                       mf_error *err);
 
 /* Element bits of a TensorType (0: no fixed size: string, resource, variant, unknown). */
 unsigned mf_tflite_type_bits(int type);

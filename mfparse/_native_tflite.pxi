@@ -116,8 +116,43 @@ cdef extern from "mf_tflite.h":
         mf_tfl_extbuf *ext_buffers
         uint32_t n_ext_buffers
 
+    ctypedef struct mf_tflm_file:
+        mf_tfl_str name, description, locale, version
+        int8_t type
+        uint8_t where, process_unit, input_unit
+        uint32_t subgraph, tensor
+
+    ctypedef struct mf_tflm_tensor:
+        mf_tfl_str name, description
+        uint8_t output, content_type
+        uint32_t subgraph, index
+        uint8_t *process_units
+        uint32_t n_process_units
+
+    ctypedef struct mf_tflm_subgraph:
+        mf_tfl_str name, description
+        uint32_t n_inputs, n_outputs
+
+    ctypedef struct mf_tflm_custom:
+        mf_tfl_str name
+        uint32_t subgraph
+        uint64_t offset, size
+
+    ctypedef struct mf_tfl_metadata:
+        mf_tfl_str name, description, version, author, license, min_parser_version
+        mf_tflm_subgraph *subgraphs
+        uint32_t n_subgraphs
+        mf_tflm_tensor *tensors
+        uint32_t n_tensors
+        mf_tflm_file *files
+        uint32_t n_files
+        mf_tflm_custom *custom
+        uint32_t n_custom
+
     int mf_tflite_parse(const uint8_t *buf, size_t len, int require_ident, mf_arena *a, mf_tfl_model *out,
                         mf_error *err)
+    int mf_tflite_metadata(const uint8_t *buf, size_t len, uint64_t base, mf_arena *a, mf_tfl_metadata *out,
+                           mf_error *err)
     unsigned mf_tflite_type_bits(int type)
     int mf_tflite_dtype(int type)
 
@@ -222,6 +257,52 @@ def tflite_parse(const uint8_t[::1] buf, bint require_ident=True):
             "ext_buffers": [(m.ext_buffers[i].id, m.ext_buffers[i].group, m.ext_buffers[i].offset,
                              m.ext_buffers[i].length, _tfl_str(m.ext_buffers[i].packing))
                             for i in range(m.n_ext_buffers)],
+        }
+    finally:
+        mf_arena_free(&arena)
+
+
+def tflite_metadata(const uint8_t[::1] buf, uint64_t base):
+    """Walk a TFLite Model Metadata flatbuffer ("M001"; buf = the bytes of the buffer that
+    holds it, base = their file offset). Returns a dict:
+
+    name, description, version, author, license, min_parser_version (str or None),
+    subgraphs [(name, description, n_inputs, n_outputs)], tensors [(subgraph, output, index,
+    name, description, content_type, (process unit types))], files [(where, subgraph, tensor,
+    process_unit, input_unit, name, description, type, locale, version)], custom [(subgraph,
+    name, file offset, size)].
+    """
+    cdef mf_arena arena
+    cdef mf_error err
+    cdef mf_tfl_metadata m
+    cdef mf_tflm_tensor *t
+    cdef mf_tflm_file *f
+    cdef uint32_t i, j
+    clear_error(&err)
+    mf_arena_init(&arena, mf_arena_cap_for(buf.shape[0], 256, 16 << 20))
+    try:
+        mf_tflite_metadata(&buf[0] if buf.shape[0] else NULL, buf.shape[0], base, &arena, &m, &err)
+        raise_error(&err)
+        tensors = []
+        for i in range(m.n_tensors):
+            t = &m.tensors[i]
+            tensors.append((t.subgraph, t.output, t.index, _tfl_str(t.name), _tfl_str(t.description),
+                            t.content_type, tuple([t.process_units[j] for j in range(t.n_process_units)])))
+        files = []
+        for i in range(m.n_files):
+            f = &m.files[i]
+            files.append((f.where, f.subgraph, f.tensor, f.process_unit, f.input_unit, _tfl_str(f.name),
+                          _tfl_str(f.description), f.type, _tfl_str(f.locale), _tfl_str(f.version)))
+        return {
+            "name": _tfl_str(m.name), "description": _tfl_str(m.description), "version": _tfl_str(m.version),
+            "author": _tfl_str(m.author), "license": _tfl_str(m.license),
+            "min_parser_version": _tfl_str(m.min_parser_version),
+            "subgraphs": [(_tfl_str(m.subgraphs[i].name), _tfl_str(m.subgraphs[i].description),
+                           m.subgraphs[i].n_inputs, m.subgraphs[i].n_outputs) for i in range(m.n_subgraphs)],
+            "tensors": tensors,
+            "files": files,
+            "custom": [(m.custom[i].subgraph, _tfl_str(m.custom[i].name), m.custom[i].offset, m.custom[i].size)
+                       for i in range(m.n_custom)],
         }
     finally:
         mf_arena_free(&arena)

@@ -72,10 +72,23 @@ class ModelFile:
         """The tensor's data as numpy: a read-only view of the file when the layout allows."""
         return self.read(self._index()[name])
 
-    def read(self, info: TensorInfo) -> np.ndarray:
-        """The data of a TensorInfo from this file."""
+    def read(self, info: TensorInfo, *, packed: bool = False) -> np.ndarray:
+        """The data of a TensorInfo from this file.
+
+        Sub-byte dtypes that the format packs several to a byte (ONNX int4/uint4/float4e2m1/
+        int2/uint2/float6, TFLite INT4/UINT4/INT2) come back as their logical values: an
+        ml_dtypes array of the tensor's shape, as onnx.numpy_helper.to_array gives. With
+        packed=True they come back as the stored bytes instead (uint8, TensorInfo.nbytes of
+        them, a view of the file when the layout allows); other tensors are the same either way.
+        """
         self._check_open()
-        return self._reader.read(info)
+        reader = self._reader
+        a = reader.read(info)
+        if not packed and info.dtype in reader.unpacks and a.dtype == np.uint8:
+            from mfparse.dtypes import unpack
+
+            a = unpack(a, info.dtype, tuple(info.shape), info.offset)
+        return a
 
     def _buffer_address(self) -> int | None:
         """Address of the first byte of the file's map (internal: lets writers tell, without

@@ -191,7 +191,8 @@ class _Side:
         return t.dtype, tuple(t.shape)
 
     def raw(self, name: str) -> np.ndarray:
-        return self.m.read(self.infos[name])
+        """The stored data (sub-byte types packed): compared byte for byte."""
+        return self.m.read(self.infos[name], packed=True)
 
     def values(self, name: str) -> np.ndarray:
         """The values as an array of numbers (dequantized for quantized tensors)."""
@@ -199,7 +200,7 @@ class _Side:
             from mfparse.quantize import dequantize
 
             return dequantize(self.m, name)
-        return self.raw(name)
+        return self.m.read(self.infos[name])  # sub-byte types unpacked where the format says how
 
 
 def _chunks(a: np.ndarray, b: np.ndarray, limit: int = CHUNK):

@@ -153,8 +153,8 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
 def _stats_or_none(m: ModelFile, t: TensorInfo):
     from mfparse.dtypes import PACKED
 
-    if t.dtype in PACKED or "quantization" in t.extras or t.dtype.endswith("_x2"):
-        return None  # packed or quantized values: the raw bytes are not the numbers
+    if "quantization" in t.extras or t.dtype.endswith("_x2"):
+        return None  # quantized values: the raw codes are not the numbers
     if t.offset is None and t.extras.get("device") == "meta":
         return None
     if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
@@ -162,7 +162,10 @@ def _stats_or_none(m: ModelFile, t: TensorInfo):
     from mfparse.errors import UnsupportedFormatError
 
     try:
-        return tensor_stats(m.read(t))
+        a = m.read(t)
+        if t.dtype in PACKED and a.dtype == np.uint8:
+            return None  # sub-byte values the format's reader does not unpack: bytes, not numbers
+        return tensor_stats(a)
     except (TypeError, UnsupportedFormatError):
         return None  # no numpy form, or data mfparse cannot decode (e.g. an HDF5 filter it lacks)
 

@@ -8,7 +8,7 @@ arrays as safetensors, a torch checkpoint, .npz or GGUF (the verbs of safetensor
 Arrays whose bytes lie contiguous in the file are views of a copy-on-write map of it: nothing is
 read until touched, they are writable, and writing to them never changes the file. Other
 tensors (strided, big-endian, compressed, decoded) are copies. Packed sub-byte dtypes (int4,
-float4) come back as their raw bytes (uint8), as ModelFile.read gives them.
+float4) come back as their packed bytes (uint8), as ModelFile.read(info, packed=True) gives them.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def load(data: bytes) -> dict[str, np.ndarray]:
     import mfparse
 
     with mfparse.open(bytes(data)) as m:
-        return {t.name: np.array(m.read(t), copy=True) for t in m.tensors() if t.offset is not None
+        return {t.name: np.array(m.read(t, packed=True), copy=True) for t in m.tensors() if t.offset is not None
                 or t.extras.get("device") != "meta"}
 
 

@@ -47,7 +47,8 @@ def pack_bits(codes: np.ndarray, bits: int) -> bytes:
 
 
 def expected_bytes(tensor: TP, base_dir: str = "") -> bytes:
-    """The bytes mfparse must hand out for a tensor: to_array's values, packed like raw_data."""
+    """The stored bytes of a tensor (read(info, packed=True)): to_array's values, packed like
+    raw_data for the sub-byte types."""
     ref = numpy_helper.to_array(tensor, base_dir)
     if tensor.data_type in PACKED:
         return pack_bits(ref.view(np.uint8), PACKED[tensor.data_type])
@@ -58,14 +59,17 @@ def assert_same(m, info, tensor, base_dir=""):
     assert info.dtype == ONNX_DTYPES[tensor.data_type], info.name
     assert info.shape == tuple(tensor.dims), info.name
     got = m[info.name]
+    ref = numpy_helper.to_array(tensor, base_dir)
     if tensor.data_type == TP.STRING:
-        ref = numpy_helper.to_array(tensor)
         assert got.shape == ref.shape and [x.decode() for x in got.reshape(-1)] == list(ref.reshape(-1))
         return
-    assert got.tobytes() == expected_bytes(tensor, base_dir), info.name
-    if tensor.data_type not in PACKED:
-        ref = numpy_helper.to_array(tensor, base_dir)
-        assert got.dtype == ref.dtype and got.shape == ref.shape
+    # the logical values, as onnx gives them: dtype (ml_dtypes for the sub-byte types), shape, bytes
+    assert got.dtype == ref.dtype and got.shape == ref.shape, info.name
+    assert got.tobytes() == np.ascontiguousarray(ref).tobytes(), info.name
+    stored = m.read(info, packed=True)
+    assert stored.tobytes() == expected_bytes(tensor, base_dir), info.name
+    if tensor.data_type in PACKED:
+        assert stored.dtype == np.uint8 and stored.size == info.nbytes, info.name
 
 
 def sample(dt: int, shape) -> np.ndarray:
@@ -291,7 +295,7 @@ def test_external_data_against_onnx(tmp_path):
             assert ext["location"] == "weights.bin" and info.storage == "weights.bin"
             assert info.offset == ext["offset"]
             assert_same(m, info, t, str(tmp_path))
-            a = m[info.name]
+            a = m.read(info, packed=True)  # int4: the stored bytes (m[name] unpacks them into a copy)
             assert not a.flags.writeable and a.base is not None  # mapped, not copied
         assert m.metadata["ir_version"] == ref.ir_version
 
@@ -541,3 +545,89 @@ def test_reading_needs_neither_onnx_nor_tensorflow(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": ROOT})
     assert out.stdout.strip() == "[]"
+
+
+# ---- sub-byte types: logical values like numpy_helper, packed bytes on request ------------------
+
+@pytest.mark.parametrize("dt", [TP.INT4, TP.UINT4, TP.FLOAT4E2M1, TP.INT2, TP.UINT2, TP.FLOAT6E2M3])
+@pytest.mark.parametrize("raw", [True, False], ids=["raw_data", "int32_data"])
+def test_sub_byte_initializers_read_as_values(tmp_path, dt, raw):
+    import ml_dtypes
+
+    shapes = {"odd": (7,), "matrix": (3, 3), "six": (6,), "one": (1,), "empty": (0, 4)}
+    tensors = [helper.make_tensor(name, dt, shape, sample(dt, shape).reshape(-1), raw=False) if not raw
+               else numpy_helper.from_array(sample(dt, shape), name) for name, shape in shapes.items()]
+    p = tmp_path / "sub.onnx"
+    onnx.save(model_with(tensors), str(p))
+    ref = {t.name: t for t in onnx.load(str(p)).graph.initializer}
+    assert all(t.HasField("raw_data") == raw for t in ref.values())
+    want_dtype = {TP.INT4: ml_dtypes.int4, TP.UINT4: ml_dtypes.uint4, TP.FLOAT4E2M1: ml_dtypes.float4_e2m1fn,
+                  TP.INT2: ml_dtypes.int2, TP.UINT2: ml_dtypes.uint2, TP.FLOAT6E2M3: ml_dtypes.float6_e2m3fn}[dt]
+    with mfparse.open(p) as m:
+        for name, shape in shapes.items():
+            info = m.info(name)
+            want = numpy_helper.to_array(ref[name])
+            got = m[name]
+            assert got.dtype == np.dtype(want_dtype) == want.dtype and got.shape == shape == want.shape
+            np.testing.assert_array_equal(got.astype(np.float32), want.astype(np.float32))
+            bits = PACKED[dt]
+            assert info.nbytes == (int(np.prod(shape)) * bits + 7) // 8
+            stored = m.read(info, packed=True)
+            assert stored.dtype == np.uint8 and stored.tobytes() == pack_bits(want.view(np.uint8), bits)
+
+
+def test_int4_in_int32_data_issue_example(tmp_path):
+    """The reported file: an int4 (6,) initializer in int32_data read as 3 packed bytes."""
+    vals = np.array([-8, -3, 0, 1, 5, 7], dtype=np.int8)
+    t = helper.make_tensor("w", TP.INT4, (6,), vals, raw=False)
+    assert len(t.int32_data) == 3 and not t.HasField("raw_data")
+    p = tmp_path / "i4.onnx"
+    onnx.save(model_with([t]), str(p))
+    with mfparse.open(p) as m:
+        a = m["w"]
+        assert str(a.dtype) == "int4" and a.shape == (6,) and a.astype(np.int8).tolist() == vals.tolist()
+        assert m.read(m.info("w"), packed=True).tolist() == [0xD8, 0x10, 0x75]
+
+
+def test_sub_byte_data_shorter_than_its_shape(tmp_path):
+    t = helper.make_tensor("w", TP.INT4, (6,), np.zeros(6, np.int8), raw=False)
+    del t.int32_data[2:]
+    p = tmp_path / "short.onnx"
+    onnx.save(model_with([t]), str(p))
+    with pytest.raises(ValueError):
+        numpy_helper.to_array(onnx.load(str(p)).graph.initializer[0])
+    with pytest.raises(CorruptFileError, match="holds 2 values in int32_data but its type and shape need 3"):
+        mfparse.open(p)
+    # the unpacking itself refuses too few bytes (a reader that did not check)
+    from mfparse.dtypes import unpack
+
+    with pytest.raises(CorruptFileError, match="int4 data of 2 bytes is too short for 6 elements"):
+        unpack(np.zeros(2, np.uint8), "int4", (6,), 100)
+
+
+def test_sub_byte_tensors_convert_and_diff(tmp_path):
+    """Writers take the packed bytes (read(packed=True)), diff compares the values: an ONNX file
+    with int4 / float4e2m1 initializers converts to ONNX unchanged, and a changed int4 value is
+    reported by its size."""
+    import ml_dtypes
+
+    from mfparse.convert import convert
+    from mfparse.diff import diff
+
+    def write(p, w):
+        f4 = numpy_helper.from_array(np.array([[1.5, -6, 0.5], [2, 3, -1]], ml_dtypes.float4_e2m1fn), "f4")
+        onnx.save(model_with([helper.make_tensor("w", TP.INT4, (7,), w, raw=False), f4]), str(p))
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    write(a, np.array([-8, -3, 0, 1, 5, 7, 2], np.int8))
+    write(b, np.array([-8, -3, 0, 1, 5, 4, 2], np.int8))
+    c = tmp_path / "c.onnx"
+    convert(str(a), str(c))
+    with mfparse.open(a) as ma, mfparse.open(c) as mc:
+        for name in ("w", "f4"):
+            assert mc[name].dtype == ma[name].dtype and mc[name].tobytes() == ma[name].tobytes()
+    same = {t.name: t for t in diff(str(a), str(c)).tensors}
+    assert same["w"].identical_bytes and same["f4"].identical_bytes
+    changed = {t.name: t for t in diff(str(a), str(b)).tensors}
+    assert not changed["w"].identical_bytes and changed["w"].max_abs == 3.0 and changed["w"].mismatched == 1
+    assert changed["w"].note is None and changed["f4"].identical_bytes

@@ -256,10 +256,11 @@ class FB:
         return bytes(self.b.Output())
 
 
-def build_model(tensors, buffers, opcodes=(), ops=(), ident=b"TFL3", external=None):
+def build_model(tensors, buffers, opcodes=(), ops=(), ident=b"TFL3", external=None, metadata=()):
     """tensors: [(name, type, shape, buffer, quant dict | None)]; buffers: [bytes | None];
     opcodes: [fields dict]; ops: [(opcode_index, inputs, outputs)];
-    external: {buffer index: (offset, size)} written as Buffer.offset/size."""
+    external: {buffer index: (offset, size)} written as Buffer.offset/size;
+    metadata: [(name, buffer index)] as Model.metadata."""
     fb = FB()
     ext = external or {}
     buf_offs = []
@@ -286,9 +287,11 @@ def build_model(tensors, buffers, opcodes=(), ops=(), ident=b"TFL3", external=No
                    8: ("off", fb.i32s([len(tensors) - 1] if tensors else [])), 10: ("off", fb.offsets(o_offs)),
                    12: ("off", fb.string("main"))})
     oc_offs = [fb.table(f) for f in opcodes]
-    model = fb.table({4: ("u32", 3), 6: ("off", fb.offsets(oc_offs)), 8: ("off", fb.offsets([sg])),
-                      10: ("off", fb.string("hand built")), 12: ("off", fb.offsets(buf_offs))})
-    return fb.finish(model, ident)
+    fields = {4: ("u32", 3), 6: ("off", fb.offsets(oc_offs)), 8: ("off", fb.offsets([sg])),
+              10: ("off", fb.string("hand built")), 12: ("off", fb.offsets(buf_offs))}
+    if metadata:
+        fields[16] = ("off", fb.offsets([fb.table({4: ("off", fb.string(n)), 6: ("u32", b)}) for n, b in metadata]))
+    return fb.finish(fb.table(fields), ident)
 
 
 def test_buffers_stored_after_the_flatbuffer():
@@ -355,7 +358,8 @@ def test_string_int4_and_quantized_tensors():
         assert infos["s"].dtype == "string"
         assert m["s"].tolist() == strings
         assert infos["n4"].dtype == "int4" and infos["n4"].nbytes == 3
-        assert m["n4"].tobytes() == int4
+        assert m.read(infos["n4"], packed=True).tobytes() == int4
+        assert m["n4"].tolist() == [1, 2, 3, 4, 5]
         assert infos["q"].extras["quantization"] == {"scale": [0.5, 0.25], "zero_point": [0, 1],
                                                      "quantized_dimension": 1}
         assert infos["bf"].dtype == "bfloat16"
@@ -467,3 +471,229 @@ def test_repeated_names_and_negative_shapes():
         assert m["w#1"].tolist() == [2.0] and m["tensor_2"].tolist() == [1.0]
     with pytest.raises(mfparse.CorruptFileError, match="negative dimension -1"):
         mfparse.open(build_model([("w", 0, [-1], 1, None)], [None, b"\0\0\x80\x3f"]))
+
+
+# ---- TFLite Model Metadata and associated files ---------------------------------------------------
+# metadata.tflite is float.tflite as the MetadataPopulator of tflite-support / MediaPipe writes it
+# (tests/fixtures/tflite/make_metadata_fixture.py, with MediaPipe's generated object API): a
+# "TFLITE_METADATA" buffer holding the M001 flatbuffer, and a zip of associated files appended.
+
+FIXTURE_FILES = {"labels.txt": b"airplane\ncar\nbird\ncat\ndeer\n", "labels_fr.txt": b"avion\nvoiture\noiseau\nchat\ncerf\n",
+                 "vocab.txt": b"[PAD]\n[UNK]\nhello\nworld\n",
+                 "README.txt": b"A fixture for mfparse: float.tflite with TFLite Model Metadata.\n"}
+
+
+def test_model_with_associated_files_opens_as_tflite():
+    import zipfile
+
+    with open(path("metadata"), "rb") as f:
+        data = f.read()
+    assert data[4:8] == b"TFL3" and zipfile.is_zipfile(path("metadata"))
+    with mfparse.open(path("metadata")) as m, mfparse.open(path("float")) as ref:
+        assert m.format == "tflite"
+        assert [(t.name, t.dtype, t.shape, t.nbytes) for t in m.tensors()] == \
+            [(t.name, t.dtype, t.shape, t.nbytes) for t in ref.tensors()]
+        for t in ref.tensors():
+            np.testing.assert_array_equal(m[t.name], ref[t.name])
+        files = m.metadata["associated_files"]
+        with zipfile.ZipFile(path("metadata")) as zf:  # the reference reader of the archive
+            assert [(f["name"], f["size"]) for f in files] == [(i.filename, i.file_size) for i in zf.infolist()]
+            for f in files:
+                assert data[f["offset"]:f["offset"] + f["size"]] == zf.read(f["name"]) == FIXTURE_FILES[f["name"]]
+        assert m._reader.associated_file("vocab.txt") == FIXTURE_FILES["vocab.txt"]
+        # the metadata buffer is where the tflite package finds it
+        model = tflite.Model.GetRootAsModel(data, 0)
+        md = [model.Metadata(i) for i in range(model.MetadataLength())]
+        entry = next(e for e in md if e.Name() == b"TFLITE_METADATA")
+        meta = m.metadata["TFLITE_METADATA"]
+        assert meta["buffer"] == entry.Buffer()
+        assert meta["bytes"] == model.Buffers(entry.Buffer()).DataLength()
+
+
+def test_model_metadata_flatbuffer():
+    with mfparse.open(path("metadata")) as m:
+        meta = m.metadata["TFLITE_METADATA"]
+    assert {k: meta[k] for k in ("name", "description", "version", "author", "license", "min_parser_version")} == {
+        "name": "FixtureClassifier", "description": "A conv + dense classifier of 8x8 images.", "version": "v1",
+        "author": "mfparse tests", "license": "Apache-2.0", "min_parser_version": "1.2.1"}
+    assert meta["associated_files"] == [{"name": "README.txt", "description": "What this model is.",
+                                         "type": "DESCRIPTIONS"}]
+    (sg,) = meta["subgraphs"]
+    assert sg["name"] == "main" and sg["description"] == "The only subgraph."
+    assert sg["inputs"] == [{"name": "image", "description": "Input image, 8x8 RGB.", "content": "ImageProperties",
+                             "process_units": ["NormalizationOptions"], "associated_files": []}]
+    assert sg["outputs"] == [{
+        "name": "probability", "description": "Scores of the five classes.", "content": "FeatureProperties",
+        "process_units": [], "associated_files": [
+            {"name": "labels.txt", "description": "Labels of the five classes.", "type": "TENSOR_AXIS_LABELS"},
+            {"name": "labels_fr.txt", "description": "Labels in French.", "type": "TENSOR_AXIS_LABELS",
+             "locale": "fr"}]}]
+    assert sg["associated_files"] == [{"name": "vocab.txt", "description": "Tokenizer vocabulary.",
+                                       "type": "VOCABULARY", "process_unit": "BertTokenizerOptions",
+                                       "role": "input"}]
+    (custom,) = sg["custom_metadata"]
+    with open(path("metadata"), "rb") as f:
+        data = f.read()
+    assert custom["name"] == "FIXTURE_BYTES" and data[custom["offset"]:custom["offset"] + custom["bytes"]] == bytes(range(16))
+    # every file the metadata records is in the archive
+    with mfparse.open(path("metadata")) as m:
+        packed = {f["name"] for f in m.metadata["associated_files"]}
+    recorded = {f["name"] for f in meta["associated_files"] + sg["associated_files"]
+                for f in [f]} | {f["name"] for t in sg["outputs"] for f in t["associated_files"]}
+    assert recorded == packed
+
+
+def test_model_metadata_json_and_inspect():
+    from mfparse.inspect import render_text, summarize
+
+    with mfparse.open(path("metadata")) as m:
+        s = summarize(m)
+        json.dumps(s)
+        assert "associated_files" in s["metadata"]
+        render_text(s)
+
+
+def _metadata_fb(fb: "FB", *, files_per_tensor=(), shared=None, ident=b"M001", units=()):
+    """A ModelMetadata flatbuffer built by hand from metadata_schema.fbs (slots in
+    csrc/mf_tflite.h): one subgraph with one output tensor."""
+    def afile(name, ftype=2):
+        return fb.table({4: ("off", fb.string(name)), 8: ("i8", ftype)})
+    files = [afile(n) for n in files_per_tensor]
+    unit_offs = []
+    for utype, vocab in units:
+        slot = 6 if utype == 6 else 4  # RegexTokenizerOptions: delim_regex_pattern 4, vocab_file 6
+        opts = fb.table({slot: ("off", fb.offsets([afile(v, 5) for v in vocab]))}) if vocab else fb.table({})
+        unit_offs.append(fb.table({4: ("u8", utype), 6: ("off", opts)}))
+    tfields = {4: ("off", fb.string("out")), 16: ("off", fb.offsets(files))}
+    if unit_offs:
+        tfields[12] = ("off", fb.offsets(unit_offs))
+    tensors = [fb.table(tfields)] if shared is None else [shared] * 3000
+    sg = fb.table({10: ("off", fb.offsets(tensors))})
+    root = fb.table({4: ("off", fb.string("hand built")), 10: ("off", fb.offsets([sg] if shared is None else [sg] * 3000))})
+    return fb.finish(root, ident)
+
+
+def _with_metadata(meta: bytes, files=None) -> bytes:
+    import io
+    import zipfile
+
+    data = build_model([("w", 0, [2], 1, None)], [None, np.array([1, 2], np.float32).tobytes(), meta],
+                       metadata=[("min_runtime_version", 0), ("TFLITE_METADATA", 2)])
+    if files is None:
+        return data
+    bio = io.BytesIO(data)
+    bio.seek(0, 2)
+    with zipfile.ZipFile(bio, "a") as zf:
+        for name, payload in files.items():
+            zf.writestr(name, payload)
+    return bio.getvalue()
+
+
+def test_hand_built_metadata_and_tokenizer_files():
+    meta = _metadata_fb(FB(), files_per_tensor=["labels.txt"], units=[(4, ["vocab.txt"]), (6, ["regex_vocab.txt"]),
+                                                                       (1, None)])
+    data = _with_metadata(meta, {"labels.txt": b"a\nb\n", "vocab.txt": b"x", "regex_vocab.txt": b"y"})
+    with mfparse.open(data) as m:
+        md = m.metadata
+        assert m.format == "tflite" and m.keys() == ["w"] and m["w"].tolist() == [1.0, 2.0]
+        t = md["TFLITE_METADATA"]["subgraphs"][0]["outputs"][0]
+        assert t["name"] == "out" and t["process_units"] == ["BertTokenizerOptions", "RegexTokenizerOptions",
+                                                              "NormalizationOptions"]
+        assert [(f["name"], f["type"], f.get("process_unit")) for f in t["associated_files"]] == [
+            ("vocab.txt", "VOCABULARY", "BertTokenizerOptions"), ("regex_vocab.txt", "VOCABULARY", "RegexTokenizerOptions"),
+            ("labels.txt", "TENSOR_AXIS_LABELS", None)]
+        assert [(f["name"], f["size"]) for f in md["associated_files"]] == [("labels.txt", 4), ("vocab.txt", 1),
+                                                                           ("regex_vocab.txt", 1)]
+    # no archive after the model: no associated_files key
+    with mfparse.open(_with_metadata(meta)) as m:
+        assert "associated_files" not in m.metadata and m.metadata["TFLITE_METADATA"]["name"] == "hand built"
+
+
+def test_bad_metadata_buffers_do_not_stop_the_model():
+    """The interpreter never reads the metadata: a model whose metadata buffer is broken opens,
+    and the metadata entry says what is wrong (with the byte offset)."""
+    cases = {
+        "identifier": (_metadata_fb(FB(), ident=b"XXXX"), "identifier is not 'M001'"),
+        "truncated": (_metadata_fb(FB(), files_per_tensor=["a.txt"])[:-12], "past the end"),
+        "root": (struct.pack("<I", 4096) + b"M001" + bytes(56), "root offset: offset 4096 points past the end"),
+    }
+    fb = FB()
+    shared = fb.table({4: ("off", fb.string("t")), 16: ("off", fb.offsets([fb.table({4: ("off", fb.string("f"))})]))})
+    cases["shared"] = (_metadata_fb(fb, shared=shared), "visits more objects")
+    for what, (meta, why) in cases.items():
+        with mfparse.open(_with_metadata(meta)) as m:
+            md = m.metadata["TFLITE_METADATA"]
+            assert set(md) == {"buffer", "bytes", "error"}, what
+            assert why in md["error"] and "(byte " in md["error"], (what, md["error"])
+            assert m["w"].tolist() == [1.0, 2.0]
+
+
+def test_corrupt_appended_archive_is_reported_in_metadata():
+    data = _with_metadata(_metadata_fb(FB()), {"labels.txt": b"abc"})
+    eocd = data.rindex(b"PK\x05\x06")
+    bad = bytearray(data)
+    struct.pack_into("<I", bad, eocd + 16, len(data) - 30)  # central directory offset: past the directory
+    with mfparse.open(bytes(bad)) as m:
+        assert m.format == "tflite"
+        assert "associated_files" not in m.metadata and "zip" in m.metadata["associated_files_error"]
+
+
+def test_robust_with_associated_files(seed):
+    out = check_robust(path("metadata"), fmt="tflite", seed=seed, flips=200)
+    assert "ok" in out
+
+
+def test_scan_judges_every_associated_file():
+    from pickle_asm import call_pickle
+
+    r = mfparse.scan(path("metadata"))
+    assert r.verdict == "safe" and not r.findings
+    assert any("associated files" in n for n in r.notes)
+    data = _with_metadata(_metadata_fb(FB()), {"labels.txt": b"a\n", "extra.pkl": call_pickle("os", "system", "x")})
+    r = mfparse.scan(data)
+    assert r.verdict == "unsafe"
+    (f,) = r.findings
+    assert f.module == "os" and f.member == "extra.pkl"
+    # the same model as a member of an archive (a MediaPipe .task bundle is a zip of .tflite files)
+    import io
+    import zipfile
+
+    bio = io.BytesIO()
+    with zipfile.ZipFile(bio, "w") as zf:
+        zf.writestr("hand_landmarks_detector.tflite", data)
+    r = mfparse.scan(bio.getvalue())
+    assert [(f.module, f.member) for f in r.findings] == [("os", "hand_landmarks_detector.tflite!extra.pkl")]
+
+
+def test_sub_byte_tensors_unpack_low_nibble_first():
+    """TFLite packs INT4 / UINT4 two to a byte and INT2 four to a byte, element 0 in the low bits
+    (the converter's PackInt4ValuesDensely; the kernels' UnpackDenseInt4IntoInt8): m[name] gives
+    the values as ml_dtypes arrays of the tensor's shape, read(packed=True) the stored bytes."""
+    import ml_dtypes
+
+    i4 = np.array([[-8, -1, 0], [7, 3, -4]], dtype=ml_dtypes.int4)  # 6 values: 3 bytes
+    u4 = np.array([15, 0, 9, 1, 14], dtype=ml_dtypes.uint4)          # odd count: 3 bytes, last half empty
+    i2 = np.array([-2, -1, 0, 1, 1, -2, 0], dtype=ml_dtypes.int2)    # 7 values: 2 bytes
+
+    def pack(a, bits):
+        codes = a.reshape(-1).view(np.uint8).astype(np.uint32) & ((1 << bits) - 1)
+        per = 8 // bits
+        codes = np.concatenate([codes, np.zeros(-len(codes) % per, np.uint32)]).reshape(-1, per)
+        return bytes((codes << (bits * np.arange(per, dtype=np.uint32))).sum(axis=1).astype(np.uint8))
+
+    raw = {"i4": pack(i4, 4), "u4": pack(u4, 4), "i2": pack(i2, 2)}
+    assert raw["i4"] == bytes([0xF8, 0x70, 0xC3]) and raw["u4"] == bytes([0x0F, 0x19, 0x0E])
+    tensors = [("i4", tflite.TensorType.INT4, [2, 3], 1, None), ("u4", 20, [5], 2, None), ("i2", 19, [7], 3, None)]
+    data = build_model(tensors, [None, raw["i4"], raw["u4"], raw["i2"]])
+    with mfparse.open(data) as m:
+        for name, want in (("i4", i4), ("u4", u4), ("i2", i2)):
+            info = m.info(name)
+            assert info.nbytes == len(raw[name])
+            got = m[name]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got.astype(np.int8), want.astype(np.int8))
+            stored = m.read(info, packed=True)
+            assert stored.dtype == np.uint8 and stored.tobytes() == raw[name] and not stored.flags.writeable
+        # the tflite package sees the same bytes in the buffer
+        model = tflite.Model.GetRootAsModel(data, 0)
+        assert model.Buffers(1).DataAsNumpy().tobytes() == raw["i4"]

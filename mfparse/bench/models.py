@@ -288,7 +288,7 @@ def load_weights(module, path: str) -> dict:
                 if tuple(info.shape) != tuple(dst.shape):
                     raise BenchError(f"--weights {path}: {prefix + k} has shape {list(info.shape)} in the "
                                      f"file, the model wants {list(dst.shape)}")
-                src = _to_torch(m.read(info), info.dtype, f"{path}: {prefix + k}")
+                src = _to_torch(m.read(info, packed=True), info.dtype, f"{path}: {prefix + k}")
                 with _no_grad():
                     dst.copy_(src)
             fmt = m.format

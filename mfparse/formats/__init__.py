@@ -63,12 +63,39 @@ FORMATS = ("torch-zip", "torchscript", "torch-legacy", "safetensors", "tflite", 
            "keras", "onnx", "onnx-tensor", "tf-savedmodel", "tf-graphdef", "tf-checkpoint")
 
 
+def zip_at_end(source) -> bool:
+    """True when the file ends with a zip end-of-central-directory record (its comment, if any,
+    reaching the last byte): what zipfile.is_zipfile looks for."""
+    size = source.size
+    if size < 22 or b"PK\x05\x06" not in bytes(source.buf[max(0, size - 22 - 0xFFFF):]):
+        return False
+    from mfparse import _native
+    from mfparse.errors import MFParseError
+
+    try:
+        eocd = _native.zip_eocd(source.buf[size - min(size, _native.ZIP_TAIL_MAX):], size)
+    except MFParseError:
+        return False
+    return not eocd[6] & (1 << 7)  # a record followed by stray bytes does not count
+
+
 def detect(source) -> str:
-    """The format name of a source, from its first bytes."""
+    """The format name of a source, decided as the loaders decide.
+
+    A magic number at a fixed place at the start wins over an archive appended at the end:
+    torch.load and numpy.load take a file for a zip only when it starts with a local header
+    ("PK\x03\x04"), the TFLite interpreter takes a model by its identifier at byte 4 whatever
+    follows it (TFLite Model Metadata appends the model's associated files as a zip), and
+    safetensors, GGUF, .npy and HDF5 files are known by their first bytes; ONNX and TensorFlow
+    protobufs by their name and first records. Only a file whose start is none of these is a
+    zip by its end record (zipfile reads bytes prepended to an archive, as in a
+    self-extracting one), and then an HDF5 file behind a user block. A file that two loaders
+    read as two formats is a polyglot: `mfparse scan` reports it.
+    """
     from mfparse.formats import hdf5, safetensors, torch
 
     head = bytes(source.buf[:64])
-    if head[:4] in ZIP_MAGICS or (source.size >= 22 and bytes(source.buf[-22:-18]) == b"PK\x05\x06"):
+    if head[:4] in ZIP_MAGICS:
         return "zip"
     if torch.is_legacy(head):
         return "torch-legacy"
@@ -80,13 +107,17 @@ def detect(source) -> str:
         return "npy"
     if head[4:8] == b"TFL3":
         return "tflite"
-    if hdf5.probe(head) or (source.size > 512 and hdf5.find_superblock(source.buf) is not None):
-        return "hdf5"  # also behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
+    if hdf5.probe(head):
+        return "hdf5"
     from mfparse.formats import onnx, tf
 
     found = onnx.probe(source, head) or tf.probe(source, head)
     if found:
         return found
+    if zip_at_end(source):
+        return "zip"
+    if source.size > 512 and hdf5.find_superblock(source.buf) is not None:
+        return "hdf5"  # behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0
     )

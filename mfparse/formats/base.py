@@ -14,6 +14,9 @@ class Reader:
 
     format = "unknown"
     graph = None  # graph formats override it with a property (inputs, outputs, operators)
+    #: sub-byte dtypes (dtypes.PACKED) this format packs low bits first, as dtypes.unpack reads
+    #: them: read() returns their stored bytes (uint8) and ModelFile.read unpacks them
+    unpacks: frozenset = frozenset()
 
     def __init__(self, source):
         self.source = source
@@ -29,6 +32,7 @@ class Reader:
         return {t.name: t for t in self._tensors}
 
     def read(self, info: TensorInfo) -> np.ndarray:
+        """The tensor's data as stored: packed sub-byte dtypes as their bytes (uint8)."""
         if info.offset is None:
             raise UnsupportedFormatError(f"tensor {info.name!r} has no data stored in the file")
         return view(self.source.buf, info)

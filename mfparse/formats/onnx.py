@@ -17,7 +17,11 @@ Which tensors are listed (``m.tensors()``), and how they are named:
     initializers always keep theirs.
 
 Data: raw_data is a zero-copy view of the file; typed fields (float_data, int32_data, ...)
-are decoded on read (packed sub-byte types come back as their packed bytes, like raw_data);
+are decoded on read. Sub-byte types (int4, uint4, float4e2m1, int2, uint2, float6e2m3,
+float6e3m2) are stored packed low bits first, in raw_data and in int32_data alike (one byte of
+the stream per int32 value; float6: one element per value); the reader hands out the packed
+bytes and ModelFile.read unpacks them into ml_dtypes values of the tensor's shape, as
+onnx.numpy_helper.to_array does (read(info, packed=True): the packed bytes);
 strings come back as an object array of bytes; external data is a view of a read-only map of
 the external file. A location that is absolute, contains ``..``, or resolves (through
 symlinks) outside the model's folder is never opened: reading such a tensor raises
@@ -121,6 +125,7 @@ class OnnxReader(Reader):
     """An ONNX ModelProto (format "onnx") or a bare TensorProto (format "onnx-tensor")."""
 
     format = "onnx"
+    unpacks = dtypes.PACKED  # ONNX packs every sub-byte type low bits first (onnx.proto)
 
     def __init__(self, source, bare: bool = False):
         super().__init__(source)

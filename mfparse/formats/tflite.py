@@ -5,10 +5,21 @@ bounds-checked accessors of csrc/mf_flatbuf.c); tensor data are zero-copy views.
 weights, lookup tables), named by the tensor's name; tensors of subgraphs other than the first
 are prefixed `subgraph<i>/`, and a repeated name gets `#<tensor index>`. Buffers stored after
 the flatbuffer (`Buffer.offset/size`, written for models over 2 GB) map like inline ones.
-Quantization parameters go into `extras["quantization"]` ({scale, zero_point,
+INT4, UINT4 and INT2 buffers are packed (two or four values to a byte, element 0 in the low
+bits): `m[name]` gives ml_dtypes values of the tensor's shape, `m.read(info, packed=True)` the
+stored bytes. Quantization parameters go into `extras["quantization"]` ({scale, zero_point,
 quantized_dimension, min, max}); sparse tensors are listed with `extras["sparsity"]` and
 refuse to read (their buffer holds only the non-zero values). `m.graph` is a TFLiteGraph:
 inputs, outputs, operators, op histogram, every tensor (activations too) and signature defs.
+
+TFLite Model Metadata (MediaPipe, Model Maker, tflite-support writers): the buffer named by the
+"TFLITE_METADATA" entry of Model.metadata holds a second flatbuffer (metadata_schema.fbs,
+identifier "M001"), parsed in C into `metadata["TFLITE_METADATA"]` (name, description,
+version, author, license, per-subgraph input/output tensor metadata, associated files the
+metadata records). The associated files themselves (label maps, vocabularies) are packed as a
+zip archive appended after the model; the file is still a TFLite model (detected by its
+identifier, whatever follows it) and `metadata["associated_files"]` lists the archive's
+members ({name, size, offset}); `TFLiteReader.associated_file(name)` reads one.
 """
 
 from __future__ import annotations
@@ -19,9 +30,10 @@ from collections import Counter
 from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
-from mfparse.records import TensorInfo, to_jsonable
-from mfparse.errors import CorruptFileError, UnsupportedFormatError
+from mfparse.errors import CorruptFileError, MFParseError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
+from mfparse.formats.zip import ZipArchive, ZipMember
+from mfparse.records import TensorInfo, to_jsonable
 
 MAGIC = b"TFL3"
 
@@ -70,6 +82,14 @@ BUILTIN_OPS = (
 )
 
 CUSTOM = 32
+#: the Model.metadata entry that holds the TFLite Model Metadata flatbuffer ("M001")
+METADATA_NAME = "TFLITE_METADATA"
+#: metadata_schema.fbs enums (index = code)
+ASSOCIATED_FILE_TYPES = ("UNKNOWN", "DESCRIPTIONS", "TENSOR_AXIS_LABELS", "TENSOR_VALUE_LABELS",
+                         "TENSOR_AXIS_SCORE_CALIBRATION", "VOCABULARY", "SCANN_INDEX_FILE")
+CONTENT_PROPERTIES = (None, "FeatureProperties", "ImageProperties", "BoundingBoxProperties", "AudioProperties")
+PROCESS_UNITS = (None, "NormalizationOptions", "ScoreCalibrationOptions", "ScoreThresholdingOptions",
+                 "BertTokenizerOptions", "SentencePieceTokenizerOptions", "RegexTokenizerOptions")
 QUANT_DETAILS = {1: "custom", 2: "blockwise"}
 DIM_FORMATS = {0: "DENSE", 1: "SPARSE_CSR"}
 INDEX_TYPES = {0: None, 1: "int32", 2: "uint16", 3: "uint8"}
@@ -180,6 +200,7 @@ class TFLiteGraph:
 
 class TFLiteReader(Reader):
     format = "tflite"
+    unpacks = frozenset({"int4", "uint4", "int2"})  # packed low bits first (PackInt4ValuesDensely)
 
     def __init__(self, source, require_ident: bool = True):
         super().__init__(source)
@@ -222,6 +243,7 @@ class TFLiteReader(Reader):
             infos = _dedupe(infos)
         self._tensors = infos
         self._graph = None
+        self._zip = None  # the appended zip archive (ZipArchive), False when there is none
 
     def _unusual(self, t, tname, dname, shape_t, off, size, external, extras, ext_by_id):
         """The rarer cases: data after the flatbuffer, variables, unknown types (extras only),
@@ -277,14 +299,41 @@ class TFLiteReader(Reader):
         for name, b in rec["metadata"]:
             off, size, _ext = rec["buffers"][b]
             value: object = {"buffer": b, "bytes": size}
-            if 0 < size <= 256:
+            if name == METADATA_NAME and size:
+                value = _model_metadata(buf, b, off, size)
+            elif 0 < size <= 256:
                 raw = bytes(buf[off:off + size]).rstrip(b"\0")
                 if raw and all(32 <= c < 127 for c in raw):
                     value = raw.decode("ascii")
             out[name if name is not None else f"metadata{b}"] = value
         if rec["signatures"]:
             out["signature_defs"] = [s["key"] for s in self.graph.signatures]
+        try:
+            files = self.associated_files()
+        except MFParseError as e:  # the model itself opens: say what is wrong with the archive
+            out["associated_files_error"] = str(e)
+        else:
+            if files is not None:
+                out["associated_files"] = files
         return out
+
+    def associated_files(self) -> list[dict] | None:
+        """The files packed in the zip archive appended after the model (TFLite Model Metadata
+        "associated files": label maps, vocabularies), as [{name, size, offset}] in archive
+        order (offset: the file offset of a stored member's bytes, None when compressed);
+        None when no archive follows the model. An archive that cannot be read raises."""
+        if self._zip is None:
+            self._zip = _appended_zip(self.source) or False
+        if self._zip is False:
+            return None
+        return [{"name": m.name, "size": m.size, "offset": m.data_offset if m.method == 0 else None}
+                for m in (ZipMember(*row) for row in self._zip.directory.entries_list())]
+
+    def associated_file(self, name: str) -> bytes:
+        """The bytes of one associated file (a member of the appended zip archive)."""
+        if self.associated_files() is None:
+            raise KeyError(name)
+        return bytes(self._zip.read(name))
 
     def tree(self):
         tree: dict = {}
@@ -329,6 +378,77 @@ class TFLiteReader(Reader):
         sigs = [{"key": key, "subgraph": sg, "inputs": dict(ins), "outputs": dict(outs)}
                 for key, sg, ins, outs in rec["signatures"]]
         return TFLiteGraph(main_in, main_out, operators, allt, sgs, sigs)
+
+
+def _enum(names: tuple, code: int):
+    return names[code] if 0 <= code < len(names) else f"unknown ({code})"
+
+
+def _file_dict(f) -> dict:
+    _where, _sg, _tensor, unit, input_unit, name, desc, ftype, locale, version = f
+    d: dict = {"name": name, "description": desc, "type": _enum(ASSOCIATED_FILE_TYPES, ftype), "locale": locale,
+               "version": version}
+    if unit:
+        d["process_unit"] = _enum(PROCESS_UNITS, unit)
+    d = {k: v for k, v in d.items() if v is not None}
+    if unit and _where == 1:
+        d["role"] = "input" if input_unit else "output"
+    return d
+
+
+def _model_metadata(buf, b: int, off: int, size: int) -> dict:
+    """The TFLite Model Metadata flatbuffer (metadata_schema.fbs) in buffer b, parsed in C:
+    name, description, version, author, license, min_parser_version, per subgraph its input and
+    output tensor metadata (name, description, content, process units, associated files) and
+    custom metadata, and the associated files the model records. A buffer that does not parse
+    gives {buffer, bytes, error}: the model itself still opens."""
+    out: dict = {"buffer": b, "bytes": size}
+    try:
+        rec = _native.tflite_metadata(buf[off:off + size], off)
+    except MFParseError as e:
+        out["error"] = str(e)
+        return out
+    for key in ("name", "description", "version", "author", "license", "min_parser_version"):
+        if rec[key] is not None:
+            out[key] = rec[key]
+    subgraphs = [{"name": name, "description": desc, "inputs": [None] * n_in, "outputs": [None] * n_out,
+                  "associated_files": [], "custom_metadata": []}
+                 for name, desc, n_in, n_out in rec["subgraphs"]]
+    for sg, output, idx, name, desc, content, units in rec["tensors"]:
+        t = {"name": name, "description": desc, "content": CONTENT_PROPERTIES[content] if content < 5 else
+             f"unknown ({content})", "process_units": [_enum(PROCESS_UNITS, u) for u in units],
+             "associated_files": []}
+        subgraphs[sg]["outputs" if output else "inputs"][idx] = {k: v for k, v in t.items() if v is not None}
+    model_files = []
+    for f in rec["files"]:
+        where, sg, idx = f[0], f[1], f[2]
+        if where == 0:
+            model_files.append(_file_dict(f))
+        elif where == 1:
+            subgraphs[sg]["associated_files"].append(_file_dict(f))
+        else:
+            subgraphs[sg]["outputs" if where == 3 else "inputs"][idx]["associated_files"].append(_file_dict(f))
+    for sg, name, coff, csize in rec["custom"]:
+        subgraphs[sg]["custom_metadata"].append({"name": name, "offset": coff, "bytes": csize})
+    for s in subgraphs:
+        for key in ("name", "description"):
+            if s[key] is None:
+                del s[key]
+    out["subgraphs"] = subgraphs
+    out["associated_files"] = model_files
+    return out
+
+
+def _appended_zip(source) -> ZipArchive | None:
+    """The zip archive appended after a TFLite model (associated files), or None when the file
+    does not end with a zip end record (its comment reaching the last byte). An end record
+    whose archive cannot be read raises."""
+    size = source.size
+    tail = bytes(source.buf[max(0, size - 22 - 0xFFFF):])
+    i = tail.rfind(b"PK\x05\x06")
+    while i >= 0 and not (i + 22 <= len(tail) and i + 22 + int.from_bytes(tail[i + 20:i + 22], "little") == len(tail)):
+        i = tail.rfind(b"PK\x05\x06", 0, i)
+    return None if i < 0 else ZipArchive(source)
 
 
 def _dedupe(infos: list) -> list:

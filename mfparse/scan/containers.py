@@ -148,6 +148,8 @@ def scan_buffer(ctx: Context, buf, where: Where, *, designated, name=None, torch
         ctx.finding("suspicious", f"containers nested more than {Context.MAX_DEPTH} deep", where, kind="resource")
         return False
     kind = sniff(buf, name, top)
+    if top:
+        kind = check_polyglot(ctx, buf, where, name, kind)
     if kind is None:
         return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript, top=top)
     return CHECKERS[kind](ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
@@ -512,13 +514,17 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
     return None
 
 
-def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False, prefix_ok=False, **_) -> bool:
+    """prefix_ok: the bytes before the archive are a format that carries one (a TFLite model's
+    associated files), not a finding of their own; they are still scanned as a pickle."""
     try:
         rows, anomalies, eocd = zip_directory(buf)
     except MFParseError as e:
         if designated or where.depth == 0:
             ctx.error(f"zip archive could not be read: {e}", where)
         return False
+    if prefix_ok:
+        anomalies &= ~(1 << 8)
     size = len(buf)
     # bytes in front of the archive: a loader that looks at the first bytes would unpickle them
     if _head(buf, 4) != b"PK\x03\x04":
@@ -562,8 +568,9 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
             # fast path for raw data records: only bytes that could start a pickle or a container
             if csize == 0 or doff >= size:
                 continue
-            if buf[doff] not in first_ok and not (csize >= 512 and bytes(buf[doff + 257:doff + 262]) == b"ustar"):
-                continue
+            if buf[doff] not in first_ok and not (csize >= 512 and bytes(buf[doff + 257:doff + 262]) == b"ustar") \
+                    and not (csize >= 22 and bytes(buf[doff + 4:doff + 8]) == b"TFL3"):
+                continue  # (a TFLite model may carry a zip of associated files after it)
         m = ZipEntry(row)
         got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
         if got is None:
@@ -615,7 +622,7 @@ def _worth_reading(data, nm) -> bool:
     b0 = data[0]
     if b0 in OPCODES or b0 in _MEMBER_MAGIC_FIRST:
         return True
-    return n >= 512 and bytes(data[257:262]) == b"ustar"
+    return (n >= 512 and bytes(data[257:262]) == b"ustar") or bytes(data[4:8]) == b"TFL3"
 
 
 def _crc(ctx, data, m, where) -> None:
@@ -804,9 +811,94 @@ def check_gguf(ctx, buf, where, **_) -> bool:
     return True
 
 
-def check_tflite(ctx, buf, where, **_) -> bool:
+def check_tflite(ctx, buf, where, **kw) -> bool:
     ctx.note("TFLite flatbuffer: no pickle")
+    if _head(buf, 4) != b"PK\x03\x04" and len(buf) >= 22 and _eocd_ok(buf):
+        # TFLite Model Metadata packs the model's associated files (labels, vocabularies) as a
+        # zip appended after the flatbuffer; zipfile-based tools open it, so every member counts
+        ctx.note("TFLite model with associated files (a zip archive after the model, as TFLite Model "
+                 "Metadata writes them): every member scanned")
+        return check_zip(ctx, buf, where, prefix_ok=True, **kw)
     return True
+
+
+# ==========================================================================================
+# Polyglots: one file, two formats
+# ==========================================================================================
+
+_READERS = {
+    "zip": "a zip archive (torch.load, numpy.load, zipfile: local header at byte 0)",
+    "zip-end": "a zip archive (zipfile, keras: end record at the end of the file)",
+    "torch-legacy": "a legacy torch checkpoint (torch.load)",
+    "tar": "a tar archive (tarfile)",
+    "npy": "an .npy array (numpy.load)",
+    "hdf5": "an HDF5 file (h5py, keras)",
+    "gguf": "a GGUF model (llama.cpp, gguf)",
+    "tflite": "a TFLite model (the TFLite interpreter)",
+    "safetensors": "a safetensors file",
+    "protobuf": "an ONNX / TensorFlow protobuf",
+}
+
+
+def check_polyglot(ctx, buf, where, name, kind):
+    """A file (top level) that two loaders read as two formats is a finding: a scanner that
+    looks at one of them misses what the other holds. Each reading is scanned. Returns the kind
+    whose checker scans the file next.
+
+    Readings: the format its first bytes say (what torch.load, numpy.load, safetensors, GGUF
+    and TFLite readers go by), a zip end record at the end (zipfile, keras), an HDF5 superblock
+    behind a user block (h5py looks at 0, 512, 1024, ...). Not polyglots: a TFLite model with
+    its associated files zipped after it (TFLite Model Metadata), and an HDF5 file stored as a
+    member of a zip (h5py then reads that member, which is scanned as one)."""
+    n = len(buf)
+    if n < 22:
+        return kind
+    head = _head(buf)
+    start = sniff(buf, name, top=False)
+    if start not in _READERS:
+        start = "torch-legacy" if start is None and _is_legacy(bytes(buf[:64])) else None
+    readings = [start] if start is not None else []
+    if start != "zip" and kind == "zip":  # the zip sniffer goes first and, at top level, reads the end record
+        readings.append("zip-end")
+    sb = _native.h5_find_superblock(buf) if start != "hdf5" and n > 512 else -1
+    if sb > 0 and not _is_zip_member_start(buf, sb):
+        readings.append("hdf5")
+    if len(readings) < 2 or readings == ["tflite", "zip-end"]:
+        return "tflite" if start == "tflite" else kind
+    what = " and as ".join(_READERS[r] + (f" at byte {sb}" if r == "hdf5" and r != start else "")
+                           for r in readings)
+    ctx.finding("suspicious", f"polyglot: the file reads as {what}; a loader or scanner that sees one format "
+                "misses what the other holds (each was scanned)", where, offset=0, kind="polyglot")
+    for r in readings[1:]:
+        if r == "hdf5":
+            CHECKERS["hdf5"](ctx, buf, where, name=name, designated=False)
+    if start is not None and start != "zip" and "zip-end" in readings:
+        if start == "torch-legacy":
+            check_pickle(ctx, buf, where, name=name, designated=True, top=True)
+        else:
+            CHECKERS[start](ctx, buf, where, name=name, designated=True)
+        return "zip"
+    return kind
+
+
+def _is_legacy(head: bytes) -> bool:
+    from mfparse.formats.torch import is_legacy
+
+    try:
+        return is_legacy(head)
+    except MFParseError:
+        return False
+
+
+def _is_zip_member_start(buf, pos: int) -> bool:
+    """Does a stored member's data start at pos (an archive that holds that file)?"""
+    if _head(buf, 4) != b"PK\x03\x04" and not _eocd_ok(buf):
+        return False
+    try:
+        rows, _, _ = zip_directory(buf)
+    except MFParseError:
+        return False
+    return any(r[2] == 0 and r[7] == pos for r in rows)
 
 
 def check_protobuf(ctx, buf, where, name=None, **_) -> bool:

@@ -100,10 +100,10 @@ class SourceItems:
             alias = (info.storage, info.offset, info.dtype, tuple(info.shape), info.stride)
         if info.offset is None:
             m = self.m
-            return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, lambda: m.read(info),
+            return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, lambda: m.read(info, packed=True),
                         None, alias, extras)
         try:
-            a = self.m.read(info)
+            a = self.m.read(info, packed=True)  # an Item holds sub-byte types packed
         except (MFParseError, TypeError) as e:
             self.skipped.append((info.name, str(e)))
             return None
