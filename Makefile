@@ -1,6 +1,8 @@
 SHELL := /bin/bash
 # mfparse: `make demo` and `make test` each set everything up from nothing (venv, dependencies,
 # build) and then do their job. VENV may point at a shared environment (make test VENV=...).
+# The venv gets exactly what requirements-dev.txt locks (versions and hashes); that lock is
+# generated from requirements-dev.in by `make lock` (pip-tools' pip-compile), never edited by hand.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,14 +12,32 @@ RUN := PYTHONPATH=$(CURDIR) $(PY)
 SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxi)
 EXT_STAMP := .stamp-ext
 
-.PHONY: all deps build test test-asan fuzz clang demo bench clean
+LOCK := requirements-dev.txt
+LOCK_IN := requirements-dev.in
+LOCK_VENV ?= .venv-lock
+PIP_TOOLS := pip-tools==7.7.0
+
+.PHONY: all deps build test test-asan fuzz clang demo bench clean lock
 
 all: build
 
-$(STAMP): requirements-dev.txt
+# the lock has a hash for every file, so pip installs in hash-checking mode: exactly these
+# versions, exactly these files, and nothing the lock does not name
+$(STAMP): $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	touch $(STAMP)
+
+# lock: regenerate requirements-dev.txt from requirements-dev.in with pip-compile (in a venv of its
+# own, .venv-lock). Versions already locked stay unless the .in excludes them; `make lock
+# UPGRADE=1` moves every package to the newest release the .in allows. Then run `make test`.
+# Adding a package: one line in requirements-dev.in, `make lock`, commit both files.
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install -q $(PIP_TOOLS))
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--output-file $(LOCK) $(LOCK_IN)
 
 deps: $(STAMP)
 
