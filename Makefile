@@ -17,7 +17,7 @@ LOCK_IN := requirements-dev.in
 LOCK_VENV ?= .venv-lock
 PIP_TOOLS := pip-tools==7.7.0
 
-.PHONY: all deps build test test-asan fuzz clang demo bench clean lock
+.PHONY: all deps build test test-installed test-asan fuzz clang demo bench clean lock
 
 all: build
 
@@ -41,6 +41,10 @@ lock:
 
 deps: $(STAMP)
 
+# The extension is built in place with setuptools' build_ext (not `pip install -e .`): that leaves
+# the venv's site-packages alone, so a VENV shared by several checkouts (make test VENV=...) is
+# never pointed at one of them, and the Makefile's own stamps decide what is rebuilt. Packaging
+# goes through pip (make test-installed: wheel built with the locked setuptools and Cython).
 # --force: a changed source rebuilds every file anyway, and after `make test-asan` (which leaves its
 # sanitizer build in place and removes the stamp) the normal extension must replace it, which
 # setuptools' copy would skip because the sanitizer build is newer
@@ -52,6 +56,11 @@ build: $(EXT_STAMP)
 
 test: build
 	$(RUN) -m pytest -q
+
+# test-installed: build the sdist and, from it, the wheel; install the wheel into a fresh venv with
+# the locked dependencies and run the sdist's test suite against it, outside the source tree
+test-installed: deps
+	.ci/test-installed $(PY)
 
 # ---- sanitizers and fuzzing (issue 9) --------------------------------------------------------
 # test-asan: the whole pytest suite against an ASan+UBSan build of the extension (built in place;
@@ -74,9 +83,11 @@ FUZZ_SAN = address,undefined -fno-sanitize-recover=undefined
 FUZZ_FLAGS = -std=c99 -g -O1 -Icsrc
 FUZZ_OBJS := $(patsubst csrc/%.c,fuzz/build/obj/%.o,$(wildcard csrc/*.c))
 
+# clang with libFuzzer and the sanitizer runtimes is a prerequisite the Makefile does not install
+# (on Debian: `apt-get install clang libclang-rt-14-dev`; .ci/run does that on a fresh CI machine)
 clang:
-	@command -v $(CLANG) >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq clang libclang-rt-14-dev >/dev/null)
+	@command -v $(CLANG) >/dev/null || { echo "make fuzz needs $(CLANG) with libFuzzer: on Debian," \
+		"install it with: apt-get install clang libclang-rt-14-dev (or set CLANG=...)" >&2; exit 1; }
 
 # the C core is compiled once (instrumented for coverage) and linked into every target
 fuzz/build/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | clang
