@@ -1,6 +1,8 @@
 SHELL := /bin/bash
 # mfparse: `make demo` and `make test` each set everything up from nothing (venv, dependencies,
 # build) and then do their job. VENV may point at a shared environment (make test VENV=...).
+# The venv gets exactly what requirements-dev.txt locks (versions and hashes); that lock is
+# generated from requirements-dev.in by `make lock` (pip-tools' pip-compile), never edited by hand.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,17 +12,39 @@ RUN := PYTHONPATH=$(CURDIR) $(PY)
 SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxi)
 EXT_STAMP := .stamp-ext
 
-.PHONY: all deps build test test-asan fuzz clang demo bench clean
+LOCK := requirements-dev.txt
+LOCK_IN := requirements-dev.in
+LOCK_VENV ?= .venv-lock
+PIP_TOOLS := pip-tools==7.7.0
+
+.PHONY: all deps build test test-installed test-asan fuzz clang demo bench clean lock
 
 all: build
 
-$(STAMP): requirements-dev.txt
+# the lock has a hash for every file, so pip installs in hash-checking mode: exactly these
+# versions, exactly these files, and nothing the lock does not name
+$(STAMP): $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
 	touch $(STAMP)
+
+# lock: regenerate requirements-dev.txt from requirements-dev.in with pip-compile (in a venv of its
+# own, .venv-lock). Versions already locked stay unless the .in excludes them; `make lock
+# UPGRADE=1` moves every package to the newest release the .in allows. Then run `make test`.
+# Adding a package: one line in requirements-dev.in, `make lock`, commit both files.
+lock:
+	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install -q $(PIP_TOOLS))
+	CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -q --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) \
+		--output-file $(LOCK) $(LOCK_IN)
 
 deps: $(STAMP)
 
+# The extension is built in place with setuptools' build_ext (not `pip install -e .`): that leaves
+# the venv's site-packages alone, so a VENV shared by several checkouts (make test VENV=...) is
+# never pointed at one of them, and the Makefile's own stamps decide what is rebuilt. Packaging
+# goes through pip (make test-installed: wheel built with the locked setuptools and Cython).
 # --force: a changed source rebuilds every file anyway, and after `make test-asan` (which leaves its
 # sanitizer build in place and removes the stamp) the normal extension must replace it, which
 # setuptools' copy would skip because the sanitizer build is newer
@@ -32,6 +56,11 @@ build: $(EXT_STAMP)
 
 test: build
 	$(RUN) -m pytest -q
+
+# test-installed: build the sdist and, from it, the wheel; install the wheel into a fresh venv with
+# the locked dependencies and run the sdist's test suite against it, outside the source tree
+test-installed: deps
+	.ci/test-installed $(PY)
 
 # ---- sanitizers and fuzzing (issue 9) --------------------------------------------------------
 # test-asan: the whole pytest suite against an ASan+UBSan build of the extension (built in place;
@@ -54,9 +83,11 @@ FUZZ_SAN = address,undefined -fno-sanitize-recover=undefined
 FUZZ_FLAGS = -std=c99 -g -O1 -Icsrc
 FUZZ_OBJS := $(patsubst csrc/%.c,fuzz/build/obj/%.o,$(wildcard csrc/*.c))
 
+# clang with libFuzzer and the sanitizer runtimes is a prerequisite the Makefile does not install
+# (on Debian: `apt-get install clang libclang-rt-14-dev`; .ci/run does that on a fresh CI machine)
 clang:
-	@command -v $(CLANG) >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq clang libclang-rt-14-dev >/dev/null)
+	@command -v $(CLANG) >/dev/null || { echo "make fuzz needs $(CLANG) with libFuzzer: on Debian," \
+		"install it with: apt-get install clang libclang-rt-14-dev (or set CLANG=...)" >&2; exit 1; }
 
 # the C core is compiled once (instrumented for coverage) and linked into every target
 fuzz/build/obj/%.o: csrc/%.c $(wildcard csrc/*.h) | clang

@@ -13,7 +13,9 @@ os.chdir(HERE)
 extra_compile_args = []
 extra_link_args = []
 if sys.platform != "win32":
-    extra_compile_args = ["-std=c99", "-O2", "-Wall", "-Wno-unused-function"]
+    # -fvisibility=hidden: the extension exports only PyInit__native (CPython marks it visible);
+    # the C core's mf_* functions and Cython's helpers stay private to the .so
+    extra_compile_args = ["-std=c99", "-O2", "-Wall", "-Wno-unused-function", "-fvisibility=hidden"]
     # MFPARSE_SANITIZE=1 builds the extension with ASan + UBSan (make test-asan)
     if os.environ.get("MFPARSE_SANITIZE"):
         san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer",

@@ -647,7 +647,9 @@ def bench_torch_int8(model, example_inputs):
 def bench_onnx_int8(src, dst, calibration):
     """int8 rows of `mfparse bench` on ONNX Runtime / TensorRT: static QDQ quantization with
     per-channel weights and MinMax activation ranges calibrated on `calibration` (a list of
-    {input name: array} feeds, all shaped alike)."""
+    {input name: array} feeds, all shaped alike). Weights are 7-bit (reduce_range) on an x86 CPU
+    without VNNI, where ONNX Runtime's u8s8 kernels would saturate 8-bit ones
+    (runtime_quant.int8_cpu()); 8-bit elsewhere."""
     import tempfile
 
     from mfparse.runtime_quant import quantize_onnx

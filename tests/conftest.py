@@ -1,4 +1,6 @@
-"""Shared pytest fixtures. The repo root is on sys.path (tests import mfparse from the tree)."""
+"""Shared pytest fixtures. The repo root is on sys.path (tests import mfparse from the tree),
+except with MFPARSE_TEST_INSTALLED=1: then the tests run against the installed mfparse (the wheel,
+as .ci/test-installed does) and fail at once if it would come from a source tree."""
 
 import os
 import sys
@@ -6,9 +8,22 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
+INSTALLED = os.environ.get("MFPARSE_TEST_INSTALLED") == "1"
+if not INSTALLED and ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+if INSTALLED:
+    import mfparse as _mfparse
+
+    if "site-packages" not in _mfparse.__file__.split(os.sep):
+        raise pytest.UsageError(f"MFPARSE_TEST_INSTALLED=1 but mfparse comes from {_mfparse.__file__}")
+
+
+def pytest_report_header(config):
+    import mfparse
+
+    return f"mfparse: {os.path.dirname(mfparse.__file__)}" + (" (installed)" if INSTALLED else "")
 
 
 @pytest.fixture
