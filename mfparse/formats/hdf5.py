@@ -39,6 +39,10 @@ FILTER_NAMES = {
 #: numeric attribute arrays with more elements than this are returned as numpy arrays, not lists
 ATTR_LIST_MAX = 1 << 16
 
+# fill value status and write time (the fill tuple of H5File.dataset)
+FILL_UNDEFINED, FILL_DEFAULT, FILL_USER = 0, 1, 2
+FILL_TIME_ALLOC, FILL_TIME_NEVER, FILL_TIME_IFSET = 0, 1, 2
+
 CONTIGUOUS = MappingProxyType({"layout": "contiguous"})
 COMPACT = MappingProxyType({"layout": "compact"})
 
@@ -444,19 +448,35 @@ class HDF5File:
         dt = ht.raw if ht.shape else ht.np
         return stored.view(dt).reshape(shape + ht.shape)
 
-    def _fill(self, d, ht: H5Type, numel: int) -> np.ndarray:
-        """numel stored elements of the fill value, as raw bytes (V<itemsize>)."""
+    def _fill(self, path: str, d, ht: H5Type, numel: int) -> np.ndarray:
+        """numel stored elements of what never-written data reads as, as raw bytes (V<itemsize>).
+
+        As libhdf5 (H5Dio.c, H5Dchunk.c) and so h5py read it: a missing chunk holds the
+        user-defined fill value unless the fill time is "never"; unallocated contiguous data
+        holds it unless the fill time is "never", and cannot be read at all when the fill value
+        is undefined and the fill time is not "never". Everything else reads as zeros (what
+        h5py's zero-initialised buffer keeps). A variable-length fill value is a heap reference,
+        decoded like stored elements."""
         itemsize = ht.itemsize
         total = numel * itemsize
         if total > max(MAX_SYNTH, 64 * len(self.buf)):
             raise ResourceLimitError(f"dataset of {total} bytes is too large to materialise")
         out = np.zeros(numel, dtype=np.dtype(f"V{itemsize}"))
-        defined, _undef, foff, fsize, _alloc = d[14]
-        if foff is not None and fsize:
+        status, fill_time, foff, fsize, _alloc = d[14]
+        if fill_time == FILL_TIME_NEVER or numel == 0:
+            return out
+        if d[4] == 2:
+            use = status == FILL_USER and fill_time in (FILL_TIME_ALLOC, FILL_TIME_IFSET)
+        else:
+            if status == FILL_UNDEFINED and fill_time in (FILL_TIME_ALLOC, FILL_TIME_IFSET):
+                raise UnsupportedFormatError(
+                    f"dataset {path!r} was never written and its fill value is undefined: it holds no data")
+            use = status == FILL_USER
+        if use:
             if fsize != itemsize:
                 raise CorruptFileError(f"fill value of {fsize} bytes for {itemsize}-byte elements", foff)
             value = bytes(self.buf[foff:foff + fsize])
-            if any(value) and ht.vlen is None:
+            if any(value):
                 out.view(np.uint8).reshape(numel, itemsize)[:] = np.frombuffer(value, dtype=np.uint8)
         return out
 
@@ -464,7 +484,7 @@ class HDF5File:
         space_kind, dims, _ = d[1]
         numel = d[2]
         shape = tuple(dims)
-        out = self._fill(d, ht, numel)
+        out = self._fill(path, d, ht, numel)
         if d[4] != 2 or numel == 0:
             return out
         out = out.reshape(shape)
