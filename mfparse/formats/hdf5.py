@@ -455,6 +455,8 @@ class HDF5File:
         if ht.vlen is not None:
             return self._vlen(ht, stored.tobytes(), numel * (int(np.prod(ht.shape)) if ht.shape else 1)).reshape(
                 shape + ht.shape)
+        if ht.np.hasobject:  # compounds with variable-length members: stored records, as when contiguous
+            return self._decode_raw(ht, stored, numel).reshape(shape + ht.shape)
         dt = ht.raw if ht.shape else ht.np
         return stored.view(dt).reshape(shape + ht.shape)
 
