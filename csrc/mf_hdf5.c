@@ -695,14 +695,29 @@ static int h5_numel(mf_h5ctx *h, const mf_h5_space *s, uint64_t at, uint64_t *ou
     return 0;
 }
 
+/* Fill value message 0x5 (versions 1-3) or the old fill value message 0x4, read as libhdf5 reads
+ * them (H5Ofill.c, H5Dint.c):
+ *   0x4: size(4) + value; size 0 means undefined.
+ *   0x5 v1/v2: version, alloc time(1), fill time(1), defined(1), then only if defined a signed
+ *     size(4) + value: > 0 a value of that size, 0 the default (zeros), -1 undefined. The spec
+ *     lists the size in v1 even when undefined; libhdf5 ignores it then (PyTables files carry
+ *     01 03 02 00 ffffffff: version 1, undefined, size -1).
+ *   0x5 v3: version, flags (bits 0-1 alloc time, 2-3 fill time, bit 4 undefined, bit 5 value
+ *     present), then size(4) + value if bit 5; no value bit means the default. Other flag bits,
+ *     or bits 4 and 5 together, are refused (libhdf5 refuses them too). */
 static int h5_parse_fill(mf_h5ctx *h, const h5_msg *m, mf_h5_dataset *d) {
     mf_cursor c;
     const char *what = "fill value message";
+    uint64_t at = h5_rep(h, m->off);
     if (h5_at(h, m->off, m->size, what, &c)) return 1;
     uint32_t size = 0;
+    int has_value = 0;
+    d->fill_status = MF_H5_FILL_DEFAULT;
     if (m->type == H5M_FILL_OLD) {
         if (mf_u32le(&c, &size, what)) return 1;
-        d->fill_defined = 1;
+        d->fill_time = MF_H5_FILL_TIME_IFSET;
+        if (size == 0) d->fill_status = MF_H5_FILL_UNDEFINED;
+        has_value = size != 0;
     } else {
         uint8_t version;
         if (mf_u8(&c, &version, what)) return 1;
@@ -710,27 +725,42 @@ static int h5_parse_fill(mf_h5ctx *h, const h5_msg *m, mf_h5_dataset *d) {
             uint8_t alloc, wtime, defined;
             if (mf_u8(&c, &alloc, what) || mf_u8(&c, &wtime, what) || mf_u8(&c, &defined, what)) return 1;
             d->alloc_time = alloc;
-            if (version == 1 || defined) {
+            d->fill_time = wtime;
+            if (!defined) {
+                d->fill_status = MF_H5_FILL_UNDEFINED;
+            } else {
                 if (mf_u32le(&c, &size, what)) return 1;
+                if (size == UINT32_MAX) { /* -1 */
+                    d->fill_status = MF_H5_FILL_UNDEFINED;
+                } else if (size & 0x80000000u) {
+                    return mf_fail(h->err, MF_ERR_CORRUPT, at, "fill value of negative size %ld", (long)(int32_t)size);
+                }
+                has_value = d->fill_status != MF_H5_FILL_UNDEFINED && size != 0;
             }
-            d->fill_defined = defined ? 1 : 0;
         } else if (version == 3) {
             uint8_t flags;
             if (mf_u8(&c, &flags, what)) return 1;
+            if (flags & 0xC0) return mf_fail(h->err, MF_ERR_CORRUPT, at, "fill value message flags 0x%02x", flags);
+            if ((flags & 0x30) == 0x30) {
+                return mf_fail(h->err, MF_ERR_CORRUPT, at, "fill value both undefined and present");
+            }
             d->alloc_time = flags & 3;
-            d->fill_undefined = (flags >> 4) & 1;
-            if (flags & 0x20) {
+            d->fill_time = (flags >> 2) & 3;
+            if (flags & 0x10) {
+                d->fill_status = MF_H5_FILL_UNDEFINED;
+            } else if (flags & 0x20) {
                 if (mf_u32le(&c, &size, what)) return 1;
-                d->fill_defined = 1;
+                has_value = size != 0;
             }
         } else {
-            return mf_fail(h->err, MF_ERR_UNSUPPORTED, h5_rep(h, m->off), "fill value message version %u", version);
+            return mf_fail(h->err, MF_ERR_UNSUPPORTED, at, "fill value message version %u", version);
         }
     }
-    if (size) {
-        uint64_t at = mf_tell(&c) - h->report_base;
+    if (has_value) {
+        uint64_t off = mf_tell(&c) - h->report_base;
         if (mf_skip(&c, size, "fill value")) return 1;
-        d->fill_offset = at;
+        d->fill_status = MF_H5_FILL_USER;
+        d->fill_offset = off;
         d->fill_size = size;
     } else {
         d->fill_offset = MF_H5_UNDEF;
@@ -1336,6 +1366,10 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
         mf_h5_dataset d;
         memset(&d, 0, sizeof d);
         d.fill_offset = MF_H5_UNDEF;
+        /* no fill message: libhdf5 (H5D__open_oid) takes its default, whose size 0 it maps to
+         * -1, undefined; written "if set" */
+        d.fill_status = MF_H5_FILL_UNDEFINED;
+        d.fill_time = MF_H5_FILL_TIME_IFSET;
         d.external = (uint8_t)external;
         mf_cursor c;
         if (h5_at(h, space->off, space->size, "dataspace message", &c)) return 1;

@@ -34,6 +34,14 @@ extern "C" {
 #define MF_H5_UNDEF UINT64_MAX /* undefined address ("never written") */
 #define MF_H5_MAX_RANK 32
 
+/* fill value status (libhdf5's H5D_fill_value_t) and write time */
+#define MF_H5_FILL_UNDEFINED 0
+#define MF_H5_FILL_DEFAULT 1
+#define MF_H5_FILL_USER 2
+#define MF_H5_FILL_TIME_ALLOC 0
+#define MF_H5_FILL_TIME_NEVER 1
+#define MF_H5_FILL_TIME_IFSET 2
+
 /* mf_h5_open flags (tests use them to reach deeper code with damaged inputs) */
 enum {
     MF_H5_NO_VERIFY = 1u << 0,    /* do not verify metadata checksums */
@@ -129,12 +137,13 @@ typedef struct mf_h5_dataset {
     uint32_t bt2_node_size;
     uint32_t n_filters;
     mf_h5_filter *filters;
-    /* fill value */
-    uint8_t fill_defined;  /* 1: fill_offset/fill_size hold the value; 0: zeros (or undefined) */
-    uint8_t fill_undefined;
-    uint8_t alloc_time;
-    uint64_t fill_offset;
-    uint32_t fill_size;
+    /* fill value (fill value message 0x5 of any version, else the old message 0x4, else
+     * undefined and written if set, as libhdf5 reads a dataset without either) */
+    uint8_t fill_status;   /* MF_H5_FILL_UNDEFINED, MF_H5_FILL_DEFAULT (zeros) or MF_H5_FILL_USER */
+    uint8_t fill_time;     /* 0 on allocation, 1 never, 2 if set (libhdf5's H5D_fill_time_t) */
+    uint8_t alloc_time;    /* 0 library default, 1 early, 2 late, 3 incremental */
+    uint64_t fill_offset;  /* MF_H5_FILL_USER: absolute offset of the value, else MF_H5_UNDEF */
+    uint32_t fill_size;    /* MF_H5_FILL_USER: its size in bytes (> 0), else 0 */
     uint8_t external;      /* external file list message present (data lives in other files) */
 } mf_h5_dataset;
 

@@ -63,8 +63,8 @@ cdef extern from "mf_hdf5.h":
         uint64_t index_addr
         uint32_t n_filters
         mf_h5_filter *filters
-        uint8_t fill_defined
-        uint8_t fill_undefined
+        uint8_t fill_status
+        uint8_t fill_time
         uint8_t alloc_time
         uint64_t fill_offset
         uint32_t fill_size
@@ -274,7 +274,8 @@ cdef class H5File:
         """(dtype, space, numel, nbytes, layout, layout_version, data_offset|None, data_size,
         index_type, chunk_flags, chunk, chunk_bytes, index_addr|None, filters, fill, external) where
         filters = ((id, flags, name|None, values), ...) and
-        fill = (defined, undefined, offset|None, size, alloc_time)."""
+        fill = (status, fill_time, offset|None, size, alloc_time): status 0 undefined, 1 default
+        (zeros), 2 user-defined (the value's offset and size); fill_time 0 on allocation, 1 never, 2 if set."""
         cdef mf_h5_dataset *d
         cdef uint32_t k
         self._check()
@@ -287,7 +288,7 @@ cdef class H5File:
         return (_dtype_tuple(d.dtype), _space_tuple(&d.space), d.numel, d.nbytes, d.layout, d.layout_version,
                 _opt(d.data_offset), d.data_size, d.index_type, d.chunk_flags,
                 u64_tuple(d.chunk, d.space.rank) if d.layout == 2 else None, d.chunk_bytes, _opt(d.index_addr),
-                filters, (d.fill_defined, d.fill_undefined, _opt(d.fill_offset), d.fill_size, d.alloc_time),
+                filters, (d.fill_status, d.fill_time, _opt(d.fill_offset), d.fill_size, d.alloc_time),
                 d.external)
 
     def attrs(self, size_t obj):

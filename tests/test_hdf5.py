@@ -636,3 +636,19 @@ def test_dense_heap_blocks_are_checksummed(tmp_path):
     with pytest.raises(mfparse.CorruptFileError, match="direct block checksum mismatch"):
         with mfparse.open(bytes(data)) as m:
             m.tree()
+
+
+def test_chunked_compound_with_vlen_member_reads_as_records(tmp_path):
+    """A compound with a variable-length member reads as its stored records whether contiguous or
+    chunked (PyTables' smpl_unsupptype.h5 once raised numpy's TypeError from the chunked path)."""
+    p = tmp_path / "cv.h5"
+    dt = np.dtype([("a", "<i4"), ("s", h5py.string_dtype())])
+    rows = np.array([(1, "x"), (2, "yy"), (3, "")], dtype=dt)
+    with h5py.File(p, "w") as f:
+        f.create_dataset("contig", data=rows)
+        f.create_dataset("chunked", data=rows, chunks=(2,), compression="gzip")
+    with mfparse.open(p) as m:
+        for name in ("contig", "chunked"):
+            a = m[name]
+            assert a.dtype == np.dtype("V20") and a.shape == (3,)
+            assert [int.from_bytes(bytes(r)[:4], "little") for r in a] == [1, 2, 3]

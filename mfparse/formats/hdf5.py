@@ -6,21 +6,31 @@ dataset listed in h5py's ``visit()`` order), numpy dtypes, attribute values and 
 
 Reading: contiguous and compact data are zero-copy views of the file. Chunked data are
 assembled from their chunks (the C side walks the chunk index; listing never touches it) and
-decoded with deflate (zlib), shuffle and fletcher32; any other filter raises an error naming
-its id when the data is read. Never-written data read as the fill value.
+decoded with deflate (zlib), shuffle and fletcher32, and with the registered filters szip (4),
+bzip2 (307), blosc (32001), lz4 (32004), zstd (32015) and blosc2 (32026) when a package that
+decompresses them is installed (imported only then; the error names the package otherwise);
+any other filter raises an error naming its id when the data is read. Never-written data read
+as libhdf5 reads them: the fill value, or zeros.
 """
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from types import MappingProxyType
 
 from mfparse._lazy import numpy as np
 
 from mfparse import _native
-from mfparse.records import TensorInfo
-from mfparse.errors import CorruptFileError, MFParseError, ResourceLimitError, UnsupportedFormatError
+from mfparse.errors import (
+    CorruptFileError,
+    MFParseError,
+    ResourceLimitError,
+    TruncatedFileError,
+    UnsupportedFormatError,
+)
 from mfparse.formats.base import Reader, view
+from mfparse.records import TensorInfo
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -38,6 +48,10 @@ FILTER_NAMES = {
 
 #: numeric attribute arrays with more elements than this are returned as numpy arrays, not lists
 ATTR_LIST_MAX = 1 << 16
+
+# fill value status and write time (the fill tuple of H5File.dataset)
+FILL_UNDEFINED, FILL_DEFAULT, FILL_USER = 0, 1, 2
+FILL_TIME_ALLOC, FILL_TIME_NEVER, FILL_TIME_IFSET = 0, 1, 2
 
 CONTIGUOUS = MappingProxyType({"layout": "contiguous"})
 COMPACT = MappingProxyType({"layout": "compact"})
@@ -441,22 +455,40 @@ class HDF5File:
         if ht.vlen is not None:
             return self._vlen(ht, stored.tobytes(), numel * (int(np.prod(ht.shape)) if ht.shape else 1)).reshape(
                 shape + ht.shape)
+        if ht.np.hasobject:  # compounds with variable-length members: stored records, as when contiguous
+            return self._decode_raw(ht, stored, numel).reshape(shape + ht.shape)
         dt = ht.raw if ht.shape else ht.np
         return stored.view(dt).reshape(shape + ht.shape)
 
-    def _fill(self, d, ht: H5Type, numel: int) -> np.ndarray:
-        """numel stored elements of the fill value, as raw bytes (V<itemsize>)."""
+    def _fill(self, path: str, d, ht: H5Type, numel: int) -> np.ndarray:
+        """numel stored elements of what never-written data reads as, as raw bytes (V<itemsize>).
+
+        As libhdf5 (H5Dio.c, H5Dchunk.c) and so h5py read it: a missing chunk holds the
+        user-defined fill value unless the fill time is "never"; unallocated contiguous data
+        holds it unless the fill time is "never", and cannot be read at all when the fill value
+        is undefined and the fill time is not "never". Everything else reads as zeros (what
+        h5py's zero-initialised buffer keeps). A variable-length fill value is a heap reference,
+        decoded like stored elements."""
         itemsize = ht.itemsize
         total = numel * itemsize
         if total > max(MAX_SYNTH, 64 * len(self.buf)):
             raise ResourceLimitError(f"dataset of {total} bytes is too large to materialise")
         out = np.zeros(numel, dtype=np.dtype(f"V{itemsize}"))
-        defined, _undef, foff, fsize, _alloc = d[14]
-        if foff is not None and fsize:
+        status, fill_time, foff, fsize, _alloc = d[14]
+        if fill_time == FILL_TIME_NEVER or numel == 0:
+            return out
+        if d[4] == 2:
+            use = status == FILL_USER and fill_time in (FILL_TIME_ALLOC, FILL_TIME_IFSET)
+        else:
+            if status == FILL_UNDEFINED and fill_time in (FILL_TIME_ALLOC, FILL_TIME_IFSET):
+                raise UnsupportedFormatError(
+                    f"dataset {path!r} was never written and its fill value is undefined: it holds no data")
+            use = status == FILL_USER
+        if use:
             if fsize != itemsize:
                 raise CorruptFileError(f"fill value of {fsize} bytes for {itemsize}-byte elements", foff)
             value = bytes(self.buf[foff:foff + fsize])
-            if any(value) and ht.vlen is None:
+            if any(value):
                 out.view(np.uint8).reshape(numel, itemsize)[:] = np.frombuffer(value, dtype=np.uint8)
         return out
 
@@ -464,7 +496,7 @@ class HDF5File:
         space_kind, dims, _ = d[1]
         numel = d[2]
         shape = tuple(dims)
-        out = self._fill(d, ht, numel)
+        out = self._fill(path, d, ht, numel)
         if d[4] != 2 or numel == 0:
             return out
         out = out.reshape(shape)
@@ -530,6 +562,8 @@ def _pyval(v):
 
 def unfilter(data, filters, mask: int, chunk_bytes: int, itemsize: int, path: str, addr: int) -> bytes:
     """Undo a chunk's filter pipeline (last filter first), skipping filters masked out."""
+    # bound every decoder's output: a chunk never decodes past its size (+ checksums of later filters)
+    limit = chunk_bytes + 64
     for j in range(len(filters) - 1, -1, -1):
         if mask & (1 << j):
             continue
@@ -537,8 +571,7 @@ def unfilter(data, filters, mask: int, chunk_bytes: int, itemsize: int, path: st
         if fid == 1:
             d = zlib.decompressobj()
             try:
-                # bound the output: a chunk never inflates past its size (+ checksums of later filters)
-                out = d.decompress(bytes(data), chunk_bytes + 64)
+                out = d.decompress(bytes(data), limit)
             except zlib.error as e:
                 raise CorruptFileError(f"chunk of dataset {path!r} does not inflate: {e}", addr) from None
             if d.unconsumed_tail:
@@ -549,12 +582,326 @@ def unfilter(data, filters, mask: int, chunk_bytes: int, itemsize: int, path: st
             data = unshuffle(bytes(data), size)
         elif fid == 3:
             data = fletcher32_strip(bytes(data), path, addr)
+        elif fid in DECODERS:
+            data = DECODERS[fid](_Chunk(bytes(data), values, limit, fid, path, addr))
         else:
             label = FILTER_NAMES.get(fid) or (name.decode("ascii", "replace") if name else "unregistered")
             raise UnsupportedFormatError(
-                f"dataset {path!r} is compressed with HDF5 filter {fid} ({label}); mfparse decodes only "
-                f"deflate (1), shuffle (2) and fletcher32 (3)", addr)
+                f"dataset {path!r} is compressed with HDF5 filter {fid} ({label}); mfparse decodes deflate (1), "
+                f"shuffle (2), fletcher32 (3) and, with a package that provides them, "
+                f"{', '.join(f'{FILTER_NAMES[k]} ({k})' for k in DECODERS)}", addr)
     return data
+
+
+# ---- registered filters decoded through optional packages ---------------------------------------
+#
+# Each decoder reads the chunk as the filter's HDF5 plugin writes it, bounds the size it will
+# decode to before decoding (a chunk never decodes past its size), and imports the package that
+# does the decompression only when a chunk needs it. Packages are used for raw decompression of
+# their own buffers only (blosc2: chunks, never its frame or object machinery, which can hold
+# expressions to evaluate); containers around them are parsed here.
+
+class _Chunk:
+    """One filtered chunk on its way through a decoder: bytes, the filter's client data, the size
+    bound, and what to name in errors."""
+
+    __slots__ = ("data", "values", "limit", "fid", "path", "addr")
+
+    def __init__(self, data: bytes, values: tuple, limit: int, fid: int, path: str, addr: int):
+        self.data, self.values, self.limit, self.fid, self.path, self.addr = data, values, limit, fid, path, addr
+
+    def fail(self, what: str, cls=CorruptFileError) -> MFParseError:
+        return cls(f"{FILTER_NAMES[self.fid]} chunk of dataset {self.path!r} {what}", self.addr)
+
+    def check_size(self, n: int, what: str = "decodes to", limit: int | None = None) -> int:
+        if n > (self.limit if limit is None else limit):
+            raise self.fail(f"{what} {n} bytes, more than its {self.limit - 64}-byte chunk allows", ResourceLimitError)
+        return n
+
+    def codec(self, *modules: str):
+        """(name, module) of the first of `modules` that imports; else a clean error naming them."""
+        for name in modules:
+            try:
+                return name, importlib.import_module(name)
+            except ImportError:
+                continue
+        fid = self.fid
+        pkgs = " or ".join(_PACKAGES.get(m, m) for m in modules)
+        raise UnsupportedFormatError(
+            f"dataset {self.path!r} is compressed with HDF5 filter {fid} ({FILTER_NAMES[fid]}); install the Python "
+            f"package {pkgs} to read it", self.addr)
+
+    def run(self, fn, *args):
+        """Call a package's decompressor, turning its errors into CorruptFileError."""
+        try:
+            return fn(*args)
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - each package raises its own classes
+            raise self.fail(f"does not decode: {type(e).__name__}: {e}") from None
+
+
+#: pip names of the modules the decoders import
+_PACKAGES = {"lz4.block": "lz4", "bz2": "bz2 (a Python built with bz2)"}
+
+
+def _be(b: bytes, start: int, n: int, signed: bool = False) -> int:
+    return int.from_bytes(b[start:start + n], "big", signed=signed)
+
+
+def _blosc1(c: _Chunk) -> bytes:
+    """Blosc filter (32001, hdf5-blosc): the chunk is one Blosc buffer (16-byte header: version,
+    codec version, flags, type size, then uncompressed, block and compressed sizes, LE u32)."""
+    d = c.data
+    if len(d) < 16:
+        raise c.fail(f"of {len(d)} bytes is shorter than a Blosc header")
+    n = c.check_size(int.from_bytes(d[4:8], "little"))
+    cbytes = int.from_bytes(d[12:16], "little")
+    if cbytes > len(d) or cbytes < 16:
+        raise c.fail(f"says it holds {cbytes} bytes, has {len(d)}", TruncatedFileError)
+    name, mod = c.codec("blosc2", "blosc", "numcodecs")
+    if name == "numcodecs":
+        out = c.run(lambda b: bytes(mod.Blosc().decode(b)), d[:cbytes])
+    else:
+        out = c.run(mod.decompress, d[:cbytes])
+    if len(out) != n:
+        raise c.fail(f"decodes to {len(out)} bytes, its header says {n}")
+    return out
+
+
+def _blosc2_chunk(c: _Chunk, b: bytes, what: str, limit: int) -> bytes:
+    """One Blosc2 chunk (a Blosc buffer with the 32-byte extended header) of at most limit bytes."""
+    if len(b) < 32:
+        raise c.fail(f"has a {what} of {len(b)} bytes, shorter than a Blosc2 header", TruncatedFileError)
+    n = c.check_size(int.from_bytes(b[4:8], "little"), f"has a {what} that decodes to", limit)
+    cbytes = int.from_bytes(b[12:16], "little")
+    if cbytes > len(b) or cbytes < 32:
+        raise c.fail(f"has a {what} of {cbytes} bytes where {len(b)} are left", TruncatedFileError)
+    _name, mod = c.codec("blosc2")
+    out = c.run(mod.decompress, b[:cbytes])
+    if len(out) != n:
+        raise c.fail(f"has a {what} that decodes to {len(out)} bytes, its header says {n}")
+    return out
+
+
+def _blosc2(c: _Chunk) -> bytes:
+    """Blosc2 filter (32026, hdf5-blosc2): the chunk is a Blosc2 contiguous frame (c-blosc2
+    README_CFRAME_FORMAT) holding one Blosc2 chunk; with a "b2nd" (or older "caterva") metalayer
+    its data are laid out in blocks of the metalayer's block shape and are reassembled into the
+    C-order chunk, as the filter's b2nd_get_slice_cbuffer does."""
+    d = c.data
+    n = len(d)
+    if n < 87 or d[0] & 0xF0 != 0x90 or d[1:10] != b"\xa8b2frame\x00":
+        raise c.fail("is not a Blosc2 frame")
+    if d[10] != 0xD2 or d[15] != 0xCF or d[29] != 0xD3 or d[38] != 0xD3 or d[47] != 0xD2 or d[57] != 0xD2:
+        raise c.fail("has a Blosc2 frame header of an unknown layout")
+    header_len, frame_len = _be(d, 11, 4, True), _be(d, 16, 8)
+    nbytes, cbytes = _be(d, 30, 8, True), _be(d, 39, 8, True)
+    typesize, chunksize = _be(d, 48, 4, True), _be(d, 58, 4, True)
+    if d[26] & 0x0F:
+        raise c.fail(f"is a Blosc2 frame of type {d[26] & 0x0F} (not contiguous)", UnsupportedFormatError)
+    if not 87 <= header_len <= frame_len <= n or cbytes < 0 or nbytes < 0 or typesize < 1:
+        raise c.fail(f"has a Blosc2 frame of {frame_len} bytes with a {header_len}-byte header in {n} bytes")
+    layout = _b2nd_layout(c, d, header_len)
+    # the frame's data must fit the HDF5 chunk; b2nd blocks pad each dimension to less than twice
+    limit = c.limit << (len(layout[0]) if layout is not None else 0)
+    c.check_size(nbytes, "holds", limit)
+    nchunks = -(-nbytes // chunksize) if chunksize > 0 else None
+    # chunk offsets: a Blosc2 chunk of int64 after the data chunks; negative = special chunk
+    off_pos = header_len + cbytes
+    if off_pos > frame_len:
+        raise c.fail("has its Blosc2 chunk offsets past the end of its frame", TruncatedFileError)
+    offsets = np.frombuffer(_blosc2_chunk(c, d[off_pos:frame_len], "chunk offset index", 64), dtype="<i8")
+    if len(offsets) != 1 or (nchunks is not None and nchunks != 1):
+        raise c.fail(f"has a Blosc2 frame of {len(offsets)} chunks; the HDF5 filter writes one")
+    off = int(offsets[0])
+    if off < 0:  # a chunk of one special value (frame_special_chunk): zeros, uninitialised, NaNs
+        special = (off & (2**64 - 1)) >> 56
+        if special & 1 or special & 4:
+            raw = bytes(nbytes)
+        elif special & 2 and typesize in (4, 8) and nbytes % typesize == 0:
+            raw = np.full(nbytes // typesize, np.nan, dtype=f"<f{typesize}").tobytes()
+        else:
+            raise c.fail(f"has a Blosc2 special chunk of kind {special:#x} for {typesize}-byte items")
+    else:
+        if header_len + off > frame_len:
+            raise c.fail(f"has its Blosc2 chunk at {off}, past the end of its frame", TruncatedFileError)
+        raw = _blosc2_chunk(c, d[header_len + off:frame_len], "Blosc2 chunk", limit)
+    if len(raw) != nbytes:
+        raise c.fail(f"has a Blosc2 chunk of {len(raw)} bytes in a frame of {nbytes} bytes")
+    if layout is None:
+        return raw
+    shape, chunkshape, blockshape = layout
+    ext = [-(-ch // bl) * bl for ch, bl in zip(chunkshape, blockshape)]
+    if int(np.prod(ext)) * typesize != len(raw) or any(s > ch for s, ch in zip(shape, chunkshape)):
+        raise c.fail(f"has b2nd shapes {shape}/{chunkshape}/{blockshape} that do not match its {len(raw)} bytes")
+    grid = [e // bl for e, bl in zip(ext, blockshape)]
+    arr = np.frombuffer(raw, dtype=f"V{typesize}").reshape(grid + list(blockshape))
+    nd = len(shape)
+    arr = arr.transpose([k for i in range(nd) for k in (i, nd + i)]).reshape(ext)
+    out = arr[tuple(slice(0, s) for s in shape)]
+    return np.ascontiguousarray(out).tobytes()
+
+
+def _b2nd_layout(c: _Chunk, d: bytes, header_len: int):
+    """(shape, chunkshape, blockshape) from a frame's "b2nd" or "caterva" metalayer, else None.
+
+    Metalayers (from byte 87 of the header): fixarray(3), uint16 size, map16 of name -> int32
+    offset of the content (bin32 at that offset in the frame); the b2nd content is the msgpack
+    array [version, ndim, shape (int64s), chunkshape (int32s), blockshape (int32s), ...]."""
+    h = d[:header_len]
+    if len(h) < 94 or h[87] != 0x93 or h[88] != 0xCD or h[91] != 0xDE:
+        return None
+    count, pos, where = _be(h, 92, 2), 94, None
+    for _ in range(count):
+        if pos >= len(h) or h[pos] & 0xE0 != 0xA0:
+            raise c.fail("has a Blosc2 metalayer map of an unknown layout")
+        ln = h[pos] & 0x1F
+        name = h[pos + 1:pos + 1 + ln]
+        pos += 1 + ln
+        if pos + 5 > len(h) or h[pos] != 0xD2:
+            raise c.fail("has a Blosc2 metalayer map of an unknown layout")
+        if name in (b"b2nd", b"caterva"):
+            where = _be(h, pos + 1, 4, True)
+        pos += 5
+    if where is None:
+        return None
+    if not 0 <= where <= len(h) - 5 or h[where] != 0xC6:
+        raise c.fail("has a b2nd metalayer outside its Blosc2 frame header")
+    size = _be(h, where + 1, 4)
+    m = h[where + 5:where + 5 + size]
+    try:
+        if m[0] not in (0x96, 0x97) or m[1] > 0x7F or m[2] > 0x7F:
+            raise IndexError
+        nd, pos = m[2], 3
+        if not 1 <= nd <= 8:
+            raise IndexError
+        dims = []
+        for marker, width in ((0xD3, 8), (0xD2, 4), (0xD2, 4)):
+            if m[pos] != 0x90 + nd:
+                raise IndexError
+            pos += 1
+            row = []
+            for _ in range(nd):
+                if m[pos] != marker or len(m) < pos + 1 + width:
+                    raise IndexError
+                row.append(_be(m, pos + 1, width, True))
+                pos += 1 + width
+            dims.append(tuple(row))
+    except IndexError:
+        raise c.fail("has a b2nd metalayer of an unknown layout") from None
+    shape, chunkshape, blockshape = dims
+    if any(x < 1 for x in shape + chunkshape + blockshape) or any(b > ch for b, ch in zip(blockshape, chunkshape)):
+        raise c.fail(f"has b2nd shapes {shape}/{chunkshape}/{blockshape}")
+    return dims
+
+
+def _lz4(c: _Chunk) -> bytes:
+    """LZ4 filter (32004, H5Zlz4.c): original size (BE u64), block size (BE u32), then per block
+    its stored size (BE u32) and bytes; a block stored at its full size is not compressed."""
+    d = c.data
+    if len(d) < 12:
+        raise c.fail(f"of {len(d)} bytes is shorter than its LZ4 header", TruncatedFileError)
+    total = c.check_size(_be(d, 0, 8))
+    block = min(_be(d, 8, 4), total)
+    if total and block == 0:
+        raise c.fail("has LZ4 blocks of 0 bytes")
+    name, mod = c.codec("lz4.block", "numcodecs")
+    parts, done, pos = [], 0, 12
+    while done < total:
+        n = min(block, total - done)
+        if pos + 4 > len(d):
+            raise c.fail(f"ends after {done} of {total} bytes", TruncatedFileError)
+        size = _be(d, pos, 4)
+        pos += 4
+        if pos + size > len(d):
+            raise c.fail(f"has an LZ4 block of {size} bytes where {len(d) - pos} are left", TruncatedFileError)
+        blk = d[pos:pos + size]
+        pos += size
+        if size == n:
+            out = blk
+        elif name == "lz4.block":
+            out = c.run(mod.decompress, blk, n)
+        else:  # numcodecs' LZ4 codec: its own 4-byte LE size prefix, then the block
+            out = c.run(lambda b: bytes(mod.LZ4().decode(n.to_bytes(4, "little") + b)), blk)
+        if len(out) != n:
+            raise c.fail(f"has an LZ4 block that decodes to {len(out)} bytes, expected {n}")
+        parts.append(out)
+        done += n
+    return b"".join(parts)
+
+
+def _zstd_content_size(d: bytes):
+    """Frame_Content_Size of the zstd frame at the start of d (RFC 8878 3.1.1), None if absent."""
+    if len(d) < 6 or d[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    fhd = d[4]
+    single = (fhd >> 5) & 1
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 3]
+    width = ((1 if single else 0), 2, 4, 8)[fhd >> 6]
+    if width == 0 or len(d) < pos + width:
+        return None
+    return int.from_bytes(d[pos:pos + width], "little") + (256 if width == 2 else 0)
+
+
+def _zstd(c: _Chunk) -> bytes:
+    """Zstandard filter (32015, H5Zzstd.c): the chunk is a zstd frame."""
+    d = c.data
+    declared = _zstd_content_size(d)
+    if declared is not None:
+        c.check_size(declared)
+    name, mod = c.codec("zstandard", "numcodecs")
+    if name == "zstandard":
+        def run(b):
+            parts, total = [], 0
+            with mod.ZstdDecompressor().stream_reader(b, read_across_frames=True) as r:
+                while total <= c.limit:
+                    part = r.read(c.limit + 1 - total)
+                    if not part:
+                        break
+                    parts.append(part)
+                    total += len(part)
+            return b"".join(parts)
+
+        out = c.run(run, d)
+    else:
+        if declared is None:  # numcodecs cannot bound a frame that does not state its size
+            raise c.fail("is a zstd frame without its size; install the Python package zstandard to read it",
+                         UnsupportedFormatError)
+        out = c.run(lambda b: bytes(mod.Zstd().decode(b)), d)
+    c.check_size(len(out))
+    return out
+
+
+def _bzip2(c: _Chunk) -> bytes:
+    """BZip2 filter (307, H5Zbzip2.c): the chunk is one bzip2 stream."""
+    _name, mod = c.codec("bz2")
+    dec = mod.BZ2Decompressor()
+    out = c.run(dec.decompress, c.data, c.limit + 1)
+    c.check_size(len(out))
+    if not dec.eof:
+        raise c.fail("ends inside its bzip2 stream", TruncatedFileError)
+    return out
+
+
+def _szip(c: _Chunk) -> bytes:
+    """SZIP filter (4, H5Zszip.c over libaec's SZ API): decoded size (LE u32), then the SZ stream;
+    client data = options mask, pixels per block, bits per pixel, pixels per scanline."""
+    d, v = c.data, c.values
+    if len(v) != 4:
+        raise c.fail(f"has {len(v)} szip parameters, expected 4")
+    if len(d) < 4:
+        raise c.fail(f"of {len(d)} bytes is shorter than its szip header", TruncatedFileError)
+    n = c.check_size(int.from_bytes(d[:4], "little"))
+    _name, mod = c.codec("imagecodecs")
+    out = c.run(lambda b: bytes(mod.szip_decode(b, v[0], v[1], v[2], v[3], out=n)), d[4:])
+    if len(out) != n:
+        raise c.fail(f"decodes to {len(out)} bytes, its header says {n}")
+    return out
+
+
+#: HDF5 filter id -> decoder, for the registered filters read through optional packages
+DECODERS = {4: _szip, 307: _bzip2, 32001: _blosc1, 32004: _lz4, 32015: _zstd, 32026: _blosc2}
 
 
 def unshuffle(data: bytes, size: int) -> bytes:
