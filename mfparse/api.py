@@ -84,9 +84,35 @@ class ObjectNode(NamedTuple):
         return f"<{self.cls}>" if not self.fields else f"<{self.cls} {dict(self.fields)!r}>"
 
 
+class SharedRef(ObjectNode):
+    """A place in a checkpoint's structure that holds a node already shown elsewhere in the
+    tree: the same object reached again inside itself (a cycle), or, in a file whose shared
+    references would expand past mfparse's bound (an expansion bomb), a memo-shared node reached
+    again. `path` is the dotted path where the node is shown ("" for the root). It is an
+    ObjectNode (cls "<shared>", fields {"$ref": path}) so that code handling ObjectNodes keeps
+    working; JSON output renders it as {"$ref": path}."""
+
+    __slots__ = ()
+
+    def __new__(cls, path: str):
+        return tuple.__new__(cls, ("<shared>", MappingProxyType({"$ref": path})))
+
+    def __getnewargs__(self):
+        return (self.path,)
+
+    @property
+    def path(self) -> str:
+        return self.fields["$ref"]
+
+    def __repr__(self) -> str:
+        return f"<same as {self.path or 'the root'}>"
+
+
 def _jsonable(v):
     if isinstance(v, TensorInfo):  # before tuple: both named tuples are tuples
         return v.to_dict()
+    if isinstance(v, SharedRef):  # before ObjectNode
+        return {"$ref": v.path}
     if isinstance(v, ObjectNode):
         return {"__class__": v.cls, **{str(k): _jsonable(x) for k, x in v.fields.items()}}
     if isinstance(v, dict):
@@ -184,7 +210,9 @@ class ModelFile:
 
     def tree(self):
         """The file's nested structure with TensorInfo leaves (e.g. model_state_dict /
-        optimizer_state_dict / epoch for a training checkpoint)."""
+        optimizer_state_dict / epoch for a training checkpoint). A node reached again inside
+        itself, or a shared node of a file whose shared references would expand past mfparse's
+        bound, appears once and is then a SharedRef naming the path where it is shown."""
         return self._reader.tree()
 
     @property

@@ -227,3 +227,46 @@ def test_large_memo_keys_use_bounded_memory():
     data = b"K\x01r\xff\xff\xff\x7fj\xff\xff\xff\x7f."
     p, root = run(data)
     assert root.value == 1
+
+
+# ---- tree expansion (expansion bombs) ------------------------------------------------------
+
+def test_expansion_counts_what_a_tree_walk_visits():
+    shared = [1, 2]
+    for proto in range(6):
+        p, root = run(pickle.dumps({"a": shared, "b": shared}, protocol=proto))
+        assert p.stats["shared_refs"] == 1, proto
+        # dict, two keys, the list (itself and two ints) reached twice; shown once, then referred to
+        assert p.expansion(root) == {"tree": 9, "refs": 7, "cyclic": False, "at": None, "at_tree": 0}, proto
+    for value in PLAIN:
+        p, root = run(pickle.dumps(value, protocol=4))
+        ex = p.expansion(root)
+        assert p.stats["shared_refs"] == 0 and ex["tree"] == ex["refs"] and not ex["cyclic"], value
+
+
+def test_expansion_of_a_bomb_is_counted_without_walking_it():
+    from pickle_asm import shared_bomb
+
+    data = shared_bomb(40).stop().data
+    assert len(data) < 700
+    p, root = run(data)
+    ex = p.expansion(root, 1 << 24)
+    assert ex["tree"] == (1 << 41) - 1 and ex["refs"] == 81 and not ex["cyclic"]
+    # the first list (post-order) past the limit: level 24 holds 2**25 - 1 nodes
+    assert ex["at_tree"] == (1 << 25) - 1
+    assert data[ex["at"]:ex["at"] + 1] == b"l"  # the LIST opcode that builds it
+    p, root = run(shared_bomb(70, kind="tuple").stop().data)
+    assert p.expansion(root)["tree"] == (1 << 64) - 1  # saturates
+    p, root = run(b"K\x00" + b"2\x86" * 40 + b".")  # DUP instead of the memo
+    assert p.expansion(root)["tree"] == (1 << 41) - 1
+
+
+def test_expansion_of_cycles_counts_the_back_reference_once():
+    rec = []
+    rec.append(rec)
+    p, root = run(pickle.dumps(rec, protocol=2))
+    assert p.expansion(root) == {"tree": 2, "refs": 2, "cyclic": True, "at": None, "at_tree": 0}
+    d = {"x": 1}
+    d["self"] = d
+    p, root = run(pickle.dumps(d, protocol=0))
+    assert p.expansion(root)["tree"] == 5 and p.expansion(root)["cyclic"]
