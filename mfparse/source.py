@@ -7,6 +7,7 @@ data handed out as numpy arrays are views of the map.
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
@@ -29,7 +30,7 @@ class Source:
         if isinstance(obj, (str, os.PathLike)):
             self.path = os.fspath(obj)
             if os.path.isdir(self.path):
-                raise IsADirectoryError(self.path)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path)
             self._file = open(self.path, "rb")
             self._map_file(self._file)
         elif isinstance(obj, (bytes, bytearray, memoryview)):
