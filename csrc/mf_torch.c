@@ -570,7 +570,8 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key);
 static int seen_before(walker *w, const mf_pv *const *nodes, int n, int32_t entry, int32_t *first) {
     if (!w->shared_once) return 0;
     for (int i = 0; i < n; i++) {
-        uint64_t *slot = nodes[i] != NULL && (nodes[i]->flags & MF_PVF_SHARED) ? mf_pv_map_find(&w->seen, nodes[i]) : NULL;
+        if (nodes[i] == NULL || !(nodes[i]->flags & MF_PVF_SHARED)) continue;
+        uint64_t *slot = mf_pv_map_find(&w->seen, nodes[i]);
         if (slot != NULL) {
             *first = (int32_t)*slot;
             return 1;

@@ -30,7 +30,9 @@ def error_text(e: BaseException, path=None) -> str:
         what = os_error_text(e)
         if isinstance(e, IsADirectoryError):
             what += " (not a SavedModel or TF checkpoint folder; `mfparse scan` walks folders)"
-        return f"{os.fsdecode(where)}: {what}" if where is not None else what
+        if where is None:
+            return what
+        return f"{os.fsdecode(where) if isinstance(where, (str, bytes, os.PathLike)) else where}: {what}"
     text = str(e) or type(e).__name__
     if path is not None and isinstance(e, MFParseError) and e.path is None:
         return f"{os.fsdecode(path)}: {text}"
