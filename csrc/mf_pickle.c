@@ -34,6 +34,26 @@ void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err) {
     p->protocol = -1;
 }
 
+/* A node that a tree walk would descend into (items, call parts, state, set items). */
+static int has_children(const mf_pv *v) {
+    if (v->state != NULL || v->extra != NULL) return 1;
+    switch (v->kind) {
+    case MF_PV_NONE: case MF_PV_BOOL: case MF_PV_INT: case MF_PV_BIGINT: case MF_PV_FLOAT:
+    case MF_PV_STR: case MF_PV_BYTES: case MF_PV_BYTEARRAY: case MF_PV_EXT: case MF_PV_BUFFER:
+        return 0;
+    case MF_PV_GLOBAL:
+        return (v->flags & MF_PVF_COMPUTED) != 0;
+    default:
+        return 1;
+    }
+}
+
+/* v is pushed again (GET, DUP): several places now hold it. */
+static void mark_shared(mf_pkl *p, mf_pv *v) {
+    v->flags |= MF_PVF_SHARED;
+    if (has_children(v)) p->shared_refs++;
+}
+
 static inline int push(mf_pkl *p, mf_pv *v, uint64_t at) {
     if (v == NULL) return 1;
     if (p->max_stack && p->sp >= p->max_stack)
@@ -464,7 +484,10 @@ static int check_mutable(mf_pkl *p, const mf_pv *t, const char *what, uint64_t a
 /* Items that a non-container receives (an object's __setitem__/append) go to its `extra`
  * container and are logged: the scanner judges them. */
 static mf_pv *extra_of(mf_pkl *p, mf_pv *t, int kind, uint8_t op, uint64_t at) {
-    if (t->extra == NULL) t->extra = new_node(p, kind, op, at);
+    if (t->extra == NULL) {
+        t->extra = new_node(p, kind, op, at);
+        if (t->flags & MF_PVF_SHARED) p->shared_refs++; /* a shared leaf gains children */
+    }
     if (t->extra != NULL && t->extra->kind != kind) {
         mf_fail(p->err, MF_ERR_UNSUPPORTED, at, "pickle both appends and sets items on one object");
         return NULL;
@@ -608,6 +631,7 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
         case '2': /* DUP */
             v = top(p, at);
             FAIL_IF(v == NULL || push(p, v, at));
+            mark_shared(p, v);
             break;
 
         /* ---- scalars ------------------------------------------------------------------ */
@@ -902,6 +926,7 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
         do_get:
             v = memo_get(p, (uint64_t)iv, at);
             FAIL_IF(v == NULL || push(p, v, at));
+            mark_shared(p, v);
             break;
 
         /* ---- imports and calls -------------------------------------------------------- */
@@ -1009,6 +1034,7 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
             FAIL_IF(t == NULL || check_mutable(p, t, "BUILD", at));
             t->state = a;
             t->flags |= MF_PVF_BUILT;
+            if (t->flags & MF_PVF_SHARED) p->shared_refs++; /* a shared leaf may gain children */
             FAIL_IF(event(p, MF_EV_BUILD, at, t, a));
             if (p->pause_on_build) {
                 p->paused_frame_end = UINT64_MAX;
@@ -1111,4 +1137,160 @@ const mf_pv *mf_pv_call_global(const mf_pv *call) {
     const mf_pv *fn = call->u.call.fn;
     if (fn == NULL || fn->kind != MF_PV_GLOBAL || (fn->flags & MF_PVF_COMPUTED)) return NULL;
     return fn;
+}
+
+/* ========================================================================================== */
+/* Pointer map and tree expansion                                                             */
+/* ========================================================================================== */
+
+static size_t pv_hash(const mf_pv *key, size_t mask) {
+    uint64_t h = (uint64_t)(uintptr_t)key;
+    h = (h >> 4) * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h ^ (h >> 29)) & mask;
+}
+
+uint64_t *mf_pv_map_find(const mf_pv_map *m, const mf_pv *key) {
+    if (m->cap == 0) return NULL;
+    size_t mask = m->cap - 1;
+    for (size_t i = pv_hash(key, mask);; i = (i + 1) & mask) {
+        if (m->keys[i] == key) return &m->vals[i];
+        if (m->keys[i] == NULL) return NULL;
+    }
+}
+
+static int pv_map_grow(mf_pv_map *m, mf_arena *a, mf_error *err, uint64_t at) {
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    const mf_pv **keys = (const mf_pv **)mf_arena_calloc(a, ncap, sizeof *keys, err, at);
+    uint64_t *vals = keys == NULL ? NULL : (uint64_t *)mf_arena_alloc(a, ncap * sizeof *vals, err, at);
+    if (vals == NULL) return 1;
+    for (size_t i = 0; i < m->cap; i++) {
+        if (m->keys[i] == NULL) continue;
+        size_t j = pv_hash(m->keys[i], ncap - 1);
+        while (keys[j] != NULL) j = (j + 1) & (ncap - 1);
+        keys[j] = m->keys[i];
+        vals[j] = m->vals[i];
+    }
+    m->keys = keys;
+    m->vals = vals;
+    m->cap = ncap;
+    return 0;
+}
+
+uint64_t *mf_pv_map_slot(mf_pv_map *m, const mf_pv *key, mf_arena *a, mf_error *err, uint64_t at, int *created) {
+    *created = 0;
+    uint64_t *found = mf_pv_map_find(m, key);
+    if (found != NULL) return found;
+    if ((m->len + 1) * 2 > m->cap && pv_map_grow(m, a, err, at)) return NULL;
+    size_t mask = m->cap - 1, i = pv_hash(key, mask);
+    while (m->keys[i] != NULL) i = (i + 1) & mask;
+    m->keys[i] = key;
+    m->vals[i] = 0;
+    m->len++;
+    *created = 1;
+    return &m->vals[i];
+}
+
+/* Children of a node, in a fixed order: kind-specific ones, then BUILD state and set items. */
+static uint64_t n_children(const mf_pv *v) {
+    uint64_t n = 0;
+    switch (v->kind) {
+    case MF_PV_TUPLE: case MF_PV_LIST: case MF_PV_SET: case MF_PV_FROZENSET: n = v->n; break;
+    case MF_PV_DICT: n = 2 * (uint64_t)v->n; break;
+    case MF_PV_CALL: n = 3; break;
+    case MF_PV_PERSID: n = 1; break;
+    case MF_PV_GLOBAL: n = (v->flags & MF_PVF_COMPUTED) ? 2 : 0; break;
+    default: break;
+    }
+    return n + 2;
+}
+
+static const mf_pv *child_at(const mf_pv *v, uint64_t i, uint64_t n) {
+    if (i + 2 >= n) return i + 2 == n ? v->state : v->extra;
+    switch (v->kind) {
+    case MF_PV_TUPLE: case MF_PV_LIST: case MF_PV_SET: case MF_PV_FROZENSET: case MF_PV_DICT: return v->u.items[i];
+    case MF_PV_CALL: return i == 0 ? v->u.call.fn : i == 1 ? v->u.call.args : v->u.call.kwargs;
+    case MF_PV_PERSID: return v->u.pid;
+    case MF_PV_GLOBAL: return i == 0 ? v->u.g.mod : v->u.g.name;
+    default: return NULL;
+    }
+}
+
+typedef struct exp_frame {
+    const mf_pv *v;
+    uint64_t next, n, sum;
+} exp_frame;
+
+static uint64_t sat_add(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
+
+/* Enter v: 0 with *val set (a leaf, or a shared node already counted), 1 when a frame was
+ * pushed, -1 on an allocation failure. */
+static int exp_enter(const mf_pv *v, mf_pv_map *map, mf_vec *frames, mf_arena *a, mf_error *err,
+                     mf_pkl_expansion *out, uint64_t *val) {
+    uint64_t *slot = NULL;
+    out->refs++;
+    if (v->flags & MF_PVF_SHARED) {
+        int created;
+        slot = mf_pv_map_slot(map, v, a, err, v->offset, &created);
+        if (slot == NULL) return -1;
+        if (!created) {
+            if (*slot == 0) out->cyclic = 1; /* still being counted: reached again inside itself */
+            *val = *slot ? *slot : 1;
+            return 0;
+        }
+    }
+    uint64_t n = n_children(v);
+    if (n == 2 && v->state == NULL && v->extra == NULL) {
+        if (slot != NULL) *slot = 1;
+        *val = 1;
+        return 0;
+    }
+    exp_frame *f = (exp_frame *)mf_vec_push(frames, sizeof *f, a, err, v->offset);
+    if (f == NULL) return -1;
+    f->v = v;
+    f->next = 0;
+    f->n = n;
+    f->sum = 1;
+    return 1;
+}
+
+int mf_pkl_expansion_of(const mf_pv *root, uint64_t limit, mf_arena *a, mf_error *err, mf_pkl_expansion *out) {
+    memset(out, 0, sizeof *out);
+    out->at = UINT64_MAX;
+    if (root == NULL) return MF_OK;
+    mf_pv_map map = {0};
+    mf_vec frames = {0};
+    uint64_t val;
+    int r = exp_enter(root, &map, &frames, a, err, out, &val);
+    if (r < 0) return err->code;
+    if (r == 0) {
+        out->tree = val;
+        return MF_OK;
+    }
+    while (frames.len) {
+        exp_frame *f = (exp_frame *)frames.items + frames.len - 1;
+        if (f->next < f->n) {
+            const mf_pv *c = child_at(f->v, f->next, f->n);
+            f->next++;
+            if (c == NULL) continue;
+            r = exp_enter(c, &map, &frames, a, err, out, &val);
+            if (r < 0) return err->code;
+            if (r == 0) f->sum = sat_add(f->sum, val); /* nothing pushed: f is still the top */
+            continue;
+        }
+        const mf_pv *v = f->v;
+        val = f->sum;
+        frames.len--;
+        if (v->flags & MF_PVF_SHARED) *mf_pv_map_find(&map, v) = val;
+        if (val > limit && out->at == UINT64_MAX) {
+            out->at = v->offset;
+            out->at_tree = val;
+        }
+        if (frames.len) {
+            exp_frame *up = (exp_frame *)frames.items + frames.len - 1;
+            up->sum = sat_add(up->sum, val);
+        } else {
+            out->tree = val;
+        }
+    }
+    return MF_OK;
 }

@@ -46,6 +46,7 @@ enum {
     MF_PVF_COMPUTED = 1u << 1,  /* GLOBAL whose module or name is not a literal string */
     MF_PVF_BUILT = 1u << 2,     /* received BUILD; state in `state` */
     MF_PVF_READONLY = 1u << 3,  /* READONLY_BUFFER applied */
+    MF_PVF_SHARED = 1u << 4,    /* pushed again by GET/BINGET/LONG_BINGET or DUP: several places hold it */
 };
 
 typedef struct mf_pv mf_pv;
@@ -128,6 +129,8 @@ typedef struct mf_pkl {
     uint64_t memo_key_max;  /* largest memo index written by PUT/BINPUT/LONG_BINPUT/MEMOIZE, + 1 */
     size_t stack_max;       /* deepest object stack seen */
     size_t marks_max;       /* deepest MARK nesting seen */
+    uint64_t shared_refs;   /* GETs/DUPs of nodes with children, BUILDs on shared nodes: while 0,
+                               the value graph is a tree (nothing expands, no cycle) */
     /* pausing: formats that put raw bytes after a BUILD (joblib's arrays) */
     int pause_on_build;     /* set by the caller: return MF_PKL_PAUSED after every BUILD */
     int paused;             /* a load is paused; mf_pkl_resume continues it */
@@ -152,6 +155,40 @@ int mf_pkl_load(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv 
  * still covers is a frame anomaly (bytes hidden inside a frame). Same results as mf_pkl_load. */
 int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                   size_t *consumed);
+
+/* Pointer -> uint64 map for walkers of the value graph (open addressing, arena storage). */
+typedef struct mf_pv_map {
+    const mf_pv **keys;
+    uint64_t *vals;
+    size_t cap;             /* power of two; 0 before the first insert */
+    size_t len;
+} mf_pv_map;
+
+/* The value slot of `key`; inserted with value 0 and *created = 1 when absent. NULL (error
+ * recorded at `at`) when the arena refuses to grow the table. */
+uint64_t *mf_pv_map_slot(mf_pv_map *m, const mf_pv *key, mf_arena *a, mf_error *err, uint64_t at, int *created);
+/* The value slot of `key`, or NULL when absent. */
+uint64_t *mf_pv_map_find(const mf_pv_map *m, const mf_pv *key);
+
+/* How large the value graph under `root` is when walked as a tree, as json.dumps, repr, a
+ * recursive walker or a consumer that copies it per reference would walk it: a node reached
+ * through k paths counts k times; a node reached again inside itself (a cycle) counts 1 there.
+ * Each memo-shared node is expanded once (its count is memoized), so this costs O(graph),
+ * never O(tree). Children of a node: container items (dict keys and values), a call's callable,
+ * arguments and keyword arguments, a persistent id's object, a computed global's operands, and
+ * any BUILD state or items set on it. */
+typedef struct mf_pkl_expansion {
+    uint64_t tree;          /* nodes of the tree expansion (saturates at UINT64_MAX) */
+    uint64_t refs;          /* references of the graph, the root included: each memo-shared node's
+                               contents count once, every later reference to it 1 (the size of the
+                               value as shown with "same as" references; ~ the pickle's opcodes) */
+    uint64_t at;            /* offset of the first node (post-order) whose expansion exceeds `limit`,
+                               UINT64_MAX if none */
+    uint64_t at_tree;       /* that node's expansion */
+    int cyclic;             /* some node is reachable from itself */
+} mf_pkl_expansion;
+
+int mf_pkl_expansion_of(const mf_pv *root, uint64_t limit, mf_arena *a, mf_error *err, mf_pkl_expansion *out);
 
 /* Helpers for walkers. */
 int mf_pv_is_str(const mf_pv *v, const char *s);

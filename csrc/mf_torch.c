@@ -141,6 +141,12 @@ typedef struct walker {
     int flavor;
     uint64_t max_entries;
     const mf_pv *anc[MF_TORCH_MAX_DEPTH + 2];
+    int32_t anc_entry[MF_TORCH_MAX_DEPTH + 2]; /* entry index of each ancestor */
+    /* shared-once mode (the tree expansion exceeds max_entries, or the graph has a cycle):
+     * a memo-shared node is walked once, later occurrences are REF entries */
+    int shared_once;
+    mf_pv_map seen;     /* shared node -> index of its first entry */
+    mf_arena *tmp;      /* the map's storage, freed after the walk */
     char *path;
     size_t path_len, path_cap;
 } walker;
@@ -557,6 +563,30 @@ static int emit(walker *w, int kind, int depth, const mf_pv *key, const mf_pv *v
 
 static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key);
 
+/* Shared-once mode: when a node whose items are about to be walked (the value itself, or the
+ * state, set items or arguments of an object) is memo-shared and was walked before, sets
+ * *first to the entry that walked it and returns 1; otherwise records `entry` for each shared
+ * one and returns 0. -1 on allocation failure. */
+static int seen_before(walker *w, const mf_pv *const *nodes, int n, int32_t entry, int32_t *first) {
+    if (!w->shared_once) return 0;
+    for (int i = 0; i < n; i++) {
+        if (nodes[i] == NULL || !(nodes[i]->flags & MF_PVF_SHARED)) continue;
+        uint64_t *slot = mf_pv_map_find(&w->seen, nodes[i]);
+        if (slot != NULL) {
+            *first = (int32_t)*slot;
+            return 1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int created;
+        if (nodes[i] == NULL || !(nodes[i]->flags & MF_PVF_SHARED)) continue;
+        uint64_t *slot = mf_pv_map_slot(&w->seen, nodes[i], w->tmp, w->err, nodes[i]->offset, &created);
+        if (slot == NULL) return -1;
+        *slot = (uint64_t)entry;
+    }
+    return 0;
+}
+
 static int walk_child(walker *w, mf_pv *child, int depth, const mf_pv *key, uint64_t index) {
     size_t saved = w->path_len;
     if (key != NULL ? path_push_key(w, key, depth) : path_push_index(w, index, depth, child->offset)) return 1;
@@ -627,9 +657,27 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key) {
         break;
     }
     for (int i = 0; i < depth; i++)
-        if (w->anc[i] == v) return emit(w, MF_TE_REF, depth, key, v, NULL, -1);
+        if (w->anc[i] == v) return emit(w, MF_TE_REF, depth, key, v, NULL, w->anc_entry[i]);
+    if (w->out->entries.len >= (size_t)INT32_MAX)
+        return mf_fail(w->err, MF_ERR_LIMIT, v->offset, "checkpoint structure has too many entries");
+    int32_t here = (int32_t)w->out->entries.len, first;
     w->anc[depth] = v;
+    w->anc_entry[depth] = here;
     int depth1 = depth + 1;
+    const mf_pv *fn = v->kind == MF_PV_CALL ? callee(v) : NULL;
+    if (v->kind != MF_PV_CALL || !is_rebuild(fn)) {
+        /* what this entry's children come from: the node, and an object's state, set items, arguments */
+        const mf_pv *body[4] = {v, NULL, NULL, NULL};
+        if (v->kind == MF_PV_CALL) {
+            body[1] = v->state;
+            body[2] = v->extra;
+            if ((v->state == NULL && v->extra == NULL) || fn_code(fn) == FN_ORDERED_DICT)
+                body[3] = v->u.call.args; /* walked only then */
+        }
+        int seen = seen_before(w, body, 4, here, &first);
+        if (seen < 0) return 1;
+        if (seen) return emit(w, MF_TE_REF, depth, key, v, NULL, first);
+    }
     switch (v->kind) {
     case MF_PV_DICT:
         return emit(w, MF_TE_DICT, depth, key, v, NULL, -1) || walk_dict_items(w, v, depth1);
@@ -645,7 +693,6 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key) {
     default:
         return emit(w, MF_TE_GLOBAL, depth, key, v, NULL, -1);
     }
-    const mf_pv *fn = callee(v);
     if (is_rebuild(fn)) {
         int32_t idx;
         if (decode_tensor(w, v, &idx)) return 1;
@@ -684,6 +731,11 @@ static int walk(walker *w, mf_pv *v, int depth, const mf_pv *key) {
 
 int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
                   mf_error *err) {
+    return mf_torch_walk_ex(root, flavor, input_len, 0, a, out, err);
+}
+
+int mf_torch_walk_ex(const mf_pv *root, int flavor, uint64_t input_len, int is_tree, mf_arena *a,
+                     mf_torch_result *out, mf_error *err) {
     walker w;
     memset(&w, 0, sizeof w);
     w.a = a;
@@ -692,7 +744,19 @@ int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a
     w.flavor = flavor;
     w.max_entries = MF_TORCH_MAX_ENTRIES(input_len);
     if (path_reserve(&w, 0, root->offset)) return err->code;
-    return walk(&w, (mf_pv *)root, 0, NULL) ? err->code : MF_OK;
+    /* the expansion count and the map of shared nodes live in their own arena: O(graph) */
+    mf_arena tmp;
+    mf_arena_init(&tmp, mf_arena_cap_for(input_len, 128, (uint64_t)16 << 20));
+    w.tmp = &tmp;
+    mf_pkl_expansion ex;
+    memset(&ex, 0, sizeof ex);
+    int rc = is_tree ? MF_OK : mf_pkl_expansion_of(root, w.max_entries, &tmp, err, &ex);
+    if (rc == MF_OK) {
+        w.shared_once = ex.tree > w.max_entries || ex.cyclic;
+        rc = walk(&w, (mf_pv *)root, 0, NULL) ? err->code : MF_OK;
+    }
+    mf_arena_free(&tmp);
+    return rc;
 }
 
 /* ========================================================================================== */
@@ -730,7 +794,7 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
     pos += used;
     if (mf_pkl_load(p, buf + pos, len - pos, pos, main, &used)) return err->code;
     pos += used;
-    if (mf_torch_walk(*main, MF_TORCH_LEGACY, used, p->arena, out, err)) return err->code;
+    if (mf_torch_walk_ex(*main, MF_TORCH_LEGACY, used, p->shared_refs == 0, p->arena, out, err)) return err->code;
     uint64_t keys_at = pos;
     if (mf_pkl_load(p, buf + pos, len - pos, pos, &v, &used)) return err->code;
     pos += used;

@@ -78,7 +78,8 @@ typedef enum mf_torch_entry_kind {
     MF_TE_OBJECT,             /* opaque call result; `cls` is what it calls */
     MF_TE_MODULE,             /* pickled nn.Module: children are its parameters, buffers, submodules */
     MF_TE_GLOBAL,             /* a bare reference to module.name (e.g. a dtype) */
-    MF_TE_REF,                /* a container already seen on the current path (cycle) */
+    MF_TE_REF,                /* a node walked before: an ancestor (a cycle), or in shared-once mode any
+                                 memo-shared node already walked; `tensor` is the index of its entry */
 } mf_torch_entry_kind;
 
 typedef struct mf_torch_entry {
@@ -109,9 +110,19 @@ enum {
 #define MF_TORCH_MAX_DEPTH 200
 
 /* Walk `root` and fill `out` (zero it first). input_len (the pickle's size) bounds the number
- * of entries: shared references can make a small pickle describe an exponentially large tree. */
+ * of entries: shared references can make a small pickle describe an exponentially large tree.
+ * The tree expansion of the value graph is counted first (mf_pkl_expansion_of): when it fits
+ * in MF_TORCH_MAX_ENTRIES(input_len) and the graph has no cycle, every path is walked (a shared
+ * sub-structure gets a name under each path, as torch's state_dict names tied weights); else
+ * each memo-shared container is walked once and later occurrences are REF entries, so the
+ * entries stay below the number of item slots of the pickle. Tensors are leaves: a tensor is
+ * named at every slot that holds it. */
 int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
                   mf_error *err);
+/* Same; is_tree: the caller knows the graph is a tree (its parse has shared_refs == 0), so the
+ * expansion is not counted (it equals the node count). */
+int mf_torch_walk_ex(const mf_pv *root, int flavor, uint64_t input_len, int is_tree, mf_arena *a,
+                     mf_torch_result *out, mf_error *err);
 
 /* entries allowed for a pickle of n bytes */
 #define MF_TORCH_MAX_ENTRIES(n) ((uint64_t)262144 + 4 * (uint64_t)(n))

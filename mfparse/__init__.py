@@ -5,7 +5,7 @@
     ...     print([t.name for t in m.tensors()])
 """
 
-from mfparse.api import ModelFile, ObjectNode, TensorInfo, open
+from mfparse.api import ModelFile, ObjectNode, SharedRef, TensorInfo, open
 from mfparse.errors import (
     CorruptFileError,
     MFParseError,
@@ -35,6 +35,7 @@ __all__ = [
     "ModelFile",
     "TensorInfo",
     "ObjectNode",
+    "SharedRef",
     "MFParseError",
     "UnsupportedFormatError",
     "CorruptFileError",

@@ -40,9 +40,19 @@ cdef extern from "mf_pickle.h":
         uint64_t memo_key_max
         size_t stack_max
         size_t marks_max
+        uint64_t shared_refs
         int pause_on_build
         int paused
         size_t max_stack
+
+    ctypedef struct mf_pkl_expansion:
+        uint64_t tree
+        uint64_t refs
+        uint64_t at
+        uint64_t at_tree
+        int cyclic
+
+    int mf_pkl_expansion_of(const mf_pv *root, uint64_t limit, mf_arena *a, mf_error *err, mf_pkl_expansion *out)
 
     int MF_PKL_PAUSED
     void mf_pkl_init(mf_pkl *p, mf_arena *a, mf_error *err)
@@ -102,6 +112,8 @@ cdef extern from "mf_torch.h":
 
     int MF_TE_TENSOR
     int MF_TE_STORAGE
+    int mf_torch_walk_ex(const mf_pv *root, int flavor, uint64_t input_len, int is_tree, mf_arena *a,
+                         mf_torch_result *out, mf_error *err)
     int mf_torch_walk(const mf_pv *root, int flavor, uint64_t input_len, mf_arena *a, mf_torch_result *out,
                       mf_error *err)
     int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_torch_result *out,
@@ -428,9 +440,30 @@ cdef class PickleParse:
 
     @property
     def stats(self):
-        """{'memo_key_max', 'stack_max', 'marks_max'} over every load of this session."""
+        """{'memo_key_max', 'stack_max', 'marks_max', 'shared_refs'} over every load of this
+        session (shared_refs 0: every value graph is a tree, see expansion())."""
         return {"memo_key_max": self.pkl.memo_key_max, "stack_max": self.pkl.stack_max,
-                "marks_max": self.pkl.marks_max}
+                "marks_max": self.pkl.marks_max, "shared_refs": self.pkl.shared_refs}
+
+    def expansion(self, PV root, uint64_t limit=<uint64_t>-1):
+        """How large root's value graph is when walked as a tree (json.dumps, repr, a recursive
+        walker): {'tree': nodes of the expansion (saturating at 2**64 - 1), 'refs': references
+        of the graph (a memo-shared node's contents once, each later reference 1: about the
+        pickle's opcode count), 'cyclic': a node reaches itself, 'at': offset of the first node
+        (post-order) whose expansion exceeds limit or None, 'at_tree': its expansion}.
+        Costs O(refs): each memo-shared node is expanded once."""
+        cdef mf_arena tmp
+        cdef mf_pkl_expansion ex
+        cdef mf_error err
+        clear_error(&err)
+        mf_arena_init(&tmp, mf_arena_cap_for(self.size_hint, 128, 16 << 20))
+        try:
+            mf_pkl_expansion_of(root.p, limit, &tmp, &err, &ex)
+        finally:
+            mf_arena_free(&tmp)
+        raise_error(&err)
+        return {"tree": ex.tree, "refs": ex.refs, "cyclic": bool(ex.cyclic),
+                "at": None if ex.at == <uint64_t>-1 else ex.at, "at_tree": ex.at_tree}
 
     def events(self, kinds=None):
         """[(kind, pickle index, offset, PV a, PV b)] in execution order; with kinds (a set of
@@ -490,7 +523,8 @@ cdef class PickleParse:
     def torch_walk(self, PV root, int flavor=0):
         """Walk a torch pickle's root (flavor 0: zip file, 1: legacy)."""
         clear_error(&self.err)
-        mf_torch_walk(root.p, flavor, self.size_hint, &self.arena, &self.torch, &self.err)
+        mf_torch_walk_ex(root.p, flavor, self.size_hint, self.pkl.shared_refs == 0, &self.arena, &self.torch,
+                         &self.err)
         raise_error(&self.err)
 
     def torch_legacy(self, file_buf):

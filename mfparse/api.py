@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 from mfparse._lazy import numpy as np
 from mfparse.errors import MFParseError
-from mfparse.records import EMPTY, ObjectNode, TensorInfo, to_jsonable
+from mfparse.records import EMPTY, ObjectNode, SharedRef, TensorInfo, to_jsonable
 
 _jsonable = to_jsonable  # the name the tools used before the records moved to mfparse.records
-__all__ = ["open", "ModelFile", "TensorInfo", "ObjectNode", "EMPTY", "to_jsonable"]
+__all__ = ["open", "ModelFile", "TensorInfo", "ObjectNode", "SharedRef", "EMPTY", "to_jsonable"]
 
 
 class ModelFile:

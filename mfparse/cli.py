@@ -1,18 +1,51 @@
 """Command line: `mfparse inspect FILE [--json] [--stats] [--tree]`,
-`mfparse scan PATH... [--json] [--recursive] [--jobs N]`, `mfparse convert`, `mfparse quantize`,
-`mfparse diff`, `mfparse bench MODEL ...` (also `python -m mfparse`).
+`mfparse scan PATH... [--json] [--jobs N] [--max-stdin-bytes N]` (folders are walked; "-" is
+standard input), `mfparse convert`, `mfparse quantize`, `mfparse diff`, `mfparse bench MODEL ...`
+(also `python -m mfparse`).
 
 Each subcommand lives in its own function; main() only parses arguments and dispatches.
 Exit codes: 0 success, 1 a finding or failed comparison (scan, diff), 2 an error.
+Every message says what is wrong ("PATH: no such file or directory"); every line of output,
+text or JSON, ends with a newline.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from mfparse.errors import MFParseError
+
+
+def error_text(e: BaseException, path=None) -> str:
+    """A one-line message naming the file and what is wrong with it: an OSError as
+    "PATH: no such file or directory" (never the bare path, never "[Errno 2]"), an MFParseError
+    as it reads (it names the file and the byte offset), anything else as "PATH: message"."""
+    if isinstance(e, OSError) and not isinstance(e, MFParseError):
+        from mfparse.scan import os_error_text
+
+        where = e.filename if e.filename is not None else path
+        what = os_error_text(e)
+        if isinstance(e, IsADirectoryError):
+            what += " (not a SavedModel or TF checkpoint folder; `mfparse scan` walks folders)"
+        if where is None:
+            return what
+        return f"{os.fsdecode(where) if isinstance(where, (str, bytes, os.PathLike)) else where}: {what}"
+    text = str(e) or type(e).__name__
+    if path is not None and isinstance(e, MFParseError) and e.path is None:
+        return f"{os.fsdecode(path)}: {text}"
+    return text
+
+
+def _print_error(e: BaseException, path=None) -> None:
+    print(f"mfparse: {error_text(e, path)}", file=sys.stderr)
+
+
+def _dump_json(obj) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
 
 
 def _cmd_inspect(args) -> int:
@@ -26,55 +59,64 @@ def _cmd_inspect(args) -> int:
             with mfparse.open(path) as m:
                 s = summarize(m, stats=args.stats, tree=args.tree and args.json)
                 tree = m.tree() if args.tree and not args.json else None
-                if args.json:
-                    results.append(s)
-                else:
-                    if len(args.files) > 1:
-                        print("=" * 78)
-                    print(render_text(s, stats=args.stats, tree_obj=tree))
+        except BrokenPipeError:
+            raise
         except (MFParseError, OSError) as e:
             status = 2
             if args.json:
-                results.append({"path": path, "error": str(e), "error_type": type(e).__name__})
+                results.append({"path": path, "error": error_text(e, path), "error_type": type(e).__name__})
             else:
-                print(f"mfparse: {e}", file=sys.stderr)
+                _print_error(e, path)
+            continue
+        if args.json:
+            results.append(s)
+        else:
+            if len(args.files) > 1:
+                print("=" * 78)
+            print(render_text(s, stats=args.stats, tree_obj=tree), flush=True)
     if args.json:
-        out = results[0] if len(results) == 1 else results
-        json.dump(out, sys.stdout, indent=2, sort_keys=False)
-        sys.stdout.write("\n")
+        _dump_json(results[0] if len(args.files) == 1 else results)
     return status
 
 
 def _cmd_scan(args) -> int:
     """Exit 0 when every file is safe, 1 when any is unsafe (unsafe wins over errors), 2 when
-    there are only errors."""
-    from mfparse.scan import render_text, scan_paths
+    there are only errors. Folders are walked (--recursive is accepted and changes nothing);
+    "-" reads standard input."""
+    from mfparse.scan import STDIN, render_text, scan_paths
 
+    if args.max_stdin_bytes < 0:
+        print("mfparse: --max-stdin-bytes must be >= 0", file=sys.stderr)
+        return 2
     counts = {"safe": 0, "unsafe": 0, "error": 0}
     results = []
+    # one report per PATH that names a file: a JSON object; folders (any number of files): a list
+    single = len(args.paths) == 1 and (args.paths[0] == STDIN or not os.path.isdir(args.paths[0]))
     try:
-        for r in scan_paths(args.paths, recursive=args.recursive, jobs=args.jobs):
+        for r in scan_paths(args.paths, jobs=args.jobs, max_stdin_bytes=args.max_stdin_bytes):
             counts[r.verdict] += 1
             if args.json:
                 results.append(r.to_dict())
             else:
                 print(render_text(r), flush=True)
-    except OSError as e:
-        print(f"mfparse: {e}", file=sys.stderr)
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # not a file's content: e.g. a worker process that could not start
+        _print_error(e)
         counts["error"] += 1
+    n = sum(counts.values())
     if args.json:
-        out = results[0] if len(results) == 1 else results
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    elif sum(counts.values()) > 1:
-        print(f"{sum(counts.values())} files: {counts['safe']} safe, {counts['unsafe']} unsafe, "
-              f"{counts['error']} error")
+        _dump_json(results[0] if single and len(results) == 1 else results)
+    elif not single:
+        print(f"{n} file{'s' if n != 1 else ''}: {counts['safe']} safe, {counts['unsafe']} unsafe, "
+              f"{counts['error']} error", flush=True)
     if counts["unsafe"]:
         return 1
     return 2 if counts["error"] else 0
 
-def _fail(e) -> int:
-    print(f"mfparse: {e}", file=sys.stderr)
+
+def _fail(e, path=None) -> int:
+    _print_error(e, path)
     return 2
 
 
@@ -88,8 +130,7 @@ def _cmd_convert(args) -> int:
     except (MFParseError, OSError, WriteError) as e:
         return _fail(e)
     if args.json:
-        json.dump(r.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_json(r.to_dict())
     else:
         print(f"wrote {r.dst} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s")
         for name, why in r.skipped:
@@ -109,15 +150,19 @@ def _cmd_quantize(args) -> int:
                        overwrite=args.force, progress=False if args.no_progress else None)
     except (MFParseError, OSError, WriteError) as e:
         return _fail(e)
+    status = 0
     if args.report:
-        with open(args.report, "w") as f:
-            json.dump(rep.to_dict(), f, indent=2)
+        try:
+            with open(args.report, "w") as f:
+                json.dump(rep.to_dict(), f, indent=2)
+                f.write("\n")
+        except OSError as e:
+            status = _fail(e, args.report)
     if args.json:
-        json.dump(rep.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_json(rep.to_dict())
     else:
         print(rep.table())
-    return 0
+    return status
 
 
 def _cmd_diff(args) -> int:
@@ -128,8 +173,7 @@ def _cmd_diff(args) -> int:
     except (MFParseError, OSError) as e:
         return _fail(e)
     if args.json:
-        json.dump(rep.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_json(rep.to_dict())
     else:
         print(rep.text())
     return 0 if rep.equal else 1
@@ -156,10 +200,18 @@ def _args_inspect(p) -> None:
 
 
 def _args_scan(p) -> None:
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to judge")
+    from mfparse.scan import MAX_STREAM_BYTES
+
+    p.description = ("Judge every pickle the files hold, without running them. A folder is scanned with every "
+                     "file under it; - reads standard input.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a file, a folder (walked), or - for standard input")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--recursive", "-r", action="store_true", help="scan every file under directories")
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="accepted for compatibility: folders are always scanned recursively")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel")
+    p.add_argument("--max-stdin-bytes", type=int, default=MAX_STREAM_BYTES, metavar="N",
+                   help=f"read at most N bytes from standard input or a pipe (default {MAX_STREAM_BYTES:,}); "
+                        "a longer input is an error")
     p.set_defaults(func=_cmd_scan)
 
 
@@ -261,6 +313,13 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly, and keep Python's exit-time flush of
+        # stdout from failing again
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
         return 0
     except KeyboardInterrupt:
         return 130

@@ -11,7 +11,7 @@ import re
 
 from mfparse._lazy import numpy as np
 
-from mfparse.api import ModelFile, ObjectNode, TensorInfo, _jsonable
+from mfparse.api import ModelFile, ObjectNode, SharedRef, TensorInfo, _jsonable
 
 #: elements converted to float64 at a time by --stats (8 MiB of float64)
 STATS_CHUNK = 1 << 20
@@ -289,6 +289,8 @@ def render_tree(node, indent: str = "  ", max_items: int = 40) -> list[str]:
     def describe(v) -> str:
         if isinstance(v, TensorInfo):
             return f"tensor {v.dtype} [{', '.join(map(str, v.shape))}]"
+        if isinstance(v, SharedRef):
+            return repr(v)  # <same as a.b.c>: shown once, at that path
         if isinstance(v, ObjectNode):
             return f"<{v.cls}>"
         if isinstance(v, dict):
@@ -299,7 +301,7 @@ def render_tree(node, indent: str = "  ", max_items: int = 40) -> list[str]:
         return text if len(text) <= 80 else text[:77] + "..."
 
     def walk(v, pad):
-        if isinstance(v, TensorInfo):
+        if isinstance(v, (TensorInfo, SharedRef)):
             return
         if isinstance(v, ObjectNode):
             items = list(v.fields.items())

@@ -1,4 +1,4 @@
-"""The records every layer shares: TensorInfo, ObjectNode, EMPTY and `to_jsonable`.
+"""The records every layer shares: TensorInfo, ObjectNode, SharedRef, EMPTY and `to_jsonable`.
 
 This module sits below the public API (`mfparse.api`), the format readers, the writers and the
 extension, and imports none of them: readers build records, the API hands them out, tools
@@ -73,6 +73,30 @@ ObjectNode.__doc__ = """An object in a checkpoint's structure that mfparse does 
 ObjectNode.__repr__ = lambda self: f"<{self.cls}>" if not self.fields else f"<{self.cls} {dict(self.fields)!r}>"
 
 
+class SharedRef(ObjectNode):
+    """A place in a checkpoint's structure that holds a node already shown elsewhere in the
+    tree: the same object reached again inside itself (a cycle), or, in a file whose shared
+    references would expand past mfparse's bound (an expansion bomb), a memo-shared node reached
+    again. `path` is the dotted path where the node is shown ("" for the root). It is an
+    ObjectNode (cls "<shared>", fields {"$ref": path}) so that code handling ObjectNodes keeps
+    working; JSON output renders it as {"$ref": path}."""
+
+    __slots__ = ()
+
+    def __new__(cls, path: str):
+        return tuple.__new__(cls, ("<shared>", MappingProxyType({"$ref": path})))
+
+    def __getnewargs__(self):
+        return (self.path,)
+
+    @property
+    def path(self) -> str:
+        return self.fields["$ref"]
+
+    def __repr__(self) -> str:
+        return f"<same as {self.path or 'the root'}>"
+
+
 def to_jsonable(v):
     """v with every value JSON can hold kept, records turned into dicts, NaN into None, bytes
     into latin-1 text, numpy scalars into Python ones, small numpy arrays into lists and big
@@ -80,6 +104,8 @@ def to_jsonable(v):
     value cannot exist otherwise)."""
     if isinstance(v, TensorInfo):  # before tuple: both records are tuples
         return v.to_dict()
+    if isinstance(v, SharedRef):  # before ObjectNode
+        return {"$ref": v.path}
     if isinstance(v, ObjectNode):
         return {"__class__": v.cls, **{str(k): to_jsonable(x) for k, x in v.fields.items()}}
     if isinstance(v, dict):

@@ -224,6 +224,39 @@ class P:
         return self.args(*vals).reduce()
 
 
+def storage_pid(p: P, key: str, numel: int, cls: str = "FloatStorage", legacy: bool = False) -> P:
+    """Push torch's persistent id of a storage (zip files; legacy adds the view slot)."""
+    p.mark().unicode("storage").glob("torch", cls).unicode(key).unicode("cpu").int(numel)
+    if legacy:
+        p.none()
+    return p.tuple().binpersid()
+
+
+def tensor(p: P, key: str, numel: int, offset: int, size, stride, legacy: bool = False) -> P:
+    """Push torch._utils._rebuild_tensor_v2(storage key, offset, size, stride, False, OrderedDict())."""
+    p.glob("torch._utils", "_rebuild_tensor_v2").mark()
+    storage_pid(p, key, numel, legacy=legacy)
+    p.int(offset).args(*size).args(*stride).raw(b"\x89")
+    p.glob("collections", "OrderedDict").empty_tuple().reduce()
+    return p.tuple().reduce()
+
+
+def shared_bomb(levels: int, leaf=None, kind: str = "list") -> P:
+    """A pickle whose level k holds level k-1 twice through memo references: about 12 bytes a
+    level, 2**levels leaves when walked as a tree. leaf(p) pushes the innermost value (an empty
+    list by default); kind "list", "tuple" or "dict" (keys "a" and "b")."""
+    p = P(2)
+    (leaf or P.empty_list)(p)
+    p.long_binput(0)
+    for i in range(1, levels + 1):
+        if kind == "dict":
+            p.mark().unicode("a").long_binget(i - 1).unicode("b").long_binget(i - 1).dict()
+        else:
+            p.mark().long_binget(i - 1).long_binget(i - 1).raw(b"l" if kind == "list" else b"t")
+        p.long_binput(i)
+    return p
+
+
 def call_pickle(module: str, name: str, *vals, proto: int = 2) -> bytes:
     """A complete pickle that calls module.name(*vals)."""
     return P(proto).call(module, name, *vals).stop().data

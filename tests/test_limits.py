@@ -25,12 +25,16 @@ def test_pickle_nesting_depth():
 
 
 def test_pickle_shared_reference_bomb():
-    # each list holds the previous one twice: 2^40 paths from 200 bytes
+    # each tuple holds the previous one twice: 2^41 - 1 nodes as a tree, from 83 bytes
     data = b"K\x00" + b"2\x86" * 40 + b"."
     p = _native.PickleParse(len(data))
     root, _ = p.load(data)
-    with pytest.raises(mfparse.ResourceLimitError, match="more than"):  # entries or arena, whichever first
-        p.torch_walk(root)
+    assert p.expansion(root)["tree"] == (1 << 41) - 1
+    # the walker shows each shared tuple once and refers to it afterwards: 40 tuples, the two
+    # ints of the innermost one, 39 references
+    p.torch_walk(root)
+    kinds = [e[2] for e in p.torch_entries()]
+    assert (kinds.count("tuple"), kinds.count("scalar"), kinds.count("ref"), len(kinds)) == (40, 2, 39, 81)
 
 
 def test_pickle_memo_key_far_beyond_the_input():

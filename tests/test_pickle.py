@@ -227,3 +227,81 @@ def test_large_memo_keys_use_bounded_memory():
     data = b"K\x01r\xff\xff\xff\x7fj\xff\xff\xff\x7f."
     p, root = run(data)
     assert root.value == 1
+
+
+# ---- tree expansion (expansion bombs) ------------------------------------------------------
+
+def test_expansion_counts_what_a_tree_walk_visits():
+    shared = [1, 2]
+    for proto in range(6):
+        p, root = run(pickle.dumps({"a": shared, "b": shared}, protocol=proto))
+        assert p.stats["shared_refs"] == 1, proto
+        # dict, two keys, the list (itself and two ints) reached twice; shown once, then referred to
+        assert p.expansion(root) == {"tree": 9, "refs": 7, "cyclic": False, "at": None, "at_tree": 0}, proto
+    for value in PLAIN:
+        p, root = run(pickle.dumps(value, protocol=4))
+        ex = p.expansion(root)
+        assert p.stats["shared_refs"] == 0 and ex["tree"] == ex["refs"] and not ex["cyclic"], value
+
+
+def test_expansion_of_a_bomb_is_counted_without_walking_it():
+    from pickle_asm import shared_bomb
+
+    data = shared_bomb(40).stop().data
+    assert len(data) < 700
+    p, root = run(data)
+    ex = p.expansion(root, 1 << 24)
+    assert ex["tree"] == (1 << 41) - 1 and ex["refs"] == 81 and not ex["cyclic"]
+    # the first list (post-order) past the limit: level 24 holds 2**25 - 1 nodes
+    assert ex["at_tree"] == (1 << 25) - 1
+    assert data[ex["at"]:ex["at"] + 1] == b"l"  # the LIST opcode that builds it
+    p, root = run(shared_bomb(70, kind="tuple").stop().data)
+    assert p.expansion(root)["tree"] == (1 << 64) - 1  # saturates
+    p, root = run(b"K\x00" + b"2\x86" * 40 + b".")  # DUP instead of the memo
+    assert p.expansion(root)["tree"] == (1 << 41) - 1
+
+
+def test_expansion_of_cycles_counts_the_back_reference_once():
+    rec = []
+    rec.append(rec)
+    p, root = run(pickle.dumps(rec, protocol=2))
+    assert p.expansion(root) == {"tree": 2, "refs": 2, "cyclic": True, "at": None, "at_tree": 0}
+    d = {"x": 1}
+    d["self"] = d
+    p, root = run(pickle.dumps(d, protocol=0))
+    assert p.expansion(root)["tree"] == 5 and p.expansion(root)["cyclic"]
+
+
+def _walk_count(pv) -> int:
+    """Brute-force tree walk of a PV graph (acyclic), with the children mf_pkl_expansion_of uses."""
+    k = pv.kind
+    kids = []
+    if k in ("tuple", "list", "set", "frozenset"):
+        kids = list(pv.items)
+    elif k == "dict":
+        kids = [x for kv in pv.items for x in kv]
+    elif k == "call":
+        kids = [pv.fn, pv.args, pv.kwargs]
+    elif k == "persid":
+        kids = [pv.pid]
+    kids += [pv.state, pv.extra]
+    return 1 + sum(_walk_count(c) for c in kids if c is not None)
+
+
+def test_expansion_matches_a_brute_force_walk_on_random_dags():
+    import random
+
+    rng = random.Random(13)
+    shared = 0
+    for trial in range(200):
+        pool = [1, "s", None, 2.5]
+        for _ in range(rng.randrange(1, 12)):
+            picks = [pool[rng.randrange(max(0, len(pool) - 3), len(pool))] for _ in range(rng.randrange(0, 4))]
+            pool.append(rng.choice([list, tuple, lambda x: {f"k{i}": v for i, v in enumerate(x)},
+                                    lambda x: collections.OrderedDict(enumerate(x))])(picks))
+        p, root = run(pickle.dumps(pool[-1], protocol=trial % 6))
+        ex = p.expansion(root)
+        assert ex["tree"] == _walk_count(root) and not ex["cyclic"], trial
+        assert (p.stats["shared_refs"] == 0) <= (ex["tree"] == ex["refs"]), trial
+        shared += ex["tree"] > ex["refs"]
+    assert shared > 50  # a third of them share (72 with this seed)

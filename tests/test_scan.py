@@ -27,9 +27,10 @@ from scan_helpers import assert_unsafe, scan
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "mfparse", "scan", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": ROOT}, timeout=300)
+def cli(*args, cwd=None, input=None):
+    return subprocess.run([sys.executable, "-m", "mfparse", "scan", *map(str, args)], capture_output=True,
+                          text=input is None, input=input, cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+                          timeout=300)
 
 
 # ---- the benign set ------------------------------------------------------------------------
@@ -251,8 +252,16 @@ def test_cli_json_recursive_and_jobs(tmp_path, benign):
     by = {os.path.basename(x["path"]): x for x in out}
     assert by["bad"]["verdict"] == "unsafe" and by["good.pt"]["verdict"] == "safe"
     assert by["bad"]["findings"][0]["global"] == "subprocess.Popen"
-    r = cli(tmp_path)
-    assert r.returncode == 2 and "directory" in r.stderr
+    r = cli(tmp_path, "--json", "--jobs", "2")  # folders are walked without --recursive too
+    assert r.returncode == 1
+    assert [(x["path"], x["verdict"]) for x in json.loads(r.stdout)] == [(x["path"], x["verdict"]) for x in out]
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x").write_bytes(pickle.dumps(1))
+    r = cli("-", tmp_path / "c", "--json", "--jobs", "2", input=call_pickle("os", "system", "x"))
+    assert [(x["path"], x["verdict"]) for x in json.loads(r.stdout)] == [("<stdin>", "unsafe"),
+                                                                         (str(tmp_path / "c" / "x"), "safe")]
+    with pytest.raises(IsADirectoryError):  # the library refuses folders when asked to
+        list(sys.modules["mfparse.scan"].scan_paths([tmp_path], recursive=False))
 
 
 # ---- the allowlist -------------------------------------------------------------------------

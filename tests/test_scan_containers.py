@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from mfparse.scan import containers
-from pickle_asm import P, call_pickle, torch_zip, zip_bytes
+from pickle_asm import P, call_pickle, tensor, torch_zip, zip_bytes
 from scan_helpers import assert_unsafe, has, scan, set_central_size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,21 +38,6 @@ def npy_header(descr="|O", shape=(1,)) -> bytes:
     pad = (64 - total % 64) % 64
     h = d + " " * pad + "\n"
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h.encode()
-
-
-def storage_pid(p: P, key: str, numel: int, cls: str = "FloatStorage", legacy: bool = False) -> P:
-    p.mark().unicode("storage").glob("torch", cls).unicode(key).unicode("cpu").int(numel)
-    if legacy:
-        p.none()
-    return p.tuple().binpersid()
-
-
-def tensor(p: P, key: str, numel: int, offset: int, size, stride, legacy: bool = False) -> P:
-    p.glob("torch._utils", "_rebuild_tensor_v2").mark()
-    storage_pid(p, key, numel, legacy=legacy)
-    p.int(offset).args(*size).args(*stride).raw(b"\x89")
-    p.glob("collections", "OrderedDict").empty_tuple().reduce()
-    return p.tuple().reduce()
 
 
 def state_dict(*tensors_args, legacy=False) -> bytes:

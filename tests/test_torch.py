@@ -362,3 +362,74 @@ def test_robust_to_truncation_and_flips(tmp_path, kind, seed):
 
 def test_flatten_helper_matches_names():
     assert list(flatten({"a": [torch.ones(1), {"b": torch.ones(1)}]})) == ["a.0", "a.1.b"]
+
+
+# ---- shared structure and expansion bombs (issue 13) ---------------------------------------
+
+class _Tied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.head = torch.nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+
+def test_shared_tensors_and_containers_are_named_at_every_path(tmp_path):
+    torch.manual_seed(0)
+    m = _Tied()
+    sd = m.state_dict()
+    # tied weights, one dict reached twice, one tensor in many slots: named like torch's flatten
+    p = save({"model": sd, "ema": sd, "ws": [sd["emb.weight"]] * 3}, tmp_path / "shared.pth")
+    infos = compare(p)
+    assert [t.name for t in infos][:4] == ["model.emb.weight", "model.head.weight", "ema.emb.weight",
+                                           "ema.head.weight"]
+    assert len({t.storage for t in infos}) == 1
+    with mfparse.open(p) as mf:
+        tree = mf.tree()
+        assert list(tree["ema"]) == list(tree["model"]) == ["emb.weight", "head.weight"]
+        assert tree["ema"]["head.weight"].name == "ema.head.weight"
+    p = save(m, tmp_path / "tied_model.pth")  # the same Parameter object under two modules
+    with mfparse.open(p) as mf:
+        assert [t.name for t in mf.tensors()] == list(m.state_dict()) == ["emb.weight", "head.weight"]
+
+
+def test_a_cycle_is_a_reference_to_its_first_place(tmp_path):
+    d = {"w": torch.ones(2), "sub": {}}
+    d["sub"]["up"] = d
+    d["sub"]["me"] = d["sub"]
+    p = save(d, tmp_path / "cycle.pth")
+    with mfparse.open(p) as m:
+        assert [t.name for t in m.tensors()] == ["w"]
+        tree = m.tree()
+        assert tree["sub"]["up"] == mfparse.SharedRef("") and repr(tree["sub"]["up"]) == "<same as the root>"
+        assert tree["sub"]["me"].path == "sub"
+        assert m.metadata == {}
+
+
+def test_expansion_bomb_opens_bounded(tmp_path):
+    from pickle_asm import shared_bomb, tensor, torch_zip
+
+    # level 0 is one tensor; level k holds level k-1 twice: 2**40 tensor references as a tree
+    bomb = shared_bomb(40, leaf=lambda p: tensor(p, "0", 4, 0, (2,), (1,))).stop().data
+    data = np.arange(4, dtype=np.float32).tobytes()
+    path = tmp_path / "bomb.pth"
+    path.write_bytes(torch_zip(bomb, extra={"data/0": data}))
+    with mfparse.open(path) as m:
+        # every shared list is shown once: the tensor is listed at the two slots of level 1
+        names = [t.name for t in m.tensors()]
+        assert names == [".".join(["0"] * 40), ".".join(["0"] * 39 + ["1"])]
+        np.testing.assert_array_equal(m[names[1]], [0.0, 1.0])
+        tree = m.tree()
+        node, depth = tree, 0
+        while isinstance(node, list):
+            if depth < 39:
+                assert node[1] == mfparse.SharedRef(".".join(["0"] * (depth + 1)))
+            node, depth = node[0], depth + 1
+        assert depth == 40 and isinstance(node, mfparse.TensorInfo)
+        import json
+
+        from mfparse.api import _jsonable
+
+        text = json.dumps(_jsonable(tree))
+        assert len(text) < 20000 and text.count('"$ref"') == 39
+        assert m.metadata == {}

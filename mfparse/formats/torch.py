@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 from mfparse import _native, dtypes
-from mfparse.records import EMPTY, ObjectNode, TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.zip import ZipArchive
+from mfparse.records import EMPTY, ObjectNode, SharedRef, TensorInfo
 
 #: torch.serialization.MAGIC_NUMBER, pickled first in every legacy file
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -227,12 +227,25 @@ def _numpy_scalar(dtype_pv, data_pv):
     return np.frombuffer(raw, dtype=dt)[0].item()
 
 
+def _ref_path(entries, i: int) -> str:
+    """The path where the node of a REF entry is shown (following a REF to a REF)."""
+    for _ in range(len(entries)):
+        if i < 0 or i >= len(entries):
+            return "?"
+        e = entries[i]
+        if e[2] != "ref":
+            return e[0]
+        i = e[3]
+    return "?"
+
+
 def build_tree(entries, by_name):
-    """Nested dicts/lists from the walker's pre-order entries; tensors as TensorInfo leaves."""
+    """Nested dicts/lists from the walker's pre-order entries; tensors as TensorInfo leaves;
+    a REF entry (a cycle, or a shared node already shown in an expansion bomb) as a SharedRef."""
     root_holder: list = []
     stack: list = []  # (depth, container, kind)
     objects: dict[int, object] = {}  # id(ObjectNode) -> its PV, to render tensor-free objects as leaves
-    for path, depth, kind, _tensor, key, value, cls in entries:
+    for path, depth, kind, target, key, value, cls in entries:
         while stack and stack[-1][0] >= depth:
             stack.pop()
         if kind in ("tensor", "storage"):
@@ -248,7 +261,7 @@ def build_tree(entries, by_name):
             node = ObjectNode(qual or "<computed>", {})
             objects[id(node)] = value
         elif kind == "ref":
-            node = ObjectNode("<recursive reference>")
+            node = SharedRef(_ref_path(entries, target))
         else:
             node = leaf_value(value)
         if stack:
@@ -284,6 +297,8 @@ def _has_tensor(node) -> bool:
 
 
 def _finish(node, objects):
+    if isinstance(node, SharedRef):
+        return node
     if isinstance(node, ObjectNode):
         pv = objects.get(id(node))
         if pv is not None and not _has_tensor(node):
@@ -302,12 +317,12 @@ def _finish(node, objects):
 
 def flatten_metadata(tree, prefix: str = "") -> dict:
     """Scalars and strings of a tree as {dotted path: value}; lists of scalars stay lists;
-    tensors and opaque objects are left out."""
+    tensors, opaque objects and shared references (SharedRef) are left out."""
     out: dict = {}
     scalar = (str, int, float, bool, bytes, type(None), complex)
 
     def walk(node, path):
-        if isinstance(node, TensorInfo):
+        if isinstance(node, (TensorInfo, SharedRef)):
             return
         if isinstance(node, dict) or isinstance(node, ObjectNode):
             items = node.fields.items() if isinstance(node, ObjectNode) else node.items()

@@ -7,6 +7,7 @@ handed out as numpy arrays are views of the map.
 
 from __future__ import annotations
 
+import errno
 import io
 import mmap
 import os
@@ -31,7 +32,7 @@ class LocalSource(ByteSource):
         if isinstance(obj, (str, os.PathLike)):
             self.path = os.fspath(obj)
             if os.path.isdir(self.path):
-                raise IsADirectoryError(f"{self.path}: is a directory")
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path)
             self._file = open(self.path, "rb")
             self._map_file(self._file)
         elif isinstance(obj, (bytes, bytearray, memoryview)):

@@ -17,15 +17,21 @@ docs/architecture.md, "Safety model".
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import sys
 import time
 
 from mfparse.scan.report import Context, Finding, ScanReport, Where, display_path, render_text
 
 SMALL_FILE = 1 << 20
+#: the most bytes read into memory from standard input or a pipe (`mfparse scan -`)
+MAX_STREAM_BYTES = 4 << 30
+#: the path that names standard input in scan_paths (a file named "-" is "./-")
+STDIN = "-"
 
-__all__ = ["scan", "scan_paths", "ScanReport", "Finding", "register_checker", "render_text"]
+__all__ = ["scan", "scan_paths", "scan_stdin", "ScanReport", "Finding", "register_checker", "render_text"]
 
 
 def scan(path) -> ScanReport:
@@ -34,7 +40,8 @@ def scan(path) -> ScanReport:
     Returns:
         ScanReport with verdict "safe", "unsafe" or "error". Never raises for bad content
         (that is an error or a finding in the report); raises OSError when the file cannot be
-        opened and IsADirectoryError for a directory.
+        opened and IsADirectoryError for a directory. A pipe or character device is read to
+        its end (at most MAX_STREAM_BYTES; more is an error in the report).
 
     Example:
         >>> mfparse.scan("pytorch_model.bin").verdict
@@ -47,8 +54,10 @@ def scan(path) -> ScanReport:
     src = None
     if isinstance(path, (str, os.PathLike)):
         data = _read_small(path)
+        if isinstance(data, _TooBig):
+            return _too_big(os.fspath(path), data.limit, time.perf_counter() - t0)
         if data is not None:
-            src = Source(data)  # small files: one read beats setting up a memory map
+            src = Source(data)  # small files, pipes: no memory map
             src.path = os.fspath(path)
     if src is None:
         src = Source(path)
@@ -72,13 +81,43 @@ def scan(path) -> ScanReport:
     return ctx.report(time.perf_counter() - t0)
 
 
-def _read_small(path) -> bytes | None:
-    """The bytes of a regular file of at most SMALL_FILE bytes, or None (larger files, pipes,
-    devices and directories are opened as a Source). os-level calls: for the many tiny files
-    of a directory scan, building a buffered file object costs more than the scan of a pickle."""
+class _TooBig:
+    """A stream longer than the bytes mfparse reads into memory."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+
+
+def _too_big(name, limit: int, seconds: float = 0.0) -> ScanReport:
+    return ScanReport(path=name, verdict="error", seconds=seconds,
+                      errors=[f"more than {limit:,} bytes: too large to read into memory from a pipe "
+                              "(write it to a file, or raise --max-stdin-bytes)"])
+
+
+def _read_stream(fd: int, limit: int):
+    """Everything a pipe or device gives, as a read-only view, or _TooBig past `limit` bytes."""
+    buf = bytearray()
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return memoryview(buf).toreadonly()  # Source keeps read-only views without a copy
+        buf += chunk
+        if len(buf) > limit:
+            return _TooBig(limit)
+
+
+def _read_small(path) -> bytes | memoryview | _TooBig | None:
+    """The bytes of a regular file of at most SMALL_FILE bytes, everything a pipe or character
+    device gives (at most MAX_STREAM_BYTES), or None (larger files and directories are opened as
+    a Source). os-level calls: for the many tiny files of a directory scan, building a buffered
+    file object costs more than the scan of a pickle."""
+    if os.path.isdir(path):
+        return None  # Source raises IsADirectoryError
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
+        if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            return _read_stream(fd, MAX_STREAM_BYTES)  # a memory map would see nothing
         if not stat.S_ISREG(st.st_mode) or st.st_size > SMALL_FILE:
             return None
         chunks = []
@@ -96,20 +135,44 @@ def _read_small(path) -> bytes | None:
         os.close(fd)
 
 
-def iter_files(paths, recursive: bool = False):
-    """Expand paths: files as they are; directories (with recursive) walked in sorted order,
-    every file whatever its extension (hidden files and .npy included)."""
+def os_error_text(e: OSError) -> str:
+    """What an OSError says is wrong, without the errno and path decoration: "no such file or
+    directory", "permission denied", "is a directory"."""
+    what = e.strerror or (e.args[0] if e.args and isinstance(e.args[0], str) else "") or type(e).__name__
+    return what[:1].lower() + what[1:]
+
+
+class _Unlisted:
+    """A directory that os.walk could not list (reported as an error, never skipped silently)."""
+
+    def __init__(self, path: str, error: OSError):
+        self.path = path
+        self.error = error
+
+
+def iter_files(paths, recursive: bool = True):
+    """Expand paths: files as they are; directories walked in sorted order, every file whatever
+    its extension (hidden files and .npy included), symbolic links to files followed (Hugging
+    Face snapshot folders are links into a blob store), links to folders, pipes and devices
+    inside them left alone. A folder that cannot be listed yields an _Unlisted. recursive=False
+    refuses directories (IsADirectoryError); STDIN ("-") is passed through."""
     for p in paths:
         p = os.fspath(p)
-        if os.path.isdir(p):
+        if p != STDIN and os.path.isdir(p):
             if not recursive:
-                raise IsADirectoryError(f"{p} is a directory (use --recursive)")
-            for root, dirs, files in os.walk(p):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), p)
+            unlisted: list = []
+            for root, dirs, files in os.walk(p, onerror=unlisted.append):
+                while unlisted:
+                    e = unlisted.pop(0)
+                    yield _Unlisted(e.filename or root, e)
                 dirs.sort()
                 for f in sorted(files):
                     full = os.path.join(root, f)
-                    if os.path.isfile(full) and not os.path.islink(full):
-                        yield full
+                    if os.path.isfile(full) or (os.path.islink(full) and not os.path.exists(full)):
+                        yield full  # a broken link is reported as a file that cannot be read
+            for e in unlisted:
+                yield _Unlisted(e.filename or p, e)
         else:
             yield p
 
@@ -118,23 +181,65 @@ def _scan_to_dict(path: str) -> dict:
     try:
         return scan(path).to_dict()
     except OSError as e:
-        return ScanReport(path=path, verdict="error", errors=[f"cannot read: {e}"]).to_dict()
+        return ScanReport(path=path, verdict="error", errors=[f"cannot read: {os_error_text(e)}"]).to_dict()
 
 
-def scan_paths(paths, recursive: bool = False, jobs: int = 1):
-    """Scan many files; yields ScanReports in input order. jobs > 1 uses worker processes."""
-    files = list(iter_files(paths, recursive))
+def scan_stdin(max_bytes: int = MAX_STREAM_BYTES, stream=None) -> ScanReport:
+    """Scan what standard input (or `stream`, a binary file object) holds: a pickle, an archive,
+    any file mfparse scans. A redirected regular file is memory-mapped; a pipe is read into
+    memory, at most max_bytes (more is an error in the report, not a verdict on part of it)."""
+    if stream is None:
+        stream = sys.stdin.buffer
+    name = "<stdin>"
+    t0 = time.perf_counter()
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        fd, st = None, None
+    if fd is not None and os.isatty(fd):
+        return ScanReport(path=name, verdict="error", errors=["standard input is a terminal: pipe or redirect a "
+                                                              "file into it (mfparse scan - < model.pt)"])
+    if st is not None and stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0:
+        r = scan(stream)  # a file redirected into stdin: mapped, no size limit
+    else:
+        data = _read_stream(fd, max_bytes) if fd is not None else stream.read(max_bytes + 1)
+        if isinstance(data, _TooBig) or len(data) > max_bytes:
+            return _too_big(name, max_bytes, time.perf_counter() - t0)
+        r = scan(data)
+    r.path = name
+    return r
+
+
+def _report(item, max_stdin_bytes: int) -> ScanReport:
+    if isinstance(item, _Unlisted):
+        return ScanReport(path=item.path, verdict="error",
+                          errors=[f"cannot list this folder: {os_error_text(item.error)}"])
+    if item == STDIN:
+        return scan_stdin(max_stdin_bytes)
+    return ScanReport.from_dict(_scan_to_dict(item))
+
+
+def scan_paths(paths, recursive: bool = True, jobs: int = 1, max_stdin_bytes: int = MAX_STREAM_BYTES):
+    """Scan files, folders (recursively) and "-" (standard input); yields ScanReports in input
+    order. jobs > 1 scans files in worker processes (standard input in this one)."""
+    items = list(iter_files(paths, recursive))
+    files = [f for f in items if isinstance(f, str) and f != STDIN]
     if jobs <= 1 or len(files) <= 1:
-        for f in files:
-            yield ScanReport.from_dict(_scan_to_dict(f))
+        for item in items:
+            yield _report(item, max_stdin_bytes)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
-        for d in ex.map(_scan_to_dict, files, chunksize=max(1, len(files) // (jobs * 8))):
-            yield ScanReport.from_dict(d)
+        done = ex.map(_scan_to_dict, files, chunksize=max(1, len(files) // (jobs * 8)))
+        for item in items:
+            if isinstance(item, str) and item != STDIN:
+                yield ScanReport.from_dict(next(done))
+            else:
+                yield _report(item, max_stdin_bytes)
 
 
 def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:

@@ -46,6 +46,16 @@ RESOURCE_MEMO_INDEX = 1 << 24   # CPython's C unpickler sizes its memo array by 
 RESOURCE_MARKS = 5000           # pickle.dumps cannot nest containers this deep (recursion limit)
 MAX_STACK = 1 << 26             # values on the pickle stack at once: more is a stack blow-up
 ALLOC_BOMB = 1 << 24            # a constructor asked for more than this many bytes
+# expansion bombs: shared references (memo GETs) that make a value of a few objects a tree of
+# billions. A finding when the tree expansion exceeds both EXPANSION_NODES (json.dumps or a
+# recursive walk takes seconds and gigabytes beyond it) and EXPANSION_RATIO x the graph's own
+# references (each shared object's contents once, each further reference 1, about the pickle's
+# opcode count): a reference to a shared object of k nodes costs the file a 2-5 byte GET and
+# expands to k, so benign sharing (a record, a config, a tensor repeated) grows the tree by the
+# size of the shared object; only sharing of sharing (a node holding shared nodes that hold
+# shared nodes) multiplies, and a bomb's ratio grows exponentially with its depth.
+EXPANSION_NODES = 1 << 24
+EXPANSION_RATIO = 1000
 
 
 class StreamResult:
@@ -384,6 +394,24 @@ class Judge:
             self.finding("suspicious", f"MARKs nested {s['marks_max']} deep: deeper than pickle.dumps can write "
                          "(stack exhaustion in loaders that recurse)", kind="resource")
 
+    def expansion(self, parse, roots) -> None:
+        """An expansion bomb: a root whose value graph, walked as a tree, exceeds EXPANSION_NODES
+        and EXPANSION_RATIO x its own size. Counted in C in O(graph) (shared nodes once)."""
+        if not parse.stats["shared_refs"]:
+            return  # nothing was fetched twice: the graph is a tree of the file's own objects
+        for i, root in enumerate(roots):
+            if root is None:
+                continue
+            ex = parse.expansion(root, EXPANSION_NODES)
+            tree, refs = ex["tree"], ex["refs"]
+            if tree > EXPANSION_NODES and tree > EXPANSION_RATIO * refs:
+                size = f"more than {tree - 1:,}" if tree == (1 << 64) - 1 else f"{tree:,}"
+                self.finding("suspicious", f"shared references expand a value of {refs:,} references to {size} "
+                             "nodes when it is walked as a tree (an expansion bomb: json.dumps, repr, printing "
+                             "or a recursive walk of what torch.load or pickle.load returns never ends; bound: "
+                             f"{EXPANSION_NODES:,} nodes and {EXPANSION_RATIO}x the references)", pickle=i,
+                             offset=ex["at"], kind="resource")
+
 
 # ==========================================================================================
 # Streams
@@ -463,6 +491,7 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
 
     judge.events(parse, events, nested_scan)
     judge.stats(parse, n)
+    judge.expansion(parse, roots)
     if err is not None:
         res.error = _error_text(err)
         if isinstance(err, _Stop):
