@@ -88,7 +88,7 @@ def test_the_check_can_fail():
     assert "numpy" in loaded_after("import mfparse, numpy")
 
 
-@pytest.mark.parametrize("kind", ["pth", "safetensors", "npy", "npz", "onnx", "gguf", "tflite"])
+@pytest.mark.parametrize("kind", ["pth", "safetensors", "npy", "npz", "hdf5", "onnx", "gguf", "tflite"])
 def test_listing_imports_no_numpy(files, kind):
     code = (f"import mfparse\nwith mfparse.open({files[kind]!r}) as m:\n"
             "    infos = list(m.tensors()); m.metadata; m.tree(); [t.to_dict() for t in infos]\n")

@@ -84,9 +84,14 @@ class H5Type:
         shape: extra trailing dims (array datatypes are flattened into the shape, as h5py does).
         extras: dtype facts for TensorInfo.extras.
         vlen: None, "str" or "seq".
+
+    `np` and `raw` are built on first use: listing plain numbers, strings, references and
+    variable-length data needs no numpy. Types whose validity only numpy can judge (compounds,
+    complex, integers and floats of unusual sizes) build theirs at once, so that a type numpy
+    cannot hold lists as "unknown" with the error in extras and raises when read.
     """
 
-    __slots__ = ("t", "name", "np", "raw", "shape", "extras", "vlen", "charset", "error")
+    __slots__ = ("t", "name", "_np", "_raw", "shape", "extras", "vlen", "charset", "error")
 
     def __init__(self, t):
         self.t = t
@@ -95,6 +100,7 @@ class H5Type:
         self.vlen = None
         self.charset = None
         self.error = None
+        self._np = self._raw = None
         try:
             self._init(t)
         except (TypeError, ValueError) as e:
@@ -105,27 +111,42 @@ class H5Type:
     def _fail(self, e: MFParseError):
         """A datatype numpy cannot hold: listed as "unknown", reading raises the error."""
         self.error = e
-        self.name, self.np, self.raw, self.shape, self.vlen = "unknown", None, None, (), None
+        self.name, self._np, self._raw, self.shape, self.vlen = "unknown", None, None, (), None
         self.extras = {"hdf5_class": self.t[0], "error": e.message}
 
     def check(self):
         if self.error is not None:
             raise type(self.error)(self.error.message, self.error.offset)
 
+    @property
+    def np(self):
+        if self._np is None and self.error is None:
+            self._np = H5Type(self.t[9]).np if self.t[0] == ARRAY else element_dtype(self.t)
+        return self._np
+
+    @property
+    def raw(self):
+        if self._raw is None and self.error is None:
+            t, size = self.t, self.t[1]
+            if t[0] == ARRAY:
+                base = H5Type(t[9])
+                self._raw = (np.dtype((base.raw, tuple(t[10]))) if base.shape == () and not self.vlen
+                             else np.dtype(f"V{size}"))
+            else:
+                self._raw = self.np if self.np.kind != "O" else np.dtype(f"V{size}")
+        return self._raw
+
     def _init(self, t):
         cls, size = t[0], t[1]
+        if size >= 1 << 31:
+            raise UnsupportedFormatError(f"HDF5 datatype of {size} bytes per element")
         if cls == ARRAY:
             base = H5Type(t[9])
             base.check()
-            self.name, self.np, self.shape, self.extras = base.name, base.np, tuple(t[10]) + base.shape, dict(base.extras)
+            self.name, self.shape, self.extras = base.name, tuple(t[10]) + base.shape, dict(base.extras)
             self.vlen, self.charset = base.vlen, base.charset
             self.extras["element_shape"] = self.shape  # h5py: dataset shape + array dtype (reads flatten it)
-            self.raw = np.dtype((base.raw, tuple(t[10]))) if base.shape == () else np.dtype(f"V{size}")
-            if self.vlen:
-                self.raw = np.dtype(f"V{size}")
             return
-        self.np = element_dtype(t)
-        self.raw = self.np if self.np.kind != "O" else np.dtype(f"V{size}")
         code = t[2]
         order = ">" if t[3] == 1 else "<"
         if code:
@@ -160,6 +181,7 @@ class H5Type:
                 self.name, self.vlen = "vlen", "seq"
                 self.extras["base"] = H5Type(t[9]).name
         elif cls == COMPOUND:
+            self.np  # numpy judges the layout (overlapping or duplicate members)
             self.name = "compound"
             self.extras["fields"] = tuple((m[0].decode("utf-8", "replace"), H5Type(m[2]).name, m[1]) for m in t[8])
         elif cls == OPAQUE:
@@ -170,6 +192,7 @@ class H5Type:
             self.name = "reference"
             self.extras["reference"] = {0: "object", 1: "region"}.get(t[5] & 0xF, "other")
         else:
+            self.np  # e.g. complex: numpy decides whether it can hold it
             self.name = "unknown"
             self.extras["hdf5_class"] = cls
 
@@ -188,8 +211,16 @@ def _bool_code() -> int:
 
 
 def enum_members(t) -> dict:
-    base = element_dtype(t[9])
-    return {m[0].decode("utf-8", "replace"): np.frombuffer(m[3], dtype=base)[0].item() for m in t[8] or ()}
+    """name -> value of an enum datatype's members (integers decoded without numpy)."""
+    base = t[9]
+    if base[0] in (INTEGER, BITFIELD) and base[1] in (1, 2, 4, 8):
+        order, signed = ("big" if base[3] == 1 else "little"), base[0] == INTEGER and bool(base[4])
+        if any(len(m[3]) < base[1] for m in t[8] or ()):
+            raise CorruptFileError(f"enum member value shorter than its {base[1]}-byte base type")
+        return {m[0].decode("utf-8", "replace"): int.from_bytes(bytes(m[3][:base[1]]), order, signed=signed)
+                for m in t[8] or ()}
+    dt = element_dtype(base)
+    return {m[0].decode("utf-8", "replace"): np.frombuffer(m[3], dtype=dt)[0].item() for m in t[8] or ()}
 
 
 def element_dtype(t) -> np.dtype:
