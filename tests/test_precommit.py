@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(HOOKS), reason="the hook file
 def hook_field(name: str) -> str:
     with open(HOOKS) as f:
         for line in f:
-            m = re.match(rf"\s+{name}: (.*)$", line)
+            m = re.match(rf"[\s-]+{name}: (.*)$", line)
             if m:
                 return m.group(1).strip()
     raise AssertionError(f"{name} not in {HOOKS}")
