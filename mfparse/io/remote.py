@@ -35,6 +35,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from mfparse.io.base import (
     ByteSource,
     FileSet,
+    OutsideFolderError,
     RangeNotSupportedError,
     RemoteReadError,
     SourceChangedError,
@@ -300,6 +301,7 @@ class RemoteSource(ByteSource):
         self._cache = _Extents(int(cache_bytes))
         self._lock = threading.RLock()
         self._count_lock = threading.Lock()
+        self._steps = 0
         self._pool = None
         self.location = self.name  # what spec() carries; hf:// pins its revision here
         scheme = url.split("://", 1)[0].lower()
@@ -316,10 +318,15 @@ class RemoteSource(ByteSource):
         self._discover(version, size)
 
     # -- helpers for the backends ---------------------------------------------------------
-    def _count(self, requests: int = 0, nbytes: int = 0) -> None:
+    def _count(self, requests: int = 0, nbytes: int = 0, steps: int = 0) -> None:
+        """Count requests sent and body bytes received; `steps`: this request waited for that
+        many earlier answers of its own (a redirect, a HEAD after a 416), which adds round
+        trips to its wave (the most of any request in the wave)."""
         with self._count_lock:
             self.stats["requests"] += requests
             self.stats["bytes"] += nbytes
+            if steps > self._steps:
+                self._steps = steps
 
     def _redact(self, text) -> str:
         text = str(text)
@@ -337,16 +344,19 @@ class RemoteSource(ByteSource):
     def _discover(self, version, size) -> None:
         replies = self._backend.discover(self.head_bytes, self.tail_bytes, version)
         first = replies[0]
+        seen = first.version
         for r in replies[1:]:
-            if r.size != first.size or r.version != first.version:
+            # (an answer without a version, e.g. a 416, is compared by size only)
+            if r.size != first.size or (r.version is not None and seen is not None and r.version != seen):
                 raise self._changed(f"size {first.size} / version {first.version} at the head, "
                                     f"{r.size} / {r.version} at the tail")
+            seen = seen if seen is not None else r.version
         if size is not None and first.size != size:
             raise self._changed(f"{first.size} bytes, {size} expected")
-        if version is not None and first.version != version:
-            raise self._changed(f"version {first.version}, {version} expected")
+        if version is not None and seen != version:
+            raise self._changed(f"version {seen}, {version} expected")
         self.size = first.size
-        self.version = first.version
+        self.version = seen
         for r in replies:
             if r.data is not None:
                 self._cache.insert(r.offset, r.data)
@@ -369,9 +379,10 @@ class RemoteSource(ByteSource):
         pending = list(range(len(jobs)))
         attempt = 0
         while True:
-            with self._count_lock:
-                self.stats["round_trips"] += math.ceil(len(pending) / self.max_concurrency)
+            self._steps = 0
             outcomes = self._backend.run([jobs[i] for i in pending])
+            with self._count_lock:
+                self.stats["round_trips"] += math.ceil(len(pending) / self.max_concurrency) + self._steps
             retry = []
             for i, out in zip(pending, outcomes):
                 if isinstance(out, _Retry):
@@ -390,10 +401,11 @@ class RemoteSource(ByteSource):
 
     def _final(self, r: _Retry, tries: int) -> Exception:
         detail = self._redact(r.detail)
+        tried = "1 try" if tries == 1 else f"{tries} tries"
         if r.kind == "timeout":
             return TimeoutError(errno.ETIMEDOUT, f"{self.name}: no answer within {self.timeout:g} s "
-                                f"({tries} tries): {detail}")
-        return RemoteReadError(f"{self.name}: {detail} ({tries} tries)", self.name, r.status)
+                                f"({tried}): {detail}")
+        return RemoteReadError(f"{self.name}: {detail} ({tried})", self.name, r.status)
 
     # -- the ByteSource contract ----------------------------------------------------------
     def read_ranges(self, ranges) -> list:
@@ -532,8 +544,8 @@ class _HTTP(_AsyncBackend):
         try:
             async with session.get(self.fs.encode_url(self.url), headers=headers, timeout=self.client_timeout,
                                    **self.kwargs) as r:
-                if r.history:
-                    src._count(requests=len(r.history))
+                if r.history:  # each redirect was a request and an answer waited for
+                    src._count(requests=len(r.history), steps=len(r.history))
                 return await self._answer(r, start, end)
         except (SourceError, FileNotFoundError, PermissionError, _Retry):
             raise
@@ -646,7 +658,7 @@ class _HTTP(_AsyncBackend):
         session = await self.fs.set_session()
         headers = dict(self.headers)
         headers["Accept-Encoding"] = "identity"
-        self.src._count(requests=1)
+        self.src._count(requests=1, steps=1)  # it waited for the 416
         async with session.head(self.fs.encode_url(self.url), headers=headers, timeout=self.client_timeout,
                                 allow_redirects=True, **self.kwargs) as r:
             return r.content_length if r.status < 300 else None
@@ -828,9 +840,9 @@ class _S3(_AsyncBackend):
         if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch") or status in (401, 403):
             raise PermissionError(errno.EACCES, f"access denied (S3 {code or status})", src.name)
         if code == "InvalidRange" or status == 416:
-            size = await self._head_size()
+            size, version = await self._head_size()
             if size == 0 and src.size < 0:
-                return _Reply(0, b"", 0, None, False)
+                return _Reply(0, b"", 0, version, False)
             if src.size >= 0 and size != src.size:
                 raise src._changed(f"S3 InvalidRange, {size} bytes now, {src.size} before")
             raise RemoteReadError(f"{src.name}: the store refused bytes {_HTTP._asked(start, end)} (S3 InvalidRange)",
@@ -841,12 +853,21 @@ class _S3(_AsyncBackend):
 
     async def _head_size(self):
         s3 = await self.fs.set_session()
-        self.src._count(requests=1)
+        self.src._count(requests=1, steps=1)  # it waited for the InvalidRange
         kw = {"Bucket": self.bucket, "Key": self.key}
         if self.version_id:
             kw["VersionId"] = self.version_id
-        head = await s3.head_object(**kw)
-        return head.get("ContentLength")
+        try:
+            head = await s3.head_object(**kw)
+        except Exception as e:  # botocore's ClientError, a dropped connection
+            failure = f"{type(e).__name__}: {self.src._redact(e)}"
+        else:
+            failure = None
+        if failure is not None:
+            raise RemoteReadError(f"{self.src.name}: the size of an object that refuses ranges is unknown "
+                                  f"(HEAD: {failure})", self.src.name)
+        vid = head.get("VersionId")
+        return head.get("ContentLength"), (f"version-id:{vid}" if vid and vid != "null" else head.get("ETag"))
 
 
 # -- any other fsspec filesystem (gs://, memory://, hf:// buckets, ...) -------------------------
@@ -986,12 +1007,14 @@ class _RemoteStreamFile:
         self._secrets = _secret_strings(url, storage_options)
         self._fs = fsspec.filesystem("http", **dict(storage_options or {}))
         self._sync = sync
-        kwargs = {k: v for k, v in self._fs.kwargs.items() if k not in ("timeout",)}
+        kwargs = {k: v for k, v in self._fs.kwargs.items() if k not in ("timeout", "headers")}
+        headers = dict(self._fs.kwargs.get("headers") or {})
+        headers["Accept-Encoding"] = "identity"  # the file's bytes, and its length in Content-Length
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
 
         async def start():
             session = await self._fs.set_session()
-            r = await session.get(self._fs.encode_url(url), timeout=timeout, **kwargs)
+            r = await session.get(self._fs.encode_url(url), headers=headers, timeout=timeout, **kwargs)
             if r.status in (404, 410):
                 r.close()
                 raise FileNotFoundError(errno.ENOENT, f"not found (HTTP {r.status})", self.name)
@@ -1096,29 +1119,56 @@ class RemoteFileSet(FileSet):
             self._fs = url_to_fs(self.url, **self.storage_options)
         return self._fs
 
+    def _is_http(self) -> bool:
+        return self.url.split("://", 1)[0].lower() in ("http", "https")
+
+    def _failed(self, e: BaseException, where: str) -> Exception:
+        """The filesystem's exception as a clean one that names the location, not the secrets."""
+        if isinstance(e, (SourceError, OutsideFolderError)):
+            return e
+        if isinstance(e, FileNotFoundError):
+            return FileNotFoundError(errno.ENOENT, "not found", where)
+        if isinstance(e, PermissionError):
+            return PermissionError(errno.EACCES, "access denied", where)
+        text = str(e)
+        for secret in _secret_strings(self.url, self.storage_options):
+            text = text.replace(secret, "***")
+        if isinstance(e, (TimeoutError, asyncio.TimeoutError)):
+            return TimeoutError(errno.ETIMEDOUT, f"{where}: no answer ({type(e).__name__})")
+        return RemoteReadError(f"{where}: {type(e).__name__}: {text}", where)
+
     def exists(self, relpath: str) -> bool:
+        """True when relpath names a file of the set (for http: when its URL answers a HEAD
+        with 2xx, which a folder's index page does too)."""
         try:
             target = self._target(relpath)
         except (ValueError, IsADirectoryError):
             return False
-        fs, _ = self._filesystem()
-        path = fs._strip_protocol(target) if not target.lower().startswith("http") else target
         try:
-            if target.lower().startswith(("http://", "https://")):
-                return self._http_exists(fs, target)
-            return bool(fs.isfile(path))
+            if self._is_http():
+                return self._http_exists(target)
+            fs, _ = self._filesystem()
+            return bool(fs.isfile(fs._strip_protocol(target)))
         except FileNotFoundError:
             return False
+        except Exception as e:
+            raise self._failed(e, redact_url(target)) from None
 
-    def _http_exists(self, fs, url: str) -> bool:
+    def _http_exists(self, url: str) -> bool:
+        import aiohttp
         from fsspec.asyn import sync
+
+        fs, _ = self._filesystem()
+        t = self.source_options.get("timeout", TIMEOUT)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
 
         async def head():
             session = await fs.set_session()
-            kw = {k: v for k, v in fs.kwargs.items() if k != "headers"}
+            kw = {k: v for k, v in fs.kwargs.items() if k not in ("headers", "timeout")}
             headers = dict(fs.kwargs.get("headers") or {})
             headers["Accept-Encoding"] = "identity"
-            async with session.head(fs.encode_url(url), headers=headers, allow_redirects=True, **kw) as r:
+            async with session.head(fs.encode_url(url), headers=headers, allow_redirects=True, timeout=timeout,
+                                    **kw) as r:
                 if r.status in (401, 403):
                     raise PermissionError(errno.EACCES, f"access denied (HTTP {r.status})", redact_url(url))
                 return r.status < 300
@@ -1126,19 +1176,20 @@ class RemoteFileSet(FileSet):
         return sync(fs.loop, head)
 
     def list(self) -> list:
+        """Every file under the prefix, as sorted relative paths (for http: the links of the
+        folder's index pages that stay under the prefix)."""
         fs, root = self._filesystem()
-        scheme = self.url.split("://", 1)[0].lower()
-        if scheme in ("http", "https"):
-            prefix = self.url + "/"
-            found = fs.find(self.url + "/")
-        else:
-            prefix = root.rstrip("/") + "/"
-            found = fs.find(root)
+        http = self._is_http()
+        prefix = self.url + "/" if http else root.rstrip("/") + "/"
+        try:
+            found = fs.find(prefix if http else root)
+        except Exception as e:
+            raise self._failed(e, self.root) from None
         out = []
         for p in found:
             if not p.startswith(prefix):
                 continue  # links out of the prefix (an HTML index may hold any URL)
-            rel = unquote(p[len(prefix):]) if scheme in ("http", "https") else p[len(prefix):]
+            rel = unquote(p[len(prefix):]) if http else p[len(prefix):]
             try:
                 rel = clean_relpath(rel)
             except ValueError:
