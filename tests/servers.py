@@ -137,12 +137,15 @@ class RangeHandler(BaseHTTPRequestHandler):
         if os.path.isdir(full):
             return self._listing(full, path)
         try:
-            with open(full, "rb") as f:
-                stat = os.fstat(f.fileno())
-                data = f.read()
+            f = open(full, "rb")
         except OSError:
             self._entry(404, 0, path)
             return self._plain(404, b"not found")
+        with f:
+            self._file(f, path, rng, opts, fault)
+
+    def _file(self, f, path, rng, opts, fault):
+        stat = os.fstat(f.fileno())
         headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         etag = f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
         if opts["etag"] == "strong":
@@ -166,8 +169,8 @@ class RangeHandler(BaseHTTPRequestHandler):
                 if int(stat.st_mtime) > t:
                     self._entry(412, 0, path)
                     return self._plain(412, b"", headers)
-        size = len(data)
-        status, body = 200, data
+        size = stat.st_size
+        status, (a, b) = 200, (0, size - 1)
         if rng and not (fault and fault["fault"] == "ignore_range"):
             span = self._parse_range(rng, size)
             if span == "unsatisfiable":
@@ -175,9 +178,10 @@ class RangeHandler(BaseHTTPRequestHandler):
                 self._entry(416, 0, path)
                 return self._plain(416, b"", headers)
             if span is not None:
-                a, b = span
-                status, body = 206, data[a:b + 1]
+                status, (a, b) = 206, span
                 headers["Content-Range"] = f"bytes {a}-{b}/{size}"
+        f.seek(a)
+        body = f.read(b + 1 - a) if self.command != "HEAD" else b""
         send = len(body)
         if fault and fault["fault"] == "drop":
             send = min(int(fault["arg"]), len(body))
@@ -187,7 +191,7 @@ class RangeHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(b + 1 - a))
         self.end_headers()
         if self.command == "HEAD":
             return
@@ -234,10 +238,14 @@ class RangeHandler(BaseHTTPRequestHandler):
         self._plain(200, body, {"Content-Type": "text/html"})
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a batch of concurrent connections must not overflow the backlog
+
+
 def serve_http(root: str) -> None:
     RangeHandler.state = State(root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), RangeHandler)
     print(f"PORT {server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -258,7 +258,8 @@ def test_discovery_drop_and_server_error_retried(http, root):
 
 
 def test_slow_server_times_out(http):
-    src = src_at(http, "/big.bin", timeout=1, retries=0)
+    src = src_at(http, "/big.bin", retries=0)
+    src.timeout = 1  # (discovery ran with 10 s: only the slow answer may time out)
     http.fault("/big.bin", "slow", 4)
     with pytest.raises(TimeoutError, match=r"no answer within 1 s") as e:
         src.read(BIG // 2, 10)
@@ -380,9 +381,10 @@ def test_credentials_never_shown(http, root):
         assert PASSWORD not in text and "user:" not in text, text
     assert redact_url("https://a:b@h/p?X-Amz-Signature=abc&X-Amz-Credential=k%2Fd&v=1") == \
         "https://h/p?X-Amz-Signature=***&X-Amz-Credential=***&v=1"
-    assert public_options({"key": "K", "secret": "S", "client_kwargs": {"endpoint_url": "http://e", "aws_secret_access_key": "S"},
-                           "anon": False}) == {"key": None, "secret": None, "anon": False,
-                                               "client_kwargs": {"endpoint_url": "http://e", "aws_secret_access_key": None}}
+    opts = {"key": "K", "secret": "S", "anon": False,
+            "client_kwargs": {"endpoint_url": "http://e", "aws_secret_access_key": "S"}}
+    assert public_options(opts) == {"key": None, "secret": None, "anon": False,
+                                    "client_kwargs": {"endpoint_url": "http://e", "aws_secret_access_key": None}}
 
 
 # -- FileSet ----------------------------------------------------------------------------------
@@ -518,7 +520,8 @@ def test_s3_changed_object_and_errors(s3):
     client.put_object(Bucket="plain", Key="c.bin", Body=blob(300 * KiB, 12))
     src = RemoteSource("s3://plain/c.bin", opts, timeout=10)
     spec = src.spec()
-    assert spec.options == {"key": None, "secret": None, "client_kwargs": {"endpoint_url": opts["client_kwargs"]["endpoint_url"]}}
+    endpoint = opts["client_kwargs"]["endpoint_url"]
+    assert spec.options == {"key": None, "secret": None, "client_kwargs": {"endpoint_url": endpoint}}
     client.put_object(Bucket="plain", Key="c.bin", Body=blob(300 * KiB, 13))
     with pytest.raises(SourceChangedError, match="PreconditionFailed") as e:
         src.read(128 * KiB, 10)
@@ -640,7 +643,8 @@ def test_open_source_kinds(tmp_path):
 def test_io_imports_no_remote_packages():
     code = ("import sys, mfparse, mfparse.io\n"
             "mfparse.io.open_source(b'abc'); mfparse.io.open_source(sys.executable)\n"
-            "print(sorted(m for m in ('fsspec', 'aiohttp', 's3fs', 'huggingface_hub', 'botocore') if m in sys.modules))")
+            "heavy = ('fsspec', 'aiohttp', 's3fs', 'huggingface_hub', 'botocore')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(mfparse.__file__))))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

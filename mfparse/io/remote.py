@@ -32,6 +32,7 @@ import time
 from collections import OrderedDict, namedtuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from mfparse.io import is_url
 from mfparse.io.base import (
     ByteSource,
     FileSet,
@@ -60,7 +61,6 @@ RETRIES = 3
 BACKOFF = 0.25
 MAX_CONCURRENCY = 32
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # query parameters whose values are secrets (presigned URLs, tokens)
 _SECRET_QUERY = re.compile(r"sig|token|key|secret|passw|credential|auth|security", re.I)
 # storage options whose values a SourceSpec may carry (everything else travels as a name only)
@@ -71,11 +71,6 @@ _SAFE_OPTIONS = frozenset((
     "max_pool_connections", "verify", "cache_regions", "default_block_size", "revision",
 ))
 _SECRET_OPTION = re.compile(r"key|secret|token|passw|cred|auth|header|cookie|session|signature", re.I)
-
-
-def is_url(obj) -> bool:
-    """True for a string with a `scheme://` prefix."""
-    return isinstance(obj, str) and _URL.match(obj) is not None
 
 
 def redact_url(url: str) -> str:
@@ -263,7 +258,8 @@ class RemoteSource(ByteSource):
         head_bytes, tail_bytes: what the first round trip fetches at each end.
         cache_bytes: the block cache's cap (LRU).
         coalesce_gap: missing spans closer than this are fetched in one request.
-        timeout: seconds to connect and between two reads of an answer.
+        timeout: seconds to connect and between two reads of an answer (the attribute of
+            that name may be changed later for http(s) and hf://; s3 keeps the first value).
         retries: how often a failed request (timeout, dropped connection, short body, 5xx,
             429) is sent again, after 0.25 s, 0.5 s, 1 s ... (`backoff` doubles).
         max_concurrency: requests in flight at once.
@@ -513,7 +509,6 @@ class _AsyncBackend:
 
 class _HTTP(_AsyncBackend):
     def __init__(self, src: RemoteSource, url: str, headers=None, hf=None):
-        import aiohttp
         import fsspec
 
         self.src = src
@@ -525,7 +520,13 @@ class _HTTP(_AsyncBackend):
         self.kwargs = {k: v for k, v in self.fs.kwargs.items() if k not in ("headers", "timeout")}
         self.headers = dict(self.fs.kwargs.get("headers") or {})
         self.headers.update(headers or {})
-        self.client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=src.timeout, sock_read=src.timeout)
+
+    @property
+    def client_timeout(self):
+        import aiohttp
+
+        t = self.src.timeout
+        return aiohttp.ClientTimeout(total=None, sock_connect=t, sock_read=t)
 
     async def get(self, start: int, end, pin) -> _Reply:
         import aiohttp
@@ -749,6 +750,7 @@ class _S3(_AsyncBackend):
         cfg = dict(opts.get("config_kwargs") or {})
         # one attempt per call: the retries are mfparse's, so that stats count every request
         cfg["retries"] = {"mode": "standard", "total_max_attempts": 1}
+        cfg.setdefault("max_pool_connections", src.max_concurrency)  # botocore's default is 10
         cfg.setdefault("connect_timeout", src.timeout)
         cfg.setdefault("read_timeout", src.timeout)
         opts["config_kwargs"] = cfg
@@ -849,7 +851,8 @@ class _S3(_AsyncBackend):
                                   src.name, 416)
         if status is not None and (status >= 500 or status in (408, 429)) or code in ("SlowDown", "RequestTimeout"):
             raise _Retry("status", f"S3 {code or status}", status)
-        raise RemoteReadError(f"{src.name}: S3 {code or status}: {src._redact(err.get('Message', ''))}", src.name, status)
+        message = src._redact(err.get("Message", ""))
+        raise RemoteReadError(f"{src.name}: S3 {code or status}: {message}", src.name, status)
 
     async def _head_size(self):
         s3 = await self.fs.set_session()
