@@ -553,7 +553,7 @@ class _HTTP(_AsyncBackend):
         except asyncio.TimeoutError as e:
             raise _Retry("timeout", f"{type(e).__name__} {e}") from None
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, ConnectionError) as e:
-            raise _Retry("connection", f"connection lost ({type(e).__name__}: {src._redact(e)})") from None
+            raise _Retry("connection", f"connection failed or lost ({type(e).__name__}: {src._redact(e)})") from None
         except aiohttp.ClientError as e:
             raise RemoteReadError(f"{src.name}: {type(e).__name__}: {src._redact(e)}", src.name) from None
 
