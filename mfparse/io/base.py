@@ -86,6 +86,56 @@ def check_range(source: ByteSource, offset: int, n: int) -> None:
             f"needs bytes {offset}..{offset + n} of a {source.size}-byte file", min(max(offset, 0), source.size))
 
 
+class SourceError(OSError):
+    """The bytes of a source could not be had as asked (an I/O condition, not a defect of the
+    file: `mfparse.scan` reports it as "cannot read", never as a verdict on the content).
+
+    Attributes:
+        location: the path or URL (credentials stripped).
+    """
+
+    def __init__(self, message: str, location: str | None = None):
+        super().__init__(message)
+        self.location = location
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+class SourceChangedError(SourceError):
+    """The file changed between two requests (ETag, version id, Last-Modified or size differ,
+    or the server refused a request pinned to the version seen first). Nothing read from the
+    two versions is mixed: the read that saw the change fails."""
+
+
+class RangeNotSupportedError(SourceError):
+    """The server answered a ranged request with the whole body (200 instead of 206). The
+    body was not read; a forward-only `StreamSource` (mfparse.io.remote.open_stream) reads
+    such a server front to back."""
+
+
+class RemoteReadError(SourceError):
+    """A remote answer that cannot be used: a 416, a body shorter than its range after every
+    retry, a Content-Range that is not the one asked for, a server error after every retry.
+
+    Attributes:
+        status: the HTTP status when there was one, else None.
+    """
+
+    def __init__(self, message: str, location: str | None = None, status: int | None = None):
+        super().__init__(message, location)
+        self.status = status
+
+
+class StreamPositionError(SourceError):
+    """A forward-only stream was asked for bytes before its current position."""
+
+
+class StreamLimitError(SourceError):
+    """A stream needs more memory than the cap it was given (read_all's cap, or one read
+    bigger than max_bytes)."""
+
+
 class OutsideFolderError(ValueError):
     """A relative path that leaves its FileSet's folder (`..`, absolute, or a link pointing out)."""
 

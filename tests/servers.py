@@ -1,0 +1,313 @@
+"""Servers the remote-source tests start as processes on 127.0.0.1.
+
+    python tests/servers.py http ROOT    a folder over HTTP/1.1 (see RangeHandler)
+    python tests/servers.py s3           moto's S3 endpoint (moto[server])
+
+Each prints `PORT <n>` on its first line once it listens, then serves until terminated.
+`Server` (below) starts one from a test and talks to the HTTP server's control endpoint.
+
+The HTTP server honours one byte range per request (`bytes=a-b`, `bytes=a-`, `bytes=-n`;
+several ranges get the whole body, as RFC 9110 allows), sends ETag and Last-Modified, answers
+HEAD, If-Match and If-Unmodified-Since (412), 416 with `Content-Range: bytes */size`, lists
+folders as HTML links, and takes faults per request from its control endpoint:
+
+    POST /_control/fault   {"path": "/f.bin", "fault": F, "arg": A, "times": 1, "range_prefix": ""}
+        F = "ignore_range" (200 and the whole body), "drop" (headers, A body bytes, then the
+        connection is closed), "slow" (sleep A seconds before answering), "status" (answer
+        HTTP A). A fault applies to the next `times` requests for path whose Range header
+        starts with range_prefix.
+    POST /_control/options {"etag": "strong"|"weak"|"none", "last_modified": true,
+        "if_match": true (honour it), "auth": "user:password" (required under /private/),
+        "repo_commit": "<40 hex>" (sent as X-Repo-Commit for paths with /resolve/)}
+    POST /_control/reset   faults, options and the log back to their defaults
+    GET  /_control/log     every other request so far: method, path, range, if_match,
+                           status, body bytes sent (logged before the body is written)
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote, urlsplit
+
+DEFAULT_OPTIONS = {"etag": "strong", "last_modified": True, "if_match": True, "auth": None, "repo_commit": None}
+
+
+class State:
+    def __init__(self, root: str):
+        self.root = os.path.realpath(root)
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self):
+        self.faults = []
+        self.log = []
+        self.options = dict(DEFAULT_OPTIONS)
+
+    def take_fault(self, path: str, rng: str | None):
+        with self.lock:
+            for f in self.faults:
+                if f["path"] == path and (rng or "").startswith(f.get("range_prefix", "")) and f["times"] > 0:
+                    f["times"] -= 1
+                    return f
+        return None
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    state: State = None
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    # -- control ----------------------------------------------------------------------------
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n) or b"{}")
+        st = self.state
+        with st.lock:
+            if self.path == "/_control/fault":
+                body.setdefault("times", 1)
+                st.faults.append(body)
+            elif self.path == "/_control/options":
+                st.options.update(body)
+            elif self.path == "/_control/reset":
+                st.reset()
+            else:
+                return self._plain(404, b"no such control")
+        self._plain(200, b"ok")
+
+    def _plain(self, status: int, body: bytes, headers=None):
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    # -- files ------------------------------------------------------------------------------
+    def do_HEAD(self):
+        self._serve()
+
+    def do_GET(self):
+        if self.path == "/_control/log":
+            with self.state.lock:
+                data = json.dumps(self.state.log).encode()
+            return self._plain(200, data, {"Content-Type": "application/json"})
+        self._serve()
+
+    def _entry(self, status: int, sent: int, path: str):
+        with self.state.lock:
+            self.state.log.append({"method": self.command, "path": path, "range": self.headers.get("Range"),
+                                   "if_match": self.headers.get("If-Match"), "status": status, "sent": sent})
+
+    def _serve(self):
+        st = self.state
+        path = unquote(urlsplit(self.path).path)
+        rng = self.headers.get("Range")
+        opts = dict(st.options)
+        fault = st.take_fault(path, rng)
+        if fault and fault["fault"] == "slow":
+            time.sleep(float(fault["arg"]))
+        if fault and fault["fault"] == "status":
+            self._entry(int(fault["arg"]), 0, path)
+            return self._plain(int(fault["arg"]), b"")
+        if opts["auth"] and path.startswith("/private/"):
+            auth = self.headers.get("Authorization", "")
+            want = "Basic " + base64.b64encode(opts["auth"].encode()).decode()
+            if auth != want:
+                status = 403 if auth else 401
+                self._entry(status, 0, path)
+                return self._plain(status, b"", {"WWW-Authenticate": 'Basic realm="t"'} if status == 401 else None)
+        full = os.path.realpath(os.path.join(st.root, path.lstrip("/")))
+        if full != st.root and not full.startswith(st.root + os.sep):
+            self._entry(404, 0, path)
+            return self._plain(404, b"")
+        if os.path.isdir(full):
+            return self._listing(full, path)
+        try:
+            f = open(full, "rb")
+        except OSError:
+            self._entry(404, 0, path)
+            return self._plain(404, b"not found")
+        with f:
+            self._file(f, path, rng, opts, fault)
+
+    def _file(self, f, path, rng, opts, fault):
+        stat = os.fstat(f.fileno())
+        headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        etag = f'"{stat.st_ino:x}-{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+        if opts["etag"] == "strong":
+            headers["ETag"] = etag
+        elif opts["etag"] == "weak":
+            headers["ETag"] = "W/" + etag
+        if opts["last_modified"]:
+            headers["Last-Modified"] = email.utils.formatdate(stat.st_mtime, usegmt=True)
+        if opts["repo_commit"] and "/resolve/" in path:
+            headers["X-Repo-Commit"] = opts["repo_commit"]
+        if opts["if_match"]:
+            im = self.headers.get("If-Match")
+            if im is not None and im.strip() != "*":
+                tags = [t.strip() for t in im.split(",")]
+                if opts["etag"] != "strong" or etag not in tags:
+                    self._entry(412, 0, path)
+                    return self._plain(412, b"", headers)
+            ius = self.headers.get("If-Unmodified-Since")
+            if ius is not None:
+                t = email.utils.parsedate_to_datetime(ius).timestamp()
+                if int(stat.st_mtime) > t:
+                    self._entry(412, 0, path)
+                    return self._plain(412, b"", headers)
+        size = stat.st_size
+        status, (a, b) = 200, (0, size - 1)
+        if rng and not (fault and fault["fault"] == "ignore_range"):
+            span = self._parse_range(rng, size)
+            if span == "unsatisfiable":
+                headers["Content-Range"] = f"bytes */{size}"
+                self._entry(416, 0, path)
+                return self._plain(416, b"", headers)
+            if span is not None:
+                status, (a, b) = 206, span
+                headers["Content-Range"] = f"bytes {a}-{b}/{size}"
+        f.seek(a)
+        body = f.read(b + 1 - a) if self.command != "HEAD" else b""
+        send = len(body)
+        if fault and fault["fault"] == "drop":
+            send = min(int(fault["arg"]), len(body))
+        if self.command == "HEAD":
+            send = 0
+        self._entry(status, send, path)
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(b + 1 - a))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        try:
+            self.wfile.write(body[:send])
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+            return
+        if send < len(body):  # the dropped connection: close it with the body unfinished
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _parse_range(value: str, size: int):
+        m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", value)
+        if m is None:
+            return None  # several ranges or a malformed header: the whole body
+        a, b = m.groups()
+        if a == "" and b == "":
+            return None
+        if a == "":
+            n = int(b)
+            if n == 0 or size == 0:
+                return "unsatisfiable"
+            return max(size - n, 0), size - 1
+        a = int(a)
+        b = size - 1 if b == "" else min(int(b), size - 1)
+        if a >= size or a > b:
+            return "unsatisfiable"
+        return a, b
+
+    def _listing(self, full: str, path: str):
+        base = path if path.endswith("/") else path + "/"
+        links = []
+        for name in sorted(os.listdir(full)):
+            slash = "/" if os.path.isdir(os.path.join(full, name)) else ""
+            links.append(f'<a href="{quote(base + name)}{slash}">{name}{slash}</a>')
+        body = ("<html><body>" + "\n".join(links) + "</body></html>").encode()
+        self._entry(200, len(body), path)
+        self._plain(200, body, {"Content-Type": "text/html"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # a batch of concurrent connections must not overflow the backlog
+
+
+def serve_http(root: str) -> None:
+    RangeHandler.state = State(root)
+    server = _Server(("127.0.0.1", 0), RangeHandler)
+    print(f"PORT {server.server_address[1]}", flush=True)
+    server.serve_forever()
+
+
+def serve_s3() -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print(f"PORT {server.get_host_and_port()[1]}", flush=True)
+    while True:
+        time.sleep(3600)
+
+
+class Server:
+    """A server process started by a test: `url`, `port`, `stop()`; for the HTTP server
+    `fault()`, `options()`, `reset()` and `log()` talk to the control endpoint."""
+
+    def __init__(self, kind: str, *args: str):
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen([sys.executable, os.path.join(here, "servers.py"), kind, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.stop()
+            raise RuntimeError(f"the {kind} server did not start")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _post(self, what: str, body: dict) -> None:
+        req = urllib.request.Request(f"{self.url}/_control/{what}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            r.read()
+
+    def fault(self, path: str, fault: str, arg=None, times: int = 1, range_prefix: str = "") -> None:
+        self._post("fault", {"path": path, "fault": fault, "arg": arg, "times": times, "range_prefix": range_prefix})
+
+    def options(self, **opts) -> None:
+        self._post("options", opts)
+
+    def reset(self) -> None:
+        self._post("reset", {})
+
+    def log(self) -> list:
+        with urllib.request.urlopen(f"{self.url}/_control/log", timeout=30) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "http":
+        serve_http(sys.argv[2])
+    elif sys.argv[1] == "s3":
+        serve_s3()
+    else:
+        raise SystemExit(f"unknown server {sys.argv[1]!r}")
