@@ -30,7 +30,8 @@ $(STAMP): $(LOCK)
 
 # lock: regenerate requirements-dev.txt from requirements-dev.in with pip-compile (in a venv of its
 # own, .venv-lock). Versions already locked stay unless the .in excludes them; `make lock
-# UPGRADE=1` moves every package to the newest release the .in allows. Then run `make test`.
+# UPGRADE=1` moves every package to the newest release the .in allows (also the way out when a new
+# requirement conflicts with an existing pin). Then run `make test`.
 # Adding a package: one line in requirements-dev.in, `make lock`, commit both files.
 lock:
 	test -x $(LOCK_VENV)/bin/pip-compile || ($(PYTHON) -m venv $(LOCK_VENV) && \
