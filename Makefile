@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mfparse-deps
 RUN := PYTHONPATH=$(CURDIR) $(PY)
-SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxi)
+SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxd mfparse/*.pxi)
 EXT_STAMP := .stamp-ext
 
 .PHONY: all deps build test test-asan fuzz clang demo bench clean

@@ -396,7 +396,7 @@ cdef class PickleParse:
         if rc == MF_PKL_PAUSED and not self.err.code:
             return None, consumed
         if self.err.code:
-            exc = error_from_code(self.err.code, self.err.offset, self.err.msg.decode("utf-8", "replace"))
+            exc = make_error(&self.err)
             self.error = exc
             if raise_errors:
                 raise exc
