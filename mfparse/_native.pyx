@@ -81,7 +81,7 @@ cdef object make_error(mf_error *err):
 
 cdef int raise_error(mf_error *err) except -1:
     """Raise the exception of a C error record, if it holds one."""
-    if err.code == 0:
+    if err.code == MF_OK:
         return 0
     raise make_error(err)
 
