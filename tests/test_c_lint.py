@@ -161,3 +161,39 @@ def test_binding_arenas_have_an_owner():
             if fin is None or not any(f"mf_arena_free(&{arena})" in ln for ln in _py_blocks(lines, fin)):
                 problems.append(f"{where}: the try: after mf_arena_init(&{arena}) has no finally: freeing it")
     assert not problems, "\n".join(problems)
+
+
+def test_every_external_c_name_has_the_mf_prefix():
+    """A function of csrc/ is static or named mf_* (or is a short name a header links as mf_*),
+    so that nothing the extension's C core defines can clash with another library's symbols."""
+    aliases = set()
+    for path in glob.glob(os.path.join(ROOT, "csrc", "*.h")):
+        with open(path) as f:
+            aliases |= set(re.findall(r"^#define (\w+) mf_\w+$", f.read(), re.M))
+    bad = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "csrc", "*.c"))):
+        for no, line in _code_lines(path):
+            m = re.match(r"^[A-Za-z_][\w \t*]*?\b(\w+)\s*\(", line)  # a definition or prototype at file scope
+            if m and not re.search(r"\b(static|typedef|return|if|for|while|switch)\b", line[:m.end()]) and (
+                    not m.group(1).startswith("mf_") and m.group(1) not in aliases):
+                bad.append(f"{os.path.relpath(path, ROOT)}:{no}: {line.strip()}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_built_extension_exports_only_prefixed_symbols():
+    import shutil
+    import subprocess
+
+    from mfparse import _native
+
+    if shutil.which("nm") is None:
+        import pytest
+
+        pytest.skip("nm (binutils) is not installed")
+    out = subprocess.run(["nm", "-D", "--defined-only", _native.__file__], capture_output=True, text=True,
+                         check=True).stdout
+    names = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    assert "PyInit__native" in names
+    # until the build hides everything but the init (-fvisibility=hidden), the C core's own
+    # symbols must at least carry its prefix
+    assert {n for n in names if not n.startswith(("mf_", "PyInit__native", "__pyx_module_is_main_"))} == set()
