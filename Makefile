@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mfparse-deps
 RUN := PYTHONPATH=$(CURDIR) $(PY)
-SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxi)
+SOURCES := $(wildcard csrc/*.c csrc/*.h mfparse/*.pyx mfparse/*.pxd mfparse/*.pxi)
 EXT_STAMP := .stamp-ext
 
 LOCK := requirements-dev.txt

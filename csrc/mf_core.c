@@ -31,8 +31,26 @@ struct mf_arena_chunk {
     mf_arena_chunk *next;
     size_t size; /* usable bytes after the header */
     size_t used;
+    int counted; /* allocated while the test hook was set: counted in mf_arena_test.live */
     /* data follows, 16-byte aligned */
 };
+
+/* The test hook (mf_arena_test_limits): read only where a new chunk is made, never on the
+ * bump-allocation path. */
+static struct {
+    int on;
+    int code;      /* MF_ERR_LIMIT or MF_ERR_NOMEM */
+    int64_t left;  /* allocations that may still succeed */
+    uint64_t live; /* counted chunks not yet freed */
+} mf_arena_test;
+
+void mf_arena_test_limits(int64_t allowed, int code) {
+    mf_arena_test.on = allowed >= 0;
+    mf_arena_test.left = allowed;
+    mf_arena_test.code = code == MF_ERR_NOMEM ? MF_ERR_NOMEM : MF_ERR_LIMIT;
+}
+
+uint64_t mf_arena_test_live_chunks(void) { return mf_arena_test.live; }
 
 #define MF_CHUNK_HDR ((sizeof(mf_arena_chunk) + 15u) & ~(size_t)15u)
 #define MF_CHUNK_MIN ((size_t)64 * 1024)
@@ -60,24 +78,35 @@ void *mf_arena_alloc(mf_arena *a, size_t n, mf_error *err, uint64_t offset) {
         size_t size = need > MF_CHUNK_MIN ? need : MF_CHUNK_MIN;
         /* grow chunk sizes geometrically so that many small allocations cost few mallocs */
         if (h != NULL && h->size * 2 > size && h->size * 2 <= ((size_t)64 << 20)) size = h->size * 2;
-        uint64_t total;
-        if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > a->cap) {
+        uint64_t total, cap = a->cap;
+        int test_fail = 0;
+        if (mf_arena_test.on) {
+            /* one chunk per allocation, so that every allocation comes here; when the allowed
+             * ones are used up, fail as the cap or malloc would */
+            size = need;
+            test_fail = mf_arena_test.left <= 0;
+            if (!test_fail) mf_arena_test.left--;
+            if (test_fail && mf_arena_test.code == MF_ERR_LIMIT) cap = a->used;
+        }
+        if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > cap) {
             /* retry with exactly what is needed before giving up */
             size = need;
-            if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > a->cap) {
+            if (mf_add_u64(a->used, (uint64_t)size + MF_CHUNK_HDR, &total) || total > cap) {
                 mf_fail(err, MF_ERR_LIMIT, offset,
                         "parse needs more than %llu bytes of memory, more than this input justifies",
-                        (unsigned long long)a->cap);
+                        (unsigned long long)cap);
                 return NULL;
             }
         }
-        mf_arena_chunk *c = (mf_arena_chunk *)malloc(MF_CHUNK_HDR + size);
+        mf_arena_chunk *c = test_fail ? NULL : (mf_arena_chunk *)malloc(MF_CHUNK_HDR + size);
         if (c == NULL) {
             mf_fail(err, MF_ERR_NOMEM, offset, "out of memory allocating %zu bytes", size);
             return NULL;
         }
         c->size = size;
         c->used = 0;
+        c->counted = mf_arena_test.on;
+        mf_arena_test.live += (uint64_t)c->counted;
         a->used = total;
         /* a chunk made for one big request goes behind the current one, so that the
          * current chunk's free tail stays usable for small requests */
@@ -123,6 +152,7 @@ void mf_arena_free(mf_arena *a) {
     mf_arena_chunk *c = a->head;
     while (c != NULL) {
         mf_arena_chunk *next = c->next;
+        mf_arena_test.live -= (uint64_t)c->counted;
         free(c);
         c = next;
     }

@@ -115,6 +115,14 @@ void *mf_arena_calloc(mf_arena *a, size_t count, size_t size, mf_error *err, uin
 char *mf_arena_strdup(mf_arena *a, const void *src, size_t n, mf_error *err, uint64_t offset);
 void mf_arena_free(mf_arena *a);
 
+/* Test hook, not API (mfparse._native._arena_test_limits, tests/test_alloc_failures.py): with
+ * allowed >= 0, every arena allocation gets a chunk of its own and the ones after the first
+ * `allowed` fail as the cap does (code MF_ERR_LIMIT) or as malloc does (MF_ERR_NOMEM), until
+ * allowed < 0 turns the hook off. Chunks made meanwhile are counted until freed
+ * (mf_arena_test_live_chunks), a leak check. Process-wide, not thread-safe: tests only. */
+void mf_arena_test_limits(int64_t allowed, int code);
+uint64_t mf_arena_test_live_chunks(void);
+
 /* A cap proportional to the input: `per_byte` bytes of bookkeeping per input byte plus a floor. */
 uint64_t mf_arena_cap_for(uint64_t input_len, uint64_t per_byte, uint64_t floor);
 

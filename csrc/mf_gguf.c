@@ -2,6 +2,7 @@
  * mf_gguf.c - GGUF header reader (see mf_gguf.h) and ggml block dequantization kernels.
  */
 #include "mf_gguf.h"
+#include "mf_magic.h"
 
 #include <string.h>
 
@@ -225,9 +226,9 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
     uint32_t raw;
     memset(out, 0, sizeof *out);
     gg_init(&g, buf, len, 0, err);
-    if (len < 4 || memcmp(buf, "GGUF", 4) != 0)
-        return mf_fail(err, len < 4 ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, 0, "not a GGUF file (magic)");
-    g.c.pos += 4;
+    if (len < MF_MAGIC_GGUF_LEN || memcmp(buf, MF_MAGIC_GGUF, MF_MAGIC_GGUF_LEN) != 0)
+        return mf_fail(err, len < MF_MAGIC_GGUF_LEN ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, 0, "not a GGUF file (magic)");
+    mf_skip(&g.c, MF_MAGIC_GGUF_LEN, "gguf magic");
     if (mf_u32le(&g.c, &raw, "gguf version")) return err->code;
     if ((raw & 0xFFFFu) == 0 && raw != 0) {
         g.be = 1;

@@ -11,6 +11,21 @@
 
 #include "mf_hdf5.h"
 
+/* The helpers shared by the mf_hdf5*.c files keep their short h5_ names in the source but are
+ * linked as mf_h5_*, so that every C symbol of the extension carries the mf_ prefix. */
+#define h5_work mf_h5_work
+#define h5_at mf_h5_at
+#define h5_uvar mf_h5_uvar
+#define h5_addr mf_h5_addr
+#define h5_sig mf_h5_sig
+#define h5_btree1_node mf_h5_btree1_node
+#define h5_checksum mf_h5_checksum
+#define h5_bytes_for mf_h5_bytes_for
+#define h5_log2 mf_h5_log2
+#define h5_bt2_iterate mf_h5_bt2_iterate
+#define h5_fheap_open mf_h5_fheap_open
+#define h5_fheap_get mf_h5_fheap_get
+
 typedef struct mf_h5ctx {
     const uint8_t *data;
     size_t len;

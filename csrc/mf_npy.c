@@ -2,120 +2,72 @@
  * mf_npy.c - .npy header: magic, version, length, and the dict literal (see mf_npy.h).
  */
 #include "mf_npy.h"
+#include "mf_magic.h"
+#include "mf_text.h"
 
 #include <string.h>
 
 /* ========================================================================================== */
-/* Literal tokens                                                                             */
+/* Literal tokens (mf_text.h)                                                                 */
 /* ========================================================================================== */
 
-typedef struct lit {
-    mf_cursor c;
-    mf_error *err;
-} lit;
+typedef mf_text lit;
 
-static int bad(lit *l, const char *what) {
-    return mf_fail(l->err, MF_ERR_CORRUPT, mf_tell(&l->c), "npy header: %s", what);
-}
+static int bad(lit *l, const char *what) { return mf_text_bad(l, what); }
 
-static void ws(lit *l) {
-    while (l->c.pos < l->c.end && (*l->c.pos == ' ' || *l->c.pos == '\t' || *l->c.pos == '\n' || *l->c.pos == '\r'))
-        l->c.pos++;
-}
+static int string(lit *l, const uint8_t **s, uint32_t *n) { return mf_text_string(l, MF_TEXT_PY, NULL, s, n); }
 
-static int peek(lit *l) {
-    ws(l);
-    return l->c.pos < l->c.end ? *l->c.pos : -1;
-}
-
-static int expect(lit *l, uint8_t ch, const char *what) {
-    if (peek(l) != ch) return bad(l, what);
-    l->c.pos++;
-    return 0;
-}
-
-/* c.pos at a quote; a plain string (no escapes) */
-static int string(lit *l, const uint8_t **s, uint32_t *n) {
-    int q = peek(l);
-    if (q != '\'' && q != '"') return bad(l, "expected a string");
-    const uint8_t *start = ++l->c.pos;
-    while (l->c.pos < l->c.end && *l->c.pos != q) {
-        if (*l->c.pos == '\\') return bad(l, "escape sequence in a string");
-        if (*l->c.pos == '\n') return bad(l, "newline in a string");
-        l->c.pos++;
-    }
-    if (l->c.pos == l->c.end) return bad(l, "unterminated string");
-    *s = start;
-    *n = (uint32_t)(l->c.pos - start);
-    l->c.pos++;
-    return 0;
-}
-
-/* c.pos at '[': skip a list literal of strings, numbers, tuples and lists (structured descr);
- * strings may hold escapes. */
+/* After whitespace, a list literal of strings, numbers, tuples and lists (a structured descr):
+ * checked to be balanced brackets and quoted strings (which may hold escapes); *s, *n receive
+ * its text. */
 static int list_span(lit *l, const uint8_t **s, uint32_t *n) {
     int depth = 0;
-    ws(l);
-    const uint8_t *start = l->c.pos;
-    while (l->c.pos < l->c.end) {
-        uint8_t ch = *l->c.pos;
+    mf_text_skip_ws(l);
+    const uint8_t *start = l->c.pos, *p = start, *end = l->c.end;
+    while (p < end) {
+        uint8_t ch = *p;
         if (ch == '\'' || ch == '"') {
-            l->c.pos++;
-            while (l->c.pos < l->c.end && *l->c.pos != ch) {
-                if (*l->c.pos == '\\') l->c.pos++;
-                if (l->c.pos < l->c.end) l->c.pos++;
+            p++;
+            while (p < end && *p != ch) {
+                if (*p == '\\') p++;
+                if (p < end) p++;
             }
-            if (l->c.pos >= l->c.end) return bad(l, "unterminated string in descr");
-            l->c.pos++;
+            if (p >= end) {
+                mf_skip(&l->c, (size_t)(end - l->c.pos), "npy descr");
+                return mf_text_cut(l, "unterminated string in descr");
+            }
+            p++;
             continue;
         }
         if (ch == '[' || ch == '(') {
-            if (++depth > 32) return mf_fail(l->err, MF_ERR_LIMIT, mf_tell(&l->c), "npy descr nested too deep");
+            if (++depth > 32) {
+                mf_skip(&l->c, (size_t)(p - l->c.pos), "npy descr");
+                return mf_fail(l->c.err, MF_ERR_LIMIT, mf_tell(&l->c), "npy descr nested too deep");
+            }
         } else if (ch == ']' || ch == ')') {
-            if (--depth < 0) return bad(l, "unbalanced brackets in descr");
+            if (--depth < 0) {
+                mf_skip(&l->c, (size_t)(p - l->c.pos), "npy descr");
+                return bad(l, "unbalanced brackets in descr");
+            }
             if (depth == 0) {
-                l->c.pos++;
+                mf_skip(&l->c, (size_t)(p + 1 - l->c.pos), "npy descr");
                 *s = start;
                 *n = (uint32_t)(l->c.pos - start);
                 return 0;
             }
         } else if (!(ch == ',' || ch == ' ' || ch == '\n' || ch == '\t' || ch == '-' || ch == '+' || ch == '.' ||
                      ch == '_' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))) {
+            mf_skip(&l->c, (size_t)(p - l->c.pos), "npy descr");
             return bad(l, "unexpected character in descr");
         }
-        l->c.pos++;
+        p++;
     }
-    return bad(l, "unterminated descr list");
-}
-
-static int word(lit *l, const char *w) {
-    size_t n = strlen(w);
-    ws(l);
-    if ((size_t)(l->c.end - l->c.pos) < n || memcmp(l->c.pos, w, n) != 0) return 1;
-    const uint8_t *after = l->c.pos + n;
-    if (after < l->c.end && ((*after >= 'a' && *after <= 'z') || (*after >= 'A' && *after <= 'Z') || *after == '_'))
-        return 1;
-    l->c.pos = after;
-    return 0;
+    mf_skip(&l->c, (size_t)(end - l->c.pos), "npy descr");
+    return mf_text_cut(l, "unterminated descr list");
 }
 
 /* A non-negative integer as Python writes it (Python 2's 'L' suffix accepted). */
-static int integer(lit *l, uint64_t *out) {
-    ws(l);
-    const uint8_t *p = l->c.pos;
-    if (p == l->c.end || *p < '0' || *p > '9') return bad(l, "expected a non-negative integer in shape");
-    if (*p == '0' && p + 1 < l->c.end && p[1] >= '0' && p[1] <= '9') return bad(l, "integer with a leading zero");
-    uint64_t v = 0;
-    while (p < l->c.end && *p >= '0' && *p <= '9') {
-        if (mf_mul_u64(v, 10, &v) || mf_add_u64(v, (uint64_t)(*p - '0'), &v) || v > (uint64_t)INT64_MAX)
-            return bad(l, "shape dimension too large");
-        p++;
-    }
-    if (p < l->c.end && (*p == 'L' || *p == 'l')) p++;
-    l->c.pos = p;
-    *out = v;
-    return 0;
-}
+static int integer(lit *l, uint64_t *out) { return mf_text_uint(l, (uint64_t)INT64_MAX, MF_TEXT_L_SUFFIX, out); }
 
 /* ========================================================================================== */
 /* descr type strings                                                                         */
@@ -177,9 +129,13 @@ int mf_npy_parse(const uint8_t *buf, size_t len, uint64_t base, mf_npy_header *h
     const uint8_t *hdr;
     memset(h, 0, sizeof *h);
     mf_cursor_init(&c, buf, len, base, err);
-    if (len < 6 || memcmp(buf, "\x93NUMPY", 6) != 0)
-        return mf_fail(err, len < 6 ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, base, "not a .npy file (magic)");
-    c.pos += 6;
+    if (len < MF_MAGIC_NPY_LEN || memcmp(buf, MF_MAGIC_NPY, MF_MAGIC_NPY_LEN) != 0) {
+        /* a correct beginning cut short is a truncated file, anything else is not a .npy */
+        int cut = len < MF_MAGIC_NPY_LEN && (len == 0 || memcmp(buf, MF_MAGIC_NPY, len) == 0);
+        return mf_fail(err, cut ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, cut ? base + len : base,
+                       "not a .npy file (magic)");
+    }
+    mf_skip(&c, MF_MAGIC_NPY_LEN, "npy magic");
     if (mf_u8(&c, &h->major, "npy version") || mf_u8(&c, &h->minor, "npy version")) return err->code;
     if (h->major == 1) {
         if (mf_u16le(&c, &hl16, "npy header length")) return err->code;
@@ -199,17 +155,17 @@ int mf_npy_parse(const uint8_t *buf, size_t len, uint64_t base, mf_npy_header *h
     h->data_offset = mf_tell(&c);
 
     lit l;
-    mf_cursor_init(&l.c, hdr, (size_t)h->header_len, hstart, err);
-    l.err = err;
-    int have_descr = 0, have_fo = 0, have_shape = 0;
-    if (expect(&l, '{', "header is not a dict")) return err->code;
-    while (peek(&l) != '}') {
+    mf_text_init(&l, hdr, (size_t)h->header_len, hstart, err, "npy header");
+    int have_descr = 0, have_fo = 0, have_shape = 0, closed = 0, r;
+    if (mf_text_expect(&l, '{', "header is not a dict")) return err->code;
+    closed = mf_text_accept(&l, '}');
+    while (!closed) {
         const uint8_t *k;
         uint32_t kn;
-        if (string(&l, &k, &kn) || expect(&l, ':', "expected ':'")) return err->code;
+        if (string(&l, &k, &kn) || mf_text_expect(&l, ':', "expected ':'")) return err->code;
         if (kn == 5 && memcmp(k, "descr", 5) == 0) {
             if (have_descr++) return bad(&l, "duplicate key 'descr'");
-            if (peek(&l) == '[') {
+            if (mf_text_peek(&l) == '[') {
                 h->descr_is_list = 1;
                 if (list_span(&l, &h->descr, &h->descr_len)) return err->code;
             } else if (string(&l, &h->descr, &h->descr_len) || type_string(&l, h)) {
@@ -217,38 +173,36 @@ int mf_npy_parse(const uint8_t *buf, size_t len, uint64_t base, mf_npy_header *h
             }
         } else if (kn == 13 && memcmp(k, "fortran_order", 13) == 0) {
             if (have_fo++) return bad(&l, "duplicate key 'fortran_order'");
-            if (word(&l, "True") == 0) h->fortran_order = 1;
-            else if (word(&l, "False") == 0) h->fortran_order = 0;
-            else return bad(&l, "fortran_order is not True or False");
+            if ((r = mf_text_word(&l, "True", 1)) == 0) r = mf_text_word(&l, "False", 1) * 2;
+            if (r < 0) return err->code;
+            if (r == 0) return mf_text_fail(&l, "fortran_order is not True or False");
+            h->fortran_order = r == 1;
         } else if (kn == 5 && memcmp(k, "shape", 5) == 0) {
+            int commas = 0, end;
             if (have_shape++) return bad(&l, "duplicate key 'shape'");
-            if (expect(&l, '(', "shape is not a tuple")) return err->code;
-            int commas = 0;
-            while (peek(&l) != ')') {
+            if (mf_text_expect(&l, '(', "shape is not a tuple")) return err->code;
+            end = mf_text_accept(&l, ')');
+            while (!end) {
                 uint64_t d = 0;
                 if (h->ndim >= MF_NPY_MAX_DIMS)
                     return mf_fail(err, MF_ERR_LIMIT, mf_tell(&l.c), "npy shape has more than %d dimensions",
                                    MF_NPY_MAX_DIMS);
-                if (integer(&l, &d)) return err->code;
+                if (integer(&l, &d) || mf_text_next(&l, ')', &end, "expected ',' or ')' in shape")) return err->code;
                 h->shape[h->ndim++] = d;
-                if (peek(&l) == ',') {
-                    l.c.pos++;
+                if (!end) {
                     commas++;
-                } else if (peek(&l) != ')') {
-                    return bad(&l, "expected ',' or ')' in shape");
+                    end = mf_text_accept(&l, ')'); /* a trailing comma: (2,) */
                 }
             }
-            l.c.pos++;
             if (h->ndim == 1 && commas == 0) return bad(&l, "shape is an integer, not a tuple (missing ',')");
         } else {
             return bad(&l, "unexpected key (only descr, fortran_order and shape are allowed)");
         }
-        if (peek(&l) == ',') l.c.pos++;
-        else if (peek(&l) != '}') return bad(&l, "expected ',' or '}'");
+        if (mf_text_next(&l, '}', &closed, "expected ',' or '}'")) return err->code;
+        if (!closed) closed = mf_text_accept(&l, '}'); /* a trailing comma */
     }
-    l.c.pos++;
-    ws(&l);
-    while (l.c.pos < l.c.end && *l.c.pos == 0) l.c.pos++; /* tolerate NUL padding */
+    mf_text_skip_ws(&l);
+    while (l.c.pos < l.c.end && *l.c.pos == 0) mf_skip(&l.c, 1, "npy header"); /* tolerate NUL padding */
     if (l.c.pos != l.c.end) return bad(&l, "bytes after the header dict");
     if (!have_descr || !have_fo || !have_shape)
         return mf_fail(err, MF_ERR_CORRUPT, hstart, "npy header misses %s",

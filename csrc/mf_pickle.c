@@ -7,6 +7,7 @@
  * or from computed values), errors for underflow, missing memo keys and bad lengths.
  */
 #include "mf_pickle.h"
+#include "mf_text.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -287,38 +288,13 @@ static mf_pv *long_node(mf_pkl *p, const uint8_t *b, size_t n, uint8_t op, uint6
     return v;
 }
 
-/* UTF-8 as CPython's unpickler decodes it ('surrogatepass': encoded surrogates are accepted). */
-static int utf8_ok(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) { k = 1; cp = b & 0x1F; min = 0x80; }
-        else if ((b & 0xF0) == 0xE0) { k = 2; cp = b & 0x0F; min = 0x800; }
-        else if ((b & 0xF8) == 0xF0) { k = 3; cp = b & 0x07; min = 0x10000; }
-        else return 0;
-        if (n - i <= k) return 0;
-        for (size_t m = 1; m <= k; m++) {
-            if ((s[i + m] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + m] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF) return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static mf_pv *bytes_node(mf_pkl *p, int kind, const uint8_t *s, uint64_t n, uint8_t op, uint64_t at) {
     if (n > UINT32_MAX) {
         mf_fail(p->err, MF_ERR_LIMIT, at, "pickle string of %llu bytes", (unsigned long long)n);
         return NULL;
     }
-    if (kind == MF_PV_STR && !utf8_ok(s, (size_t)n)) {
+    /* UTF-8 as CPython's unpickler decodes it ('surrogatepass': encoded surrogates are accepted) */
+    if (kind == MF_PV_STR && mf_utf8_invalid_at(s, (size_t)n, MF_UTF8_SURROGATES, NULL) != SIZE_MAX) {
         mf_fail(p->err, MF_ERR_CORRUPT, at, "pickle string is not valid UTF-8");
         return NULL;
     }

@@ -3,6 +3,7 @@
  * directly (no intermediate DOM), then the crate's validation (see mf_safetensors.h).
  */
 #include "mf_safetensors.h"
+#include "mf_text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -29,156 +30,31 @@ const char *mf_safetensors_dtype_code(int dtype) {
 }
 
 /* ========================================================================================== */
-/* JSON                                                                                       */
+/* JSON (tokens from mf_text.h)                                                               */
 /* ========================================================================================== */
 
 typedef struct json {
-    mf_cursor c;
+    mf_text t;
     mf_arena *a;
     mf_error *err;
 } json;
 
 #define JSON_MAX_DEPTH 64
 
-static void ws(json *j) {
-    while (j->c.pos < j->c.end && (*j->c.pos == ' ' || *j->c.pos == '\n' || *j->c.pos == '\r' || *j->c.pos == '\t'))
-        j->c.pos++;
-}
+static int bad(json *j, const char *what) { return mf_text_bad(&j->t, what); }
 
-static int bad(json *j, const char *what) {
-    return mf_fail(j->err, MF_ERR_CORRUPT, mf_tell(&j->c), "safetensors header: %s", what);
-}
-
-/* Expect byte ch after whitespace. */
-static int expect(json *j, uint8_t ch, const char *what) {
-    ws(j);
-    if (j->c.pos == j->c.end || *j->c.pos != ch) return bad(j, what);
-    j->c.pos++;
-    return 0;
-}
-
-static int peek(json *j) {
-    ws(j);
-    return j->c.pos < j->c.end ? *j->c.pos : -1;
-}
-
-static int hex4(const uint8_t *p, uint32_t *out) {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        uint8_t ch = p[i];
-        int h = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
-              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
-        if (h < 0) return 1;
-        v = v * 16 + (uint32_t)h;
-    }
-    *out = v;
-    return 0;
-}
-
-/* c.pos is at the opening quote; s and n receive the decoded UTF-8 */
-static int string(json *j, const uint8_t **s, uint32_t *n) {
-    if (expect(j, '"', "expected a string")) return 1;
-    const uint8_t *start = j->c.pos;
-    int escaped = 0;
-    while (j->c.pos < j->c.end && *j->c.pos != '"') {
-        if (*j->c.pos < 0x20) return bad(j, "control character in a string");
-        if (*j->c.pos == '\\') {
-            escaped = 1;
-            if (j->c.end - j->c.pos < 2) break;
-            j->c.pos++;
-        }
-        j->c.pos++;
-    }
-    if (j->c.pos >= j->c.end) return bad(j, "unterminated string");
-    size_t raw = (size_t)(j->c.pos - start);
-    j->c.pos++;
-    if (raw > UINT32_MAX) return bad(j, "string too long");
-    if (!escaped) {
-        *s = start;
-        *n = (uint32_t)raw;
-        return 0;
-    }
-    uint8_t *out = (uint8_t *)mf_arena_alloc(j->a, raw ? raw : 1, j->err, mf_tell(&j->c));
-    if (out == NULL) return 1;
-    size_t o = 0;
-    for (size_t i = 0; i < raw; i++) {
-        if (start[i] != '\\') {
-            out[o++] = start[i];
-            continue;
-        }
-        uint8_t e = start[++i];
-        switch (e) {
-        case '"': case '\\': case '/': out[o++] = e; break;
-        case 'b': out[o++] = '\b'; break;
-        case 'f': out[o++] = '\f'; break;
-        case 'n': out[o++] = '\n'; break;
-        case 'r': out[o++] = '\r'; break;
-        case 't': out[o++] = '\t'; break;
-        case 'u': {
-            uint32_t cp, lo;
-            if (i + 4 >= raw || hex4(start + i + 1, &cp)) return bad(j, "invalid \\u escape");
-            i += 4;
-            if (cp >= 0xD800 && cp < 0xDC00) {
-                if (i + 6 >= raw || start[i + 1] != '\\' || start[i + 2] != 'u' || hex4(start + i + 3, &lo) ||
-                    lo < 0xDC00 || lo >= 0xE000)
-                    return bad(j, "unpaired surrogate in \\u escape");
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                i += 6;
-            } else if (cp >= 0xDC00 && cp < 0xE000) {
-                return bad(j, "unpaired surrogate in \\u escape");
-            }
-            /* 6 input bytes always give at most 4 output bytes, 12 give 4 */
-            if (cp < 0x80) out[o++] = (uint8_t)cp;
-            else if (cp < 0x800) { out[o++] = (uint8_t)(0xC0 | (cp >> 6)); out[o++] = (uint8_t)(0x80 | (cp & 0x3F)); }
-            else if (cp < 0x10000) {
-                out[o++] = (uint8_t)(0xE0 | (cp >> 12));
-                out[o++] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (uint8_t)(0x80 | (cp & 0x3F));
-            } else {
-                out[o++] = (uint8_t)(0xF0 | (cp >> 18));
-                out[o++] = (uint8_t)(0x80 | ((cp >> 12) & 0x3F));
-                out[o++] = (uint8_t)(0x80 | ((cp >> 6) & 0x3F));
-                out[o++] = (uint8_t)(0x80 | (cp & 0x3F));
-            }
-            break;
-        }
-        default:
-            return bad(j, "invalid escape in a string");
-        }
-    }
-    *s = out;
-    *n = (uint32_t)o;
-    return 0;
-}
-
-/* A non-negative integer that fits in u64, as serde reads a usize. */
-static int json_uint(json *j, uint64_t *out) {
-    ws(j);
-    const uint8_t *p = j->c.pos;
-    if (p == j->c.end || *p < '0' || *p > '9') return bad(j, "expected a non-negative integer");
-    uint64_t v = 0;
-    if (*p == '0' && p + 1 < j->c.end && p[1] >= '0' && p[1] <= '9') return bad(j, "number with a leading zero");
-    while (p < j->c.end && *p >= '0' && *p <= '9') {
-        if (mf_mul_u64(v, 10, &v) || mf_add_u64(v, (uint64_t)(*p - '0'), &v)) return bad(j, "integer too large");
-        p++;
-    }
-    if (p < j->c.end && (*p == '.' || *p == 'e' || *p == 'E')) return bad(j, "expected an integer, got a float");
-    j->c.pos = p;
-    *out = v;
-    return 0;
-}
+static int string(json *j, const uint8_t **s, uint32_t *n) { return mf_text_string(&j->t, MF_TEXT_JSON, j->a, s, n); }
 
 static int literal(json *j, const char *word) {
-    size_t n = strlen(word);
-    if ((size_t)(j->c.end - j->c.pos) < n || memcmp(j->c.pos, word, n) != 0) return bad(j, "invalid value");
-    j->c.pos += n;
-    return 0;
+    int r = mf_text_word(&j->t, word, 0);
+    return r > 0 ? 0 : r < 0 ? 1 : bad(j, "invalid value");
 }
 
 /* Skip any JSON value (an unknown field), depth-limited. */
 static int skip_value(json *j, int depth) {
-    if (depth > JSON_MAX_DEPTH) return mf_fail(j->err, MF_ERR_LIMIT, mf_tell(&j->c), "safetensors header nested too deep");
-    int ch = peek(j);
+    if (depth > JSON_MAX_DEPTH)
+        return mf_fail(j->err, MF_ERR_LIMIT, mf_tell(&j->t.c), "safetensors header nested too deep");
+    int ch = mf_text_peek(&j->t);
     const uint8_t *s;
     uint32_t n;
     switch (ch) {
@@ -187,34 +63,22 @@ static int skip_value(json *j, int depth) {
     case '{':
     case '[': {
         uint8_t close = ch == '{' ? '}' : ']';
-        j->c.pos++;
-        if (peek(j) == close) {
-            j->c.pos++;
-            return 0;
+        int closed = 0;
+        mf_text_accept(&j->t, (uint8_t)ch);
+        if (mf_text_accept(&j->t, close)) return 0;
+        while (!closed) {
+            if (ch == '{' && (string(j, &s, &n) || mf_text_expect(&j->t, ':', "expected ':'"))) return 1;
+            if (skip_value(j, depth + 1) || mf_text_next(&j->t, close, &closed, "expected ',' or a closing bracket"))
+                return 1;
         }
-        for (;;) {
-            if (ch == '{' && (string(j, &s, &n) || expect(j, ':', "expected ':'"))) return 1;
-            if (skip_value(j, depth + 1)) return 1;
-            int nx = peek(j);
-            j->c.pos++;
-            if (nx == close) return 0;
-            if (nx != ',') return bad(j, "expected ',' or a closing bracket");
-        }
+        return 0;
     }
     case 't': return literal(j, "true");
     case 'f': return literal(j, "false");
     case 'n': return literal(j, "null");
     default:
-        if (ch == '-' || (ch >= '0' && ch <= '9')) {
-            if (ch == '-') j->c.pos++;
-            const uint8_t *p = j->c.pos;
-            while (p < j->c.end && ((*p >= '0' && *p <= '9') || *p == '.' || *p == 'e' || *p == 'E' || *p == '+' || *p == '-'))
-                p++;
-            if (p == j->c.pos) return bad(j, "invalid number");
-            j->c.pos = p;
-            return 0;
-        }
-        return bad(j, "invalid value");
+        if (ch == '-' || (ch >= '0' && ch <= '9')) return mf_text_json_number(&j->t);
+        return mf_text_fail(&j->t, "invalid value");
     }
 }
 
@@ -234,19 +98,19 @@ typedef struct parse_state {
     int has_meta;
 } parse_state;
 
-/* c.pos at '{' of a tensor info object */
+static int uint_field(json *j, uint64_t *out) { return mf_text_uint(&j->t, UINT64_MAX, MF_TEXT_NO_FRACTION, out); }
+
+/* the cursor before '{' of a tensor info object */
 static int tensor_info(parse_state *ps, mf_st_tensor *t) {
     json *j = &ps->j;
-    int have_dtype = 0, have_shape = 0, have_offsets = 0;
-    if (expect(j, '{', "tensor info must be an object")) return 1;
-    if (peek(j) == '}') {
-        j->c.pos++;
-        return bad(j, "tensor info misses dtype, shape and data_offsets");
-    }
-    for (;;) {
+    mf_text *x = &j->t;
+    int have_dtype = 0, have_shape = 0, have_offsets = 0, closed = 0;
+    if (mf_text_expect(x, '{', "tensor info must be an object")) return 1;
+    if (mf_text_accept(x, '}')) return bad(j, "tensor info misses dtype, shape and data_offsets");
+    while (!closed) {
         const uint8_t *k;
         uint32_t kn;
-        if (string(j, &k, &kn) || expect(j, ':', "expected ':'")) return 1;
+        if (string(j, &k, &kn) || mf_text_expect(x, ':', "expected ':'")) return 1;
         if (str_eq(k, kn, "dtype")) {
             const uint8_t *s;
             uint32_t n;
@@ -256,37 +120,32 @@ static int tensor_info(parse_state *ps, mf_st_tensor *t) {
             for (int i = 0; st_dtypes[i].code; i++)
                 if (str_eq(s, n, st_dtypes[i].code)) t->dtype = st_dtypes[i].dtype;
             if (t->dtype == 0)
-                return mf_fail(j->err, MF_ERR_UNSUPPORTED, mf_tell(&j->c), "safetensors header: unknown dtype '%.*s'",
+                return mf_fail(j->err, MF_ERR_UNSUPPORTED, mf_tell(&x->c), "safetensors header: unknown dtype '%.*s'",
                                (int)(n > 32 ? 32 : n), (const char *)s);
         } else if (str_eq(k, kn, "shape")) {
             if (have_shape++) return bad(j, "duplicate field shape");
-            if (expect(j, '[', "shape must be a list")) return 1;
+            if (mf_text_expect(x, '[', "shape must be a list")) return 1;
             mf_vec dims = {0};
-            if (peek(j) == ']') j->c.pos++;
-            else for (;;) {
-                uint64_t *d = (uint64_t *)mf_vec_push(&dims, sizeof *d, j->a, j->err, mf_tell(&j->c));
-                if (d == NULL || json_uint(j, d)) return 1;
-                int nx = peek(j);
-                j->c.pos++;
-                if (nx == ']') break;
-                if (nx != ',') return bad(j, "expected ',' or ']' in shape");
+            int end = mf_text_accept(x, ']');
+            while (!end) {
+                uint64_t *d = (uint64_t *)mf_vec_push(&dims, sizeof *d, j->a, j->err, mf_tell(&x->c));
+                if (d == NULL || uint_field(j, d) || mf_text_next(x, ']', &end, "expected ',' or ']' in shape"))
+                    return 1;
             }
-            if (dims.len > 64) return mf_fail(j->err, MF_ERR_LIMIT, mf_tell(&j->c), "safetensors tensor with more than 64 dimensions");
+            if (dims.len > 64)
+                return mf_fail(j->err, MF_ERR_LIMIT, mf_tell(&x->c), "safetensors tensor with more than 64 dimensions");
             t->ndim = (uint32_t)dims.len;
             t->shape = (uint64_t *)dims.items;
         } else if (str_eq(k, kn, "data_offsets")) {
             if (have_offsets++) return bad(j, "duplicate field data_offsets");
-            if (expect(j, '[', "data_offsets must be a list") || json_uint(j, &t->begin) ||
-                expect(j, ',', "data_offsets must hold two integers") || json_uint(j, &t->end) ||
-                expect(j, ']', "data_offsets must hold two integers"))
+            if (mf_text_expect(x, '[', "data_offsets must be a list") || uint_field(j, &t->begin) ||
+                mf_text_expect(x, ',', "data_offsets must hold two integers") || uint_field(j, &t->end) ||
+                mf_text_expect(x, ']', "data_offsets must hold two integers"))
                 return 1;
         } else if (skip_value(j, 1)) {
             return 1;
         }
-        int nx = peek(j);
-        j->c.pos++;
-        if (nx == '}') break;
-        if (nx != ',') return bad(j, "expected ',' or '}' in tensor info");
+        if (mf_text_next(x, '}', &closed, "expected ',' or '}' in tensor info")) return 1;
     }
     if (!have_dtype || !have_shape || !have_offsets) return bad(j, "tensor info misses dtype, shape or data_offsets");
     return 0;
@@ -294,47 +153,20 @@ static int tensor_info(parse_state *ps, mf_st_tensor *t) {
 
 static int metadata(parse_state *ps) {
     json *j = &ps->j;
-    if (peek(j) == 'n') return literal(j, "null");
-    if (expect(j, '{', "__metadata__ must be an object of strings")) return 1;
+    mf_text *x = &j->t;
+    if (mf_text_peek(x) == 'n') return literal(j, "null");
+    if (mf_text_expect(x, '{', "__metadata__ must be an object of strings")) return 1;
     ps->has_meta = 1;
-    if (peek(j) == '}') {
-        j->c.pos++;
-        return 0;
-    }
-    for (;;) {
-        mf_st_meta *m = (mf_st_meta *)mf_vec_push(&ps->meta, sizeof *m, j->a, j->err, mf_tell(&j->c));
+    int closed = mf_text_accept(x, '}');
+    while (!closed) {
+        mf_st_meta *m = (mf_st_meta *)mf_vec_push(&ps->meta, sizeof *m, j->a, j->err, mf_tell(&x->c));
         if (m == NULL) return 1;
-        if (string(j, &m->key, &m->key_len) || expect(j, ':', "expected ':'")) return 1;
-        if (peek(j) != '"') return bad(j, "__metadata__ values must be strings");
-        if (string(j, &m->value, &m->value_len)) return 1;
-        int nx = peek(j);
-        j->c.pos++;
-        if (nx == '}') return 0;
-        if (nx != ',') return bad(j, "expected ',' or '}' in __metadata__");
+        if (string(j, &m->key, &m->key_len) || mf_text_expect(x, ':', "expected ':'")) return 1;
+        if (mf_text_peek(x) != '"') return mf_text_fail(x, "__metadata__ values must be strings");
+        if (string(j, &m->value, &m->value_len) || mf_text_next(x, '}', &closed, "expected ',' or '}' in __metadata__"))
+            return 1;
     }
-}
-
-/* Well-formed UTF-8 (no surrogates, no overlongs), as Rust's str demands. */
-static size_t utf8_invalid_at(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b < 0x80) { i++; continue; }
-        size_t k;
-        uint32_t cp, min;
-        if ((b & 0xE0) == 0xC0) { k = 1; cp = b & 0x1F; min = 0x80; }
-        else if ((b & 0xF0) == 0xE0) { k = 2; cp = b & 0x0F; min = 0x800; }
-        else if ((b & 0xF8) == 0xF0) { k = 3; cp = b & 0x07; min = 0x10000; }
-        else return i;
-        if (n - i <= k) return i;
-        for (size_t m = 1; m <= k; m++) {
-            if ((s[i + m] & 0xC0) != 0x80) return i;
-            cp = (cp << 6) | (s[i + m] & 0x3F);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000)) return i;
-        i += k + 1;
-    }
-    return SIZE_MAX;
+    return 0;
 }
 
 int mf_safetensors_header_len(const uint8_t *buf, size_t len, uint64_t file_size, uint64_t *n,
@@ -372,40 +204,41 @@ int mf_safetensors_parse(const uint8_t *buf, size_t len, uint64_t file_size, mf_
     if (mf_safetensors_header_len(buf, len, file_size, &hn, err)) return err->code;
     if (hn > len - 8) return mf_fail(err, MF_ERR_TRUNCATED, 8, "safetensors header truncated");
     const uint8_t *h = buf + 8;
-    size_t bad_at = utf8_invalid_at(h, (size_t)hn);
-    if (bad_at != SIZE_MAX) return mf_fail(err, MF_ERR_CORRUPT, 8 + bad_at, "safetensors header is not valid UTF-8");
-    if (hn == 0 || h[0] != '{') return mf_fail(err, MF_ERR_CORRUPT, 8, "safetensors header does not start with '{'");
+    int cut;
+    size_t bad_at = mf_utf8_invalid_at(h, (size_t)hn, 0, &cut);
+    if (bad_at != SIZE_MAX)
+        return cut ? mf_fail(err, MF_ERR_TRUNCATED, 8 + hn, "safetensors header truncated inside a UTF-8 sequence")
+                   : mf_fail(err, MF_ERR_CORRUPT, 8 + bad_at, "safetensors header is not valid UTF-8");
+    if (hn == 0) return mf_fail(err, MF_ERR_TRUNCATED, 8, "safetensors header truncated: it is empty");
+    if (h[0] != '{') return mf_fail(err, MF_ERR_CORRUPT, 8, "safetensors header does not start with '{'");
 
     parse_state ps;
     memset(&ps, 0, sizeof ps);
-    mf_cursor_init(&ps.j.c, h, (size_t)hn, 8, err);
-    ps.j.a = a;
-    ps.j.err = err;
     json *j = &ps.j;
-    j->c.pos++;
-    if (peek(j) == '}') j->c.pos++;
-    else for (;;) {
+    mf_text *x = &j->t;
+    mf_text_init(x, h, (size_t)hn, 8, err, "safetensors header");
+    j->a = a;
+    j->err = err;
+    mf_text_accept(x, '{');
+    int closed = mf_text_accept(x, '}');
+    while (!closed) {
         const uint8_t *k;
         uint32_t kn;
-        if (string(j, &k, &kn) || expect(j, ':', "expected ':'")) return err->code;
+        if (string(j, &k, &kn) || mf_text_expect(x, ':', "expected ':'")) return err->code;
         if (str_eq(k, kn, "__metadata__")) {
             if (ps.has_meta) return bad(j, "duplicate __metadata__");
             if (metadata(&ps)) return err->code;
         } else {
-            mf_st_tensor *t = (mf_st_tensor *)mf_vec_push(&ps.tensors, sizeof *t, a, err, mf_tell(&j->c));
+            mf_st_tensor *t = (mf_st_tensor *)mf_vec_push(&ps.tensors, sizeof *t, a, err, mf_tell(&x->c));
             if (t == NULL) return err->code;
             memset(t, 0, sizeof *t);
             t->name = k;
             t->name_len = kn;
             if (tensor_info(&ps, t)) return err->code;
         }
-        int nx = peek(j);
-        j->c.pos++;
-        if (nx == '}') break;
-        if (nx != ',') return bad(j, "expected ',' or '}' after a tensor");
+        if (mf_text_next(x, '}', &closed, "expected ',' or '}' after a tensor")) return err->code;
     }
-    ws(j);
-    if (j->c.pos != j->c.end) return bad(j, "trailing characters after the header object");
+    if (mf_text_peek(x) != -1) return bad(j, "trailing characters after the header object");
 
     mf_st_tensor *ts = (mf_st_tensor *)ps.tensors.items;
     size_t nt = ps.tensors.len;

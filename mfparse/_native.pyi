@@ -13,6 +13,30 @@ import numpy as np
 _Buffer: TypeAlias = bytes | bytearray | memoryview | np.ndarray[Any, Any]
 _Array: TypeAlias = np.ndarray[Any, Any]
 
+ERR_CORRUPT: int
+ERR_LIMIT: int
+ERR_NOMEM: int
+ERR_TRUNCATED: int
+ERR_UNSAFE: int
+ERR_UNSUPPORTED: int
+H5_ALIAS: int
+H5_DATASET: int
+H5_DATATYPE: int
+H5_EXTERNAL: int
+H5_GROUP: int
+H5_OTHER: int
+H5_SOFT: int
+ZIP_ANOMALY_COUNT_MISMATCH: int
+ZIP_ANOMALY_DUPLICATE_NAME: int
+ZIP_ANOMALY_ENCRYPTED: int
+ZIP_ANOMALY_FLAG_0x20: int
+ZIP_ANOMALY_FLAG_0x40: int
+ZIP_ANOMALY_METHOD_MISMATCH: int
+ZIP_ANOMALY_NAME_MISMATCH: int
+ZIP_ANOMALY_OVERLAP: int
+ZIP_ANOMALY_PREFIX: int
+ZIP_ANOMALY_TRAILING_DATA: int
+MAGICS: dict[str, tuple[int, bytes]]
 DTYPE_BITS: list[int]
 DTYPE_NAMES: list[str]
 ENTRY_KINDS: tuple[str | None, ...]
@@ -36,7 +60,7 @@ def dequant_int8(q: _Buffer, scale: _Buffer, rows: int, cols: int, out: _Array, 
 def dtype_bits() -> list[int]: ...
 def dtype_names() -> list[str]: ...
 def e4m3_to_f32(b: int) -> float: ...
-def error_from_code(code: int, offset: int | None, message: str) -> Exception: ...
+def exception_for(code: int, offset: int | None, message: str) -> Exception: ...
 def f16_to_f32(h: int) -> float: ...
 def f32_to_e4m3(x: float) -> int: ...
 def gguf_dequantize(type: int, src: _Buffer, n: int) -> Any: ...

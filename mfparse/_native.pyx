@@ -13,39 +13,93 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 
-from mfparse.errors import error_from_code
+from mfparse._csrc cimport *
+from mfparse.errors import C_ERRORS as _C_ERRORS, CorruptFileError as _CorruptFileError
 
 
-cdef extern from "mf_core.h":
-    ctypedef struct mf_error:
-        int code
-        uint64_t offset
-        char msg[240]
+# ---- constants of the C headers (declared in _csrc.pxd), named as there without MF_ ----------------
 
-    ctypedef struct mf_arena:
-        uint64_t used
-        uint64_t cap
+# error codes (csrc/mf_core.h)
+ERR_TRUNCATED = MF_ERR_TRUNCATED
+ERR_CORRUPT = MF_ERR_CORRUPT
+ERR_UNSUPPORTED = MF_ERR_UNSUPPORTED
+ERR_LIMIT = MF_ERR_LIMIT
+ERR_NOMEM = MF_ERR_NOMEM
+ERR_UNSAFE = MF_ERR_UNSAFE
 
-    ctypedef struct mf_vec:
-        void *items
-        size_t len
-        size_t cap
+# HDF5 object kinds (csrc/mf_hdf5.h)
+H5_GROUP = MF_H5_GROUP
+H5_DATASET = MF_H5_DATASET
+H5_DATATYPE = MF_H5_DATATYPE
+H5_SOFT = MF_H5_SOFT
+H5_EXTERNAL = MF_H5_EXTERNAL
+H5_ALIAS = MF_H5_ALIAS
+H5_OTHER = MF_H5_OTHER
 
-    void mf_arena_init(mf_arena *a, uint64_t cap)
-    void *mf_arena_calloc(mf_arena *a, size_t count, size_t size, mf_error *err, uint64_t offset)
-    void mf_arena_free(mf_arena *a)
-    uint64_t mf_arena_cap_for(uint64_t input_len, uint64_t per_byte, uint64_t floor)
-    const char *mf_dtype_name(int dt)
-    unsigned mf_dtype_bits(int dt)
-    int MF_DT_COUNT
+# zip anomaly bits (csrc/mf_zip.h)
+ZIP_ANOMALY_NAME_MISMATCH = MF_ZIP_ANOM_NAME_MISMATCH
+ZIP_ANOMALY_ENCRYPTED = MF_ZIP_ANOM_ENCRYPTED
+ZIP_ANOMALY_FLAG_0x20 = MF_ZIP_ANOM_FLAG_0x20
+ZIP_ANOMALY_FLAG_0x40 = MF_ZIP_ANOM_FLAG_0x40
+ZIP_ANOMALY_METHOD_MISMATCH = MF_ZIP_ANOM_METHOD_MISMATCH
+ZIP_ANOMALY_DUPLICATE_NAME = MF_ZIP_ANOM_DUPLICATE_NAME
+ZIP_ANOMALY_COUNT_MISMATCH = MF_ZIP_ANOM_COUNT_MISMATCH
+ZIP_ANOMALY_TRAILING_DATA = MF_ZIP_ANOM_TRAILING_DATA
+ZIP_ANOMALY_PREFIX = MF_ZIP_ANOM_PREFIX
+ZIP_ANOMALY_OVERLAP = MF_ZIP_ANOM_OVERLAP
+
+#: format -> (byte offset, magic bytes) that the C readers check (csrc/mf_magic.h); the zip
+#: end-of-central-directory record sits 22 bytes from the end
+MAGICS = {
+    "npy": (0, MF_MAGIC_NPY[:MF_MAGIC_NPY_LEN]),
+    "gguf": (0, MF_MAGIC_GGUF[:MF_MAGIC_GGUF_LEN]),
+    "hdf5": (0, MF_MAGIC_HDF5[:MF_MAGIC_HDF5_LEN]),
+    "tflite": (MF_MAGIC_TFLITE_AT, MF_MAGIC_TFLITE[:MF_MAGIC_TFLITE_LEN]),
+    "zip": (0, MF_MAGIC_ZIP[:MF_MAGIC_ZIP_LEN]),
+    "zip-eocd": (-22, MF_MAGIC_ZIP_EOCD[:MF_MAGIC_ZIP_EOCD_LEN]),
+}
+
+
+# ---- C errors to exceptions -----------------------------------------------------------------------
+
+# code -> exception class, from errors.C_ERRORS (keyed on the names above)
+cdef dict _ERROR_CLASS = {globals()[name]: cls for name, cls in _C_ERRORS.items()}
+
+
+cdef object error_of(int code, uint64_t offset, str message):
+    """The one mapping from a C error (code, file offset, message) to an exception instance."""
+    cls = _ERROR_CLASS.get(code, _CorruptFileError)
+    if cls is MemoryError:
+        return MemoryError(message)
+    return cls(message, offset)
+
+
+cdef object make_error(mf_error *err):
+    """The exception instance of a C error record."""
+    return error_of(err.code, err.offset, err.msg.decode("utf-8", "replace"))
 
 
 cdef int raise_error(mf_error *err) except -1:
-    """The one binding function that maps a C error record to an exception."""
-    if err.code == 0:
+    """Raise the exception of a C error record, if it holds one."""
+    if err.code == MF_OK:
         return 0
-    message = err.msg.decode("utf-8", "replace")
-    raise error_from_code(err.code, err.offset, message)
+    raise make_error(err)
+
+
+def exception_for(int code, offset, str message):
+    """The exception instance of a C error (code, byte offset, message)."""
+    return error_of(code, offset if offset is not None else 0, message)
+
+
+def _test_arena_limits(int64_t allowed=-1, bint nomem=False):
+    """Test hook, not API: with allowed >= 0 the arena allocations after the first `allowed`
+    fail (ResourceLimitError, or MemoryError with nomem) until a call with allowed < 0."""
+    mf_arena_test_limits(allowed, MF_ERR_NOMEM if nomem else MF_ERR_LIMIT)
+
+
+def _test_arena_live_chunks():
+    """Test hook, not API: arena chunks made while the limits were set and not yet freed."""
+    return mf_arena_test_live_chunks()
 
 
 cdef inline void clear_error(mf_error *err) noexcept:

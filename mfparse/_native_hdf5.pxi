@@ -259,7 +259,7 @@ cdef class H5File:
         cdef size_t i
         self._check()
         return [(text(<const uint8_t *>self.r.objects[i].path, self.r.objects[i].path_len), i)
-                for i in range(self.r.n_objects) if self.r.objects[i].kind == 2]
+                for i in range(self.r.n_objects) if self.r.objects[i].kind == MF_H5_DATASET]
 
     def object_dtype(self, size_t i):
         """Datatype tuple of a committed datatype object (None for other objects)."""
@@ -324,7 +324,7 @@ cdef class H5File:
         cdef IntCache sizes = IntCache()
         for i in range(self.r.n_objects):
             o = &self.r.objects[i]
-            if o.kind != 2:
+            if o.kind != MF_H5_DATASET:
                 continue
             d = &self.r.datasets[o.dataset]
             t = d.dtype

@@ -183,12 +183,12 @@ def pickle_probe(buf, size_t max_pickles=64, size_t max_stack=0):
                         and _dotted_name(e[i].a.g_mod) and _dotted_name(e[i].a.g_name):
                     found = 1
                     break
-            if err.code == 4 or err.code == 5:  # a limit: worth a closer look
+            if err.code == MF_ERR_LIMIT or err.code == MF_ERR_NOMEM:  # a limit: worth a closer look
                 found = 1
             if found or err.code:
                 break
             pos += used
-        if not found and (err.code == 1 or (err.code == 0 and pos >= n)):
+        if not found and (err.code == MF_ERR_TRUNCATED or (err.code == MF_OK and pos >= n)):
             found = 2  # ran out of data
     finally:
         mf_arena_free(&arena)
@@ -408,7 +408,7 @@ cdef class PickleParse:
         if rc == MF_PKL_PAUSED and not self.err.code:
             return None, consumed
         if self.err.code:
-            exc = error_from_code(self.err.code, self.err.offset, self.err.msg.decode("utf-8", "replace"))
+            exc = make_error(&self.err)
             self.error = exc
             if raise_errors:
                 raise exc

@@ -39,7 +39,7 @@ def pb_collect(const uint8_t[::1] msg, uint64_t base, uint32_t field, int kind, 
                   &o[0] if expect else NULL, expect, &n, &err)
     raise_error(&err)
     if n != expect:
-        raise error_from_code(2, base, f"protobuf field {field} holds {n} values, expected {expect}")
+        raise error_of(MF_ERR_CORRUPT, base, f"protobuf field {field} holds {n} values, expected {expect}")
     return out
 
 
@@ -56,7 +56,7 @@ def pb_collect_bytes(const uint8_t[::1] msg, uint64_t base, uint32_t field, uint
                         &a[0] if expect else NULL, &b[0] if expect else NULL, expect, &n, &err)
     raise_error(&err)
     if n != expect:
-        raise error_from_code(2, base, f"protobuf field {field} holds {n} values, expected {expect}")
+        raise error_of(MF_ERR_CORRUPT, base, f"protobuf field {field} holds {n} values, expected {expect}")
     return offs, lens
 
 

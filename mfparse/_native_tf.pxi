@@ -283,7 +283,7 @@ def tf_bundle_strings(const uint8_t[::1] data, uint64_t base, uint64_t numel, bi
     cdef uint64_t[::1] b = lens
     clear_error(&err)
     if numel > <uint64_t>data.shape[0]:
-        raise error_from_code(2, base, f"bundle string tensor: {numel} strings in {data.shape[0]} bytes")
+        raise error_of(MF_ERR_CORRUPT, base, f"bundle string tensor: {numel} strings in {data.shape[0]} bytes")
     mf_tf_bundle_strings(&data[0] if data.shape[0] else NULL, data.shape[0], base, numel, big_endian,
                          &a[0] if numel else NULL, &b[0] if numel else NULL, &err)
     raise_error(&err)

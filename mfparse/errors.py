@@ -2,8 +2,8 @@
 
 Every problem with an input file is an :class:`MFParseError`; the subclass says what kind of
 problem it is and, where the C readers know it, ``offset`` holds the byte offset in the file.
-The C core reports ``{code, byte offset, message}``; :func:`error_from_code` is the one place
-that turns a code into a class.
+The C core reports ``{code, byte offset, message}``; :data:`C_ERRORS` is the one table that
+says which class each code raises (mfparse._native applies it).
 """
 
 from __future__ import annotations
@@ -61,18 +61,21 @@ class UnsafeContentError(MFParseError):
     """The file asks for something mfparse refuses to do (e.g. run code)."""
 
 
-# C error codes (csrc/mf_core.h) -> exception classes
-_BY_CODE = {
-    1: TruncatedFileError,
-    2: CorruptFileError,
-    3: UnsupportedFormatError,
-    4: ResourceLimitError,
-    6: UnsafeContentError,
+#: The exception each C error raises, keyed on the error code's name: csrc/mf_core.h defines
+#: MF_ERR_<NAME>, mfparse._native exports its value as ERR_<NAME> and maps every C error record
+#: through this table (MemoryError takes no offset; an unknown code is a CorruptFileError).
+C_ERRORS = {
+    "ERR_TRUNCATED": TruncatedFileError,
+    "ERR_CORRUPT": CorruptFileError,
+    "ERR_UNSUPPORTED": UnsupportedFormatError,
+    "ERR_LIMIT": ResourceLimitError,
+    "ERR_NOMEM": MemoryError,
+    "ERR_UNSAFE": UnsafeContentError,
 }
 
 
 def error_from_code(code: int, offset: int | None, message: str) -> Exception:
-    """Map a C error record to an exception instance (MemoryError for code 5)."""
-    if code == 5:
-        return MemoryError(message)
-    return _BY_CODE.get(code, CorruptFileError)(message, offset)
+    """The exception instance of a C error record (code, byte offset, message)."""
+    from mfparse import _native  # the codes' values come from the C headers, through the extension
+
+    return _native.exception_for(code, offset, message)

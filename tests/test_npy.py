@@ -270,3 +270,38 @@ def test_inspect_stats_skip_object_arrays():
     with mfparse.open(npy_bytes(a)) as m:
         s = summarize(m, stats=True)
         assert s["tensors"][0]["stats"] is None and s["tensors"][0]["dtype"] == "object"
+
+
+# ---- the header's text cut short -----------------------------------------------------------------
+
+CUT_HEADERS = [
+    b"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+    b"{'descr': [('a', '<f4'), ('b', '|S3', (2,))], 'fortran_order': True, 'shape': (4L,)}",
+    b'{"descr": "|b1", "fortran_order": False, "shape": ()}',
+]
+
+
+@pytest.mark.parametrize("text", CUT_HEADERS, ids=["simple", "structured", "double_quotes"])
+def test_a_header_cut_at_every_byte_is_truncated_at_its_end(text):
+    """A dict literal that ends early (the header length cut to k bytes) is a TruncatedFileError at
+    the end of the input, where the missing text would start: never a CorruptFileError past it."""
+    whole = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
+    assert mfparse._native.npy_parse(whole)[9] == len(whole)  # the whole header parses
+    for k in range(len(text)):
+        data = b"\x93NUMPY\x01\x00" + struct.pack("<H", k) + text[:k]
+        with pytest.raises(mfparse.TruncatedFileError) as e:
+            mfparse.open(data, format="npy")
+        assert e.value.offset == len(data), (k, str(e.value))
+    for k in range(10):  # inside the magic, the version or the header length
+        with pytest.raises(mfparse.TruncatedFileError) as e:
+            mfparse.open(whole[:k], format="npy")
+        assert e.value.offset <= k, (k, str(e.value))
+
+
+def test_a_wrong_magic_is_not_a_truncation():
+    with pytest.raises(mfparse.CorruptFileError) as e:
+        mfparse._native.npy_parse(b"\x93NUMPX")
+    assert not isinstance(e.value, mfparse.TruncatedFileError)
+    with pytest.raises(mfparse.CorruptFileError) as e:
+        mfparse._native.npy_parse(b"\x93NO")
+    assert not isinstance(e.value, mfparse.TruncatedFileError) and e.value.offset == 0

@@ -110,6 +110,19 @@ HOSTILE = {
     "truncated_json": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]', b"\0" * 8),
     "lone_surrogate": header_file('{"w\\ud800": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 8),
     "tiny": b"\x01\x00",
+    # numbers in an unknown field: the crate (serde_json) checks their grammar when it skips them
+    "ok_number_forms": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], '
+                                   '"x": [0, -0, 1.5, -2.25e+3, 1E-7, 10]}}', b"\0" * 8),
+    "number_two_points": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 1.2.3}}',
+                                     b"\0" * 8),
+    "number_leading_zero": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 01}}',
+                                       b"\0" * 8),
+    "number_bare_point": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 1.}}',
+                                     b"\0" * 8),
+    "number_bare_exponent": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": 2e}}',
+                                        b"\0" * 8),
+    "number_plus": header_file('{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "x": +1}}', b"\0" * 8),
+    "ends_in_backslash": header_file(b'{"w\\', b""),
 }
 
 
@@ -155,3 +168,48 @@ def test_robust(tmp_path, seed):
     save_file({"a": torch.ones(3, 2), "b": torch.arange(4), "c": torch.zeros(2, dtype=torch.bfloat16)}, str(p),
               metadata={"k": "v"})
     print(check_robust(p, seed=seed))
+
+
+# A header with every kind of token: escapes, non-ASCII names, metadata, an unknown field holding
+# nested lists, objects, literals and numbers.
+TOKENS = ('{"__metadata__": {"format": "pt", "n\\u00f6te": "caf\u00e9 \\"q\\""}, '
+          '"w\u00e9\\n": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], '
+          '"extra": [true, false, null, {"k": -1.5e+3}, [], {}, "\\ud83d\\ude00"]}, '
+          '"\u6f22": {"dtype": "U8", "shape": [], "data_offsets": [8, 9]}}').encode()
+
+
+def test_token_header_parses():
+    with mfparse.open(header_file(TOKENS, b"\0" * 9), format="safetensors") as m:
+        assert m.keys() == ["w\u00e9\n", "\u6f22"]
+        assert m.metadata == {"format": "pt", "n\u00f6te": 'caf\u00e9 "q"'}
+
+
+@pytest.mark.parametrize("header", [TOKENS, json.dumps(GOOD).encode()], ids=["tokens", "good"])
+def test_a_header_cut_at_every_byte_is_truncated_at_its_end(header):
+    """A JSON header that ends early (its declared length N cut to k bytes) is a TruncatedFileError
+    at byte 8 + k, where the missing text would start: never a CorruptFileError past the end."""
+    for k in range(len(header)):
+        data = header_file(header[:k])
+        with pytest.raises(mfparse.TruncatedFileError) as e:
+            mfparse.open(data, format="safetensors")
+        assert e.value.offset == 8 + k == len(data), (k, str(e.value))
+    for k in range(8):  # inside the length prefix
+        with pytest.raises(mfparse.TruncatedFileError) as e:
+            mfparse.open(header_file(header)[:k], format="safetensors")
+        assert e.value.offset <= k
+
+
+def test_corrupt_bytes_are_named_where_they_are():
+    cases = [  # (header, the bad byte's first occurrence, message)
+        (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}x', b"x", "expected ',' or '}' after a tensor"),
+        (b'{"w": {"dtype": "F32", "shape": [2 ; ', b";", "expected ',' or ']' in shape"),
+        (b'{"w\x01": {}}', b"\x01", "control character in a string"),
+        (b'{"w\\q": {}}', b"\\", "invalid escape in a string"),
+        (b'{"w": {"x": 1.x}}', b"x}", "invalid number"),
+        (b'{"w": {"dtype": "F32", "shape": [01]}}', b"01", "integer with a leading zero"),
+    ]
+    for header, bad, what in cases:
+        with pytest.raises(mfparse.CorruptFileError) as e:
+            mfparse.open(header_file(header), format="safetensors")
+        assert not isinstance(e.value, mfparse.TruncatedFileError)
+        assert (e.value.offset, e.value.message) == (8 + header.index(bad), f"safetensors header: {what}"), header

@@ -35,7 +35,9 @@ from mfparse.records import TensorInfo
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # object kinds (csrc/mf_hdf5.h)
-GROUP, DATASET, DATATYPE, SOFT, EXTERNAL, ALIAS, OTHER = 1, 2, 3, 4, 5, 6, 7
+GROUP, DATASET, DATATYPE, SOFT, EXTERNAL, ALIAS, OTHER = (_native.H5_GROUP, _native.H5_DATASET, _native.H5_DATATYPE,
+                                                        _native.H5_SOFT, _native.H5_EXTERNAL, _native.H5_ALIAS,
+                                                        _native.H5_OTHER)
 # datatype classes
 INTEGER, FLOAT, TIME, STRING, BITFIELD, OPAQUE, COMPOUND, REFERENCE, ENUM, VLEN, ARRAY, COMPLEX = range(12)
 

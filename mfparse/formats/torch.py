@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from mfparse import _native, dtypes
-from mfparse.errors import CorruptFileError, UnsupportedFormatError
+from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
 from mfparse.formats.base import Reader, view
 from mfparse.formats.zip import ZipArchive
 from mfparse.records import EMPTY, ObjectNode, SharedRef, TensorInfo
@@ -25,6 +25,8 @@ def is_legacy(head: bytes) -> bool:
     The first pickle is interpreted symbolically, as everything else."""
     parse = _native.PickleParse(len(head))
     root, _ = parse.load(head, 0, 0, False)
+    if isinstance(parse.error, (MemoryError, ResourceLimitError)):
+        raise parse.error  # not knowing for lack of memory is not "another format"
     return root is not None and root.kind in ("int", "bigint") and root.value == LEGACY_MAGIC
 
 

@@ -13,17 +13,18 @@ from collections import namedtuple
 from mfparse import _native
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
 
-# bits of ZipMember.anomalies (csrc/mf_zip.h)
+# bits of ZipMember.anomalies and ZipArchive.anomalies (csrc/mf_zip.h, exported by the extension)
 ANOMALIES = {
-    1 << 0: "local and central file names differ",
-    1 << 1: "encrypted member (flag 0x1)",
-    1 << 2: "flag 0x20 (compressed patched data)",
-    1 << 3: "flag 0x40 (strong encryption)",
-    1 << 4: "local and central compression methods differ",
-    1 << 5: "the same name appears twice",
-    1 << 6: "entry count disagrees with the directory",
-    1 << 7: "bytes after the end-of-central-directory record",
-    1 << 8: "bytes before the archive",
+    _native.ZIP_ANOMALY_NAME_MISMATCH: "local and central file names differ",
+    _native.ZIP_ANOMALY_ENCRYPTED: "encrypted member (flag 0x1)",
+    _native.ZIP_ANOMALY_FLAG_0x20: "flag 0x20 (compressed patched data)",
+    _native.ZIP_ANOMALY_FLAG_0x40: "flag 0x40 (strong encryption)",
+    _native.ZIP_ANOMALY_METHOD_MISMATCH: "local and central compression methods differ",
+    _native.ZIP_ANOMALY_DUPLICATE_NAME: "the same name appears twice",
+    _native.ZIP_ANOMALY_COUNT_MISMATCH: "entry count disagrees with the directory",
+    _native.ZIP_ANOMALY_TRAILING_DATA: "bytes after the end-of-central-directory record",
+    _native.ZIP_ANOMALY_PREFIX: "bytes before the archive",
+    _native.ZIP_ANOMALY_OVERLAP: "member data overlaps another member",
 }
 
 
@@ -55,7 +56,7 @@ class ZipArchive:
         self.directory.resolve_all(buf)
         self.anomalies = eocd[6]
         if len(self.directory) != eocd[3]:
-            self.anomalies |= 1 << 6
+            self.anomalies |= _native.ZIP_ANOMALY_COUNT_MISMATCH
         self._members: dict[str, ZipMember] | None = None
 
     @property
@@ -65,8 +66,8 @@ class ZipArchive:
             for row in self.directory.entries_list():
                 m = ZipMember(*row)
                 if m.name in members:
-                    m = m._replace(anomalies=m.anomalies | (1 << 5))
-                    self.anomalies |= 1 << 5
+                    m = m._replace(anomalies=m.anomalies | _native.ZIP_ANOMALY_DUPLICATE_NAME)
+                    self.anomalies |= _native.ZIP_ANOMALY_DUPLICATE_NAME
                 members[m.name] = m
             self._members = members
         return self._members
