@@ -107,8 +107,8 @@ def test_simplenet_cli_json(tmp_path, cache, capsys):
         assert row["iterations"] == 5 and row["warmup_ms"]["iterations"] == 2
         assert row["timer"] == "perf_counter" and row["copy_ms"] is None
         assert row["threads"] == 1
-    assert o["provider"] == "CPUExecutionProvider"
         assert row["status"] == "ok" and row["threshold_failures"] == [] and row["emulated"] is False
+    assert o["provider"] == "CPUExecutionProvider"
     (trt,) = rows_of(doc, "tensorrt")
     if not HAVE_TRT:
         assert trt["available"] is False and trt["status"] == "unavailable"
