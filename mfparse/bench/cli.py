@@ -31,7 +31,8 @@ def add_parser(sub, epilog_extra: str = "") -> None:
     p = sub.add_parser("bench", help="benchmark one model under torch, ONNX Runtime and TensorRT",
                        description="Benchmark one model under torch, ONNX Runtime and TensorRT: the same "
                                    "seeded inputs, warm-up apart, equal threads, accuracy vs torch fp32.",
-                       epilog=EPILOG + "\n\n" + textwrap.fill(epilog_extra or EXIT_STATUS_HELP, 96, break_on_hyphens=False, break_long_words=False),
+                       epilog=EPILOG + "\n\n" + textwrap.fill(epilog_extra or EXIT_STATUS_HELP, 96,
+                                                                break_on_hyphens=False, break_long_words=False),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="TorchScript file, module:callable, file.py:callable or .onnx file")
     p.add_argument("--weights", metavar="FILE", help="weights for a torch MODEL, any format mfparse reads")

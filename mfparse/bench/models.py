@@ -354,16 +354,17 @@ def _mismatch(keys: list, names: set) -> str:
     mapped = {fp + k[len(mp):]: k for k in keys}
     missing = [k for k in keys if fp + k[len(mp):] not in names]
     unused = sorted(n for n in names if n not in mapped)
-    how = (f" (matched as file name = {fp!r} + model name without {mp!r})" if (mp or fp) and best_hits > 0
+    how = (f" (under the best mapping: model '{mp}NAME' = file '{fp}NAME')" if (mp or fp) and best_hits > 0
            else "")
     model_p, file_p = _common_prefix(keys), _common_prefix(names)
     prefixes = ""
     if model_p or file_p:
         prefixes = (f"; the model's names all start with {model_p!r}" if model_p else "") + \
                    (f"; the file's names all start with {file_p!r}" if file_p else "")
+    extra = (f"{len(unused)} of the file's {len(names)} tensors are not the model's (first: "
+             f"{', '.join(unused[:5])})" if unused else f"each of the file's {len(names)} tensors is the model's")
     return (f"{len(missing)} of the model's {len(keys)} tensors are not in the file{how} "
-            f"(first: {', '.join(missing[:5])}); {len(unused)} of the file's {len(names)} tensors "
-            f"are not the model's (first: {', '.join(unused[:5]) or '-'}){prefixes}. Names are "
+            f"(first: {', '.join(missing[:5])}); {extra}{prefixes}. Names are "
             "matched as they are or after removing a prefix common to all the model's names and "
             "adding one to the file's (e.g. 'module.' from DataParallel/DDP, '_orig_mod.' from "
             "torch.compile, 'model.' from Lightning)")

@@ -169,7 +169,8 @@ def render_table(report: dict) -> str:
                  _f(r.get("device_memory_mb"), "{:.0f}"), copies]
         lines.append(line)
         if r.get("status") == "fail":
-            fails.append(f"  {label} {r['precision']} batch {r['batch']}: " + "; ".join(r.get("threshold_failures") or []))
+            fails.append(f"  {label} {r['precision']} batch {r['batch']}: "
+                         + "; ".join(r.get("threshold_failures") or []))
         for w in r.get("warnings") or []:
             ratio = r.get("p50_vs_fp32")
             key = (label, r["precision"], w)
@@ -197,7 +198,8 @@ def render_table(report: dict) -> str:
     if skipped:
         by_reason: dict = {}
         for s in skipped:
-            by_reason.setdefault(s["reason"], []).append(s["runtime"] + (f" {s['precision']}" if s.get("precision") else ""))
+            name = s["runtime"] + (f" {s['precision']}" if s.get("precision") else "")
+            by_reason.setdefault(s["reason"], []).append(name)
         out += ["", "not run (--runtimes auto takes what is available here; name a runtime to require it):"]
         out += [f"  {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
     v = report.get("verdict")
