@@ -213,3 +213,19 @@ def test_host_backend_roundtrip():
     b.d2h(out, buf)
     np.testing.assert_array_equal(out, a)
     b.close()
+
+
+def test_auto_takes_tensorrt_where_a_gpu_and_tensorrt_are(tmp_path):
+    from mfparse.bench.core import auto_runners
+    from mfparse.bench.models import load_model
+
+    m = load_model("mfparse.bench.examples:simplenet")
+    runners, skipped = auto_runners(m, trt=StandIn().module, trt_backend=HostBackend)
+    labels = [r.label for r in runners]
+    assert labels[0] == "torch" and "onnxruntime" in labels and labels[-1] == "tensorrt"
+    assert not {s["runtime"] for s in skipped} & set(labels)
+    # the same machine without TensorRT: not a row, a skipped runtime with the reason
+    if importlib.util.find_spec("tensorrt") is None:
+        runners, skipped = auto_runners(m, trt_backend=HostBackend)
+        assert "tensorrt" not in [r.label for r in runners]
+        assert {s["runtime"]: s["reason"] for s in skipped}["tensorrt"].startswith("tensorrt is not installed")
