@@ -468,6 +468,10 @@ def test_int8_rows_record_reduce_range_and_calibration(tmp_path, monkeypatch):
     assert r["quantization"]["calibration"]["method"] == "minmax"
     assert r["quantization"]["calibration"]["feeds"] == 8 and r["quantization"]["calibration"]["batch"] == 1
     assert first["model_info"]["onnx"]["int8"]["quantization"] == r["quantization"]
+    from mfparse.bench import render_table
+
+    weights = "7-bit weights (reduce_range)" if cpu["reduce_range"] else "8-bit weights"
+    assert f"int8 (onnxruntime): {weights}, minmax calibration on 8 seeded batches of 1; " in render_table(first)
     # the other reduce_range (a CPU of the other kind): another file, not the cached one
     flipped = {**cpu, "reduce_range": not cpu["reduce_range"], "kernel": "test: flipped"}
     monkeypatch.setattr(rq, "int8_cpu", lambda *a, **k: dict(flipped))

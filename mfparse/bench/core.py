@@ -430,7 +430,7 @@ def verdict(rows: list) -> dict:
         msg = f"{len(failed)} of {len(rows)} rows outside the accuracy thresholds"
     elif not rows:
         status, code = "error", EXIT_ERROR
-        msg = "no runtime could run this model here (see skipped)"
+        msg = "no runtime could run this model here (see the runtimes not run)"
     elif missing:
         status, code = "error", EXIT_ERROR
         msg = f"{len(missing)} of {len(rows)} requested rows did not run"

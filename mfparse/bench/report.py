@@ -189,6 +189,13 @@ def render_table(report: dict) -> str:
         out += ["", "* emulated precision (the number is not what the device does in that precision):"]
         out += [f"  {label} {prec}: {w.removeprefix('emulated: ')} ({'; '.join(b)})"
                 for (label, prec, w), b in emulated.items()]
+    quant_notes: dict = {}
+    for r in rows:
+        q = r.get("quantization") if r["available"] else None
+        if q:
+            quant_notes.setdefault(_quant_text(q), []).append(r.get("label") or r["name"])
+    if quant_notes:
+        out += [""] + [f"int8 ({', '.join(dict.fromkeys(labels))}): {text}" for text, labels in quant_notes.items()]
     if fails:
         out += ["", "FAIL (accuracy thresholds):"] + fails
     if notes:
@@ -206,6 +213,17 @@ def render_table(report: dict) -> str:
     if v:
         out += ["", f"result: {v['status'].upper()}: {v['message']} (exit {v['exit_code']})"]
     return "\n".join(out)
+
+
+def _quant_text(q: dict) -> str:
+    rr = q.get("reduce_range")
+    weights = ("7-bit weights (reduce_range)" if rr else "8-bit weights" if rr is False
+               else "weights: reduce_range not known")
+    cal = q.get("calibration") or {}
+    method = cal.get("method") or "the int8 function's own"
+    feeds = f" on {cal['feeds']} seeded batches of {cal.get('batch', 1)}" if cal.get("feeds") else ""
+    cpu = f"; {q['int8_cpu']}" if q.get("int8_cpu") else ""
+    return f"{weights}, {method} calibration{feeds}{cpu}"
 
 
 def _limits_text(limits: dict) -> str:
