@@ -10,10 +10,12 @@ EPILOG = """\
 MODEL is a TorchScript file, a module:callable (or file.py:callable) returning a torch.nn.Module,
 or an .onnx file. A benchmark runs the model: give only code you trust. --weights files are
 read by mfparse (never unpickled); their names may carry a wrapper's prefix (module., model.,
-_orig_mod., ...). Runtimes: """ + "; ".join(f"{k}: {v}" for k, v in RUNTIME_TOKENS.items()) + """;
-auto (the default): those available here (torch for torch models, onnxruntime when installed,
-the GPU runtimes where a GPU and their package are present); a runtime named explicitly is
-required: a row that says why when it cannot run, and exit status 2.
+_orig_mod., ...). Runtimes (--runtimes):
+""" + "".join(f"  {k:<17} {v}\n" for k, v in RUNTIME_TOKENS.items()) + """  all               every one of them
+  auto (default)    those available here: torch for torch models, onnxruntime when installed,
+                    the GPU runtimes where a GPU and their package are present
+A runtime named explicitly is required: when it cannot run, its row says why and the exit
+status is 2.
 Accuracy gates (none by default): --max-abs-diff 1e-4 --min-cosine int8=0.99 (a plain number
 applies to every precision, PRECISION=NUMBER to one; repeat the option).
 Examples:
