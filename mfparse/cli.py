@@ -187,7 +187,10 @@ EXIT_CODES = {
     "convert": "exit status: 0 written; 2 an error (nothing is left at DST)",
     "quantize": "exit status: 0 written; 2 an error (nothing is left at DST)",
     "diff": "exit status: 0 equal (within the tolerances); 1 different; 2 an error",
-    "bench": "exit status: 0 the report was produced; 2 an error",
+    "bench": "exit status: 0 every row ran and passed the accuracy thresholds (if any); 1 a row is over "
+             "--max-abs-diff or under --min-cosine (this wins over 2); 2 an error (bad arguments, a model "
+             "that does not load or run under torch fp32), or a requested runtime/precision that did not "
+             "run (not installed, no GPU, export failed, ...)",  # = mfparse.bench.base.EXIT_STATUS_HELP
 }
 
 

@@ -1,12 +1,17 @@
 """A small stand-in of the TensorRT 10 Python API: only the calls mfparse/bench/trt.py makes,
-each checking its arguments the way TensorRT does, logged in call order.
+each checking its arguments the way TensorRT does (a wrong call fails an assertion or returns
+what TensorRT returns: False, None).
 
 It "builds" an engine by packing the ONNX bytes, the optimization profile and the builder flags
 into a blob (a real engine is opaque bytes too), and "executes" it with onnxruntime on memory
 addressed by raw pointers (set_tensor_address), reading inputs from and writing outputs to those
-addresses. So the runner's call sequence, shape handling, buffers, copies and engine/timing
-caches are exercised without a GPU. With BuilderFlag.FP16 the outputs are rounded through
-float16, so fp16 rows show a (small) error like real fp16 engines.
+addresses. With BuilderFlag.FP16 the outputs are rounded through float16, so fp16 rows show a
+(small) error like real fp16 engines.
+
+Tests assert outcomes, never the order of calls: what was built (`built`: each engine's
+profile and flags), how often an engine ran and on which stream (`executions`, `streams`), which
+device address each I/O tensor was bound to (`bound`), and through `HostBackend` the buffers
+allocated (`sizes`), copied and freed. `calls` keeps a log for debugging only.
 
 `HostBackend` replaces the CUDA device backend (mfparse/bench/cuda.py) with host memory.
 """
@@ -89,6 +94,10 @@ class StandIn:
         self.__version__ = version
         self.calls: list = []
         self.builds = 0
+        self.built: list = []          # per build: {"profile": {name: (min, opt, max)}, "flags": [...]}
+        self.executions = 0
+        self.streams: set = set()
+        self.bound: dict = {}          # I/O tensor name -> device address, of the last context that ran
         self.timing_cache_inputs: list = []
         st = self
 
@@ -229,6 +238,9 @@ class StandIn:
                     if t.name not in prof:
                         return None
                 st.builds += 1
+                st.built.append({"profile": {n: v for n, v in prof.items()},
+                                 "flags": sorted(f.name for f in config.flags),
+                                 "network_flags": network.flags})
                 if config.timing_cache is not None:  # a real build adds tactics to the cache
                     config.timing_cache.data += f"tactics-{st.builds};".encode()
                 head = {"inputs": [[t.name, list(prof[t.name][1]), int(t.dtype)] for t in network.inputs],
@@ -283,6 +295,9 @@ class StandIn:
                 for n in self.engine.in_names:
                     if n not in self.shapes:
                         return False
+                st.executions += 1
+                st.streams.add(stream_handle)
+                st.bound = dict(self.addresses)
                 feeds = {}
                 for n in self.engine.in_names:
                     dt = np.dtype(_NP[self.engine.dtypes[n]])
@@ -354,8 +369,6 @@ class StandIn:
             DataType=DataType, nptype=lambda dt: _NP[DataType(dt)],
         )
 
-    def names(self) -> list:
-        return [c[0] for c in self.calls]
 
 
 # ---- device backend on host memory --------------------------------------------------------------
@@ -390,12 +403,19 @@ class HostBackend:
         self.stream = 0x5EED
         self.clock = HostClock()
         self.copies = {"h2d": 0, "d2h": 0}
+        self.sizes: dict = {}      # device address -> bytes, of every buffer allocated
+        self.is_closed = False
         HostBackend.opened += 1
 
     def alloc(self, nbytes):
         a = np.zeros(max(1, nbytes), dtype=np.uint8)
         self._keep.append(a)
+        self.sizes[a.ctypes.data] = nbytes
         return self._DeviceBuffer(a.ctypes.data, nbytes, a)
+
+    def live(self) -> int:
+        """Buffers still held (0 once closed)."""
+        return len(self._keep)
 
     def host(self, shape, dtype):
         return np.empty(shape, dtype=dtype)
@@ -416,4 +436,22 @@ class HostBackend:
 
     def close(self):
         HostBackend.closed += 1
+        self.is_closed = True
         self._keep.clear()
+
+
+class Recording:
+    """A backend factory that keeps every HostBackend it makes (the runner opens one to check
+    that a device is there and one per row)."""
+
+    def __init__(self):
+        self.made: list = []
+
+    def __call__(self):
+        b = HostBackend()
+        self.made.append(b)
+        return b
+
+    def rows(self) -> list:
+        """The backends that ran an engine (allocated buffers)."""
+        return [b for b in self.made if b.sizes]

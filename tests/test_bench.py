@@ -83,10 +83,13 @@ def test_simplenet_cli_json(tmp_path, cache, capsys):
                "--iterations", "5", "--warmup", "2", "--threads", "1", "--json", str(out),
                "--cache-dir", str(cache), "--quiet"])
     captured = capsys.readouterr()
-    assert rc == 0, captured.err
-    assert "torch" in captured.out and "onnxruntime" in captured.out and "unavailable" in captured.out
-    doc = json.loads(out.read_text())
-    assert list(doc)[:4] == ["model", "inputs", "environment", "runtimes"]
+    # tensorrt is requested by name: where it cannot run, its row says why and the exit status is 2
+    assert rc == (0 if HAVE_TRT and torch.cuda.is_available() else 2), captured.err
+    assert "torch" in captured.out and "onnxruntime" in captured.out
+    doc = json.loads(out.read_text())  # written whatever the verdict
+    assert list(doc)[:6] == ["schema_version", "model", "verdict", "inputs", "environment", "runtimes"]
+    assert doc["schema_version"] == 2 and doc["verdict"]["exit_code"] == rc
+    assert doc["runtimes_requested"] == ["torch", "onnxruntime", "tensorrt"] and doc["skipped"] == []
     assert doc["model"] == "mfparse.bench.examples:simplenet"
     assert doc["inputs"] == [{"name": "input", "shape": [1, 10], "dtype": "float32"}]
     env = doc["environment"]
@@ -104,12 +107,16 @@ def test_simplenet_cli_json(tmp_path, cache, capsys):
         assert row["iterations"] == 5 and row["warmup_ms"]["iterations"] == 2
         assert row["timer"] == "perf_counter" and row["copy_ms"] is None
         assert row["threads"] == 1
+        assert row["status"] == "ok" and row["threshold_failures"] == [] and row["emulated"] is False
     assert o["provider"] == "CPUExecutionProvider"
     (trt,) = rows_of(doc, "tensorrt")
     if not HAVE_TRT:
-        assert trt["available"] is False
+        assert trt["available"] is False and trt["status"] == "unavailable"
         assert "tensorrt is not installed" in trt["reason"]
         assert trt["latency_ms"] is None and trt["throughput"] is None
+        assert "unavailable" in captured.out and "result: ERROR" in captured.out
+        assert doc["verdict"] == {"status": "error", "exit_code": 2, "rows": 3, "ok": 2, "failed": 0,
+                                  "unavailable": 1, "message": "1 of 3 requested rows did not run"}
 
 
 def test_cnn_batch_sweep(cache):

@@ -1,7 +1,9 @@
-"""The TensorRT runner against a stand-in of the TensorRT 10 Python API (tests/bench_trt_standin.py):
-its call sequence, shape handling, device buffers and copies, engine and timing caches, and the
-reasons it gives when TensorRT or a GPU is missing. The stand-in executes the engine with
-onnxruntime on host memory, so accuracy is checked too. No GPU or TensorRT is needed.
+"""The TensorRT runner against a stand-in of the TensorRT 10 Python API (tests/bench_trt_standin.py).
+The tests assert outcomes, not the order of calls: the rows, the engine built for the benchmarked
+shapes and precision, a device buffer of the right size per I/O tensor (freed after the row),
+the copies, the engine and timing caches written and reused, and the reasons given when
+TensorRT or a GPU is missing. The stand-in executes the engine with onnxruntime on host memory,
+so accuracy is checked too. No GPU or TensorRT is needed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from bench_trt_standin import HostBackend, StandIn  # noqa: E402
+from bench_trt_standin import HostBackend, Recording, StandIn  # noqa: E402
 
 from mfparse.bench import Unavailable, quant, run  # noqa: E402
 from mfparse.bench.trt import TensorRTRunner  # noqa: E402
@@ -65,30 +67,24 @@ def test_rows_measured_with_copies_apart(tmp_path):
     assert HostBackend.opened - opened == HostBackend.closed - closed
 
 
-def test_call_sequence_and_shapes(tmp_path):
+def test_engine_and_buffers_for_the_benchmarked_shape(tmp_path):
     st = StandIn()
-    bench(st, tmp_path, batches=[5], precisions=["fp16"])
-    names = st.names()
-    build = ["Builder", "builder.create_network", "OnnxParser", "parser.parse_from_file",
-             "builder.create_builder_config", "config.set_flag", "config.create_timing_cache",
-             "config.set_timing_cache", "builder.create_optimization_profile", "network.get_input",
-             "profile.set_shape", "config.add_optimization_profile", "builder.build_serialized_network"]
-    assert names[: len(build)] == build
-    runtime = ["Runtime", "runtime.deserialize_cuda_engine", "engine.create_execution_context",
-               "context.set_input_shape", "context.get_tensor_shape", "context.set_tensor_address",
-               "context.set_tensor_address"]
-    assert names[len(build): len(build) + len(runtime)] == runtime
-    rest = names[len(build) + len(runtime):]
-    assert rest == ["context.execute_async_v3"] * (1 + 1 + 3)  # first run, warm-up, timed
-    calls = {c[0]: c[1:] for c in st.calls}
-    assert calls["builder.create_network"] == (0,)
-    assert calls["config.set_flag"] == ("FP16",)
-    assert calls["config.set_timing_cache"] == (False,)
-    # the profile pins the benchmarked shape; the context gets the same shape
-    assert calls["profile.set_shape"] == ("input", (5, 3, 8, 8), (5, 3, 8, 8), (5, 3, 8, 8))
-    assert calls["context.set_input_shape"] == ("input", (5, 3, 8, 8))
-    assert [c[1] for c in st.calls if c[0] == "context.set_tensor_address"] == ["input", "output"]
-    assert {c[1] for c in st.calls if c[0] == "context.execute_async_v3"} == {0x5EED}
+    backends = Recording()
+    r = bench(st, tmp_path, batches=[5], precisions=["fp16"], backend=backends)["runtimes"][0]
+    assert r["available"], r.get("reason")
+    # one engine, fp16, its profile pinned to the benchmarked shape (min = opt = max)
+    assert st.built == [{"profile": {"input": ((5, 3, 8, 8),) * 3}, "flags": ["FP16"], "network_flags": 0}]
+    # one device buffer per I/O tensor, sized for that shape (CNN: 5x3x8x8 in, 5x10 out, float32)
+    (row_backend,) = backends.rows()
+    sizes = {name: row_backend.sizes[ptr] for name, ptr in st.bound.items()}
+    assert sizes == {"input": 5 * 3 * 8 * 8 * 4, "output": 5 * 10 * 4}
+    # first run + 1 warm-up + 3 timed, each with its copies, all on the backend's stream
+    assert st.executions == 5 and st.streams == {0x5EED}
+    assert row_backend.copies == {"h2d": 5, "d2h": 5}
+    assert r["iterations"] == 3 and r["warmup_ms"]["iterations"] == 1
+    # every backend opened (the availability check's too) is closed, its buffers freed
+    assert backends.made and all(b.is_closed and b.live() == 0 for b in backends.made)
+    assert r["device_memory_mb"] > 0 and r["engine_cached"] is False
 
 
 def test_engine_and_timing_cache(tmp_path):
@@ -102,13 +98,16 @@ def test_engine_and_timing_cache(tmp_path):
     st2 = StandIn()
     second = bench(st2, tmp_path, batches=[2])
     r = second["runtimes"][0]
-    assert st2.builds == 0 and r["available"] and r["engine_cached"] is True and r["engine_path"] == engine
-    assert "Builder" not in st2.names()
-    # another shape is another engine; its build starts from the saved timing cache
+    assert st2.builds == 0 and st2.built == [] and st2.executions == 5
+    assert r["available"] and r["engine_cached"] is True and r["engine_path"] == engine
+    # another shape is another engine; its build starts from the saved timing cache, and the
+    # cache written back holds what both builds added
     st3 = StandIn()
     third = bench(st3, tmp_path, batches=[4])
     assert st3.builds == 1 and third["runtimes"][0]["engine_path"] != engine
+    assert st3.built[0]["profile"] == {"input": ((4, 3, 8, 8),) * 3}
     assert st3.timing_cache_inputs == [b"tactics-1;"]
+    assert timing[0].read_bytes() == b"tactics-1;tactics-1;"
     # another precision is another engine as well
     st4 = StandIn()
     bench(st4, tmp_path, batches=[2], precisions=["fp16"])
@@ -139,13 +138,17 @@ def test_multi_input_and_output(tmp_path):
         "def make():\n"
         "    return Two()\n")
     st = StandIn()
-    report = bench(st, tmp_path / "cache", model=f"{src}:make", input_shapes=["x:1x4", "y:1x6"], batches=[3])
+    backends = Recording()
+    report = bench(st, tmp_path / "cache", model=f"{src}:make", input_shapes=["x:1x4", "y:1x6"], batches=[3],
+                   backend=backends)
     r = report["runtimes"][0]
     assert r["available"], r.get("reason")
-    assert r["max_abs_diff"] <= 1e-5
-    shapes = {c[1]: c[2] for c in st.calls if c[0] == "profile.set_shape"}
-    assert shapes == {"x": (3, 4), "y": (3, 6)}
-    assert [c[1] for c in st.calls if c[0] == "context.set_tensor_address"] == ["x", "y", "output_0", "output_1"]
+    assert r["max_abs_diff"] <= 1e-5  # both outputs come back, in order
+    assert st.built[0]["profile"] == {"x": ((3, 4),) * 3, "y": ((3, 6),) * 3}
+    (row_backend,) = backends.rows()
+    sizes = {name: row_backend.sizes[ptr] for name, ptr in st.bound.items()}
+    assert sizes == {"x": 3 * 4 * 4, "y": 3 * 6 * 4, "output_0": 3 * 3 * 4, "output_1": 3 * 4}
+    assert row_backend.is_closed and row_backend.live() == 0
 
 
 def test_parse_failure_gives_parser_errors(tmp_path):
@@ -195,7 +198,10 @@ def test_int8_builds_the_quantized_file_with_int8_flag(tmp_path):
         quant.register("onnx", None)
     assert r["available"], r.get("reason")
     assert seen["src"].endswith(".fp32.onnx") and r["onnx"].endswith(".int8.onnx")
-    assert [c[1] for c in st.calls if c[0] == "config.set_flag"] == ["INT8"]
+    assert [b["flags"] for b in st.built] == [["INT8"]]
+    # a registered function that does not take reduce_range: the setting is recorded as unknown
+    assert r["quantization"]["reduce_range"] is None and r["quantization"]["calibration"]["method"] is None
+    assert r["quantization"]["calibration"]["feeds"] == 8
 
 
 def test_host_backend_roundtrip():
@@ -207,3 +213,19 @@ def test_host_backend_roundtrip():
     b.d2h(out, buf)
     np.testing.assert_array_equal(out, a)
     b.close()
+
+
+def test_auto_takes_tensorrt_where_a_gpu_and_tensorrt_are(tmp_path):
+    from mfparse.bench.core import auto_runners
+    from mfparse.bench.models import load_model
+
+    m = load_model("mfparse.bench.examples:simplenet")
+    runners, skipped = auto_runners(m, trt=StandIn().module, trt_backend=HostBackend)
+    labels = [r.label for r in runners]
+    assert labels[0] == "torch" and "onnxruntime" in labels and labels[-1] == "tensorrt"
+    assert not {s["runtime"] for s in skipped} & set(labels)
+    # the same machine without TensorRT: not a row, a skipped runtime with the reason
+    if importlib.util.find_spec("tensorrt") is None:
+        runners, skipped = auto_runners(m, trt_backend=HostBackend)
+        assert "tensorrt" not in [r.label for r in runners]
+        assert {s["runtime"]: s["reason"] for s in skipped}["tensorrt"].startswith("tensorrt is not installed")

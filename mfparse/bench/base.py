@@ -11,7 +11,7 @@ from mfparse.bench.measure import LATENCY_KEYS
 
 class BenchError(Exception):
     """A problem that stops the whole benchmark (bad arguments, a model that cannot be loaded
-    or does not run under torch fp32). The CLI prints it and exits with status 2."""
+    or does not run under torch fp32). The CLI prints it and exits with status 2 (EXIT_ERROR)."""
 
 
 class Unavailable(Exception):
@@ -31,7 +31,20 @@ RUNTIME_TOKENS = {
     "onnxruntime-trt": "ONNX Runtime, TensorRT execution provider",
     "tensorrt": "TensorRT 10+ (engine built from the ONNX)",
 }
-DEFAULT_RUNTIMES = ("torch", "onnxruntime", "tensorrt")
+#: "auto": the runtimes available on this machine (mfparse.bench.core.auto_runners): torch when
+#: MODEL is a torch model, ONNX Runtime when it is installed, and the GPU runtimes only where a GPU
+#: and their package are present. Runtimes left out are listed in the report's "skipped".
+DEFAULT_RUNTIMES = ("auto",)
+
+# exit statuses of `mfparse bench` (report["verdict"]["exit_code"])
+EXIT_OK = 0      # every row ran and passed the accuracy thresholds (if any were given)
+EXIT_FAIL = 1    # a row ran but is over --max-abs-diff or under --min-cosine
+EXIT_ERROR = 2   # an error, or a requested row did not run (runtime unavailable, export failed, ...)
+EXIT_STATUS_HELP = (
+    "exit status: 0 every row ran and passed the accuracy thresholds (if any); 1 a row is over "
+    "--max-abs-diff or under --min-cosine (this wins over 2); 2 an error (bad arguments, a model "
+    "that does not load or run under torch fp32), or a requested runtime/precision that did not "
+    "run (not installed, no GPU, export failed, ...)")
 
 
 @dataclass
@@ -72,14 +85,18 @@ def empty_row(name: str, label: str, device: str, precision: str, batch: int,
         "precision": precision,
         "batch": batch,
         "available": False,
+        "status": "unavailable",
         "threads": None,
         "latency_ms": None,
         "throughput": None,
+        "tokens_per_s": None,
         "first_run_ms": None,
         "build_ms": None,
         "max_abs_diff": None,
         "mean_abs_diff": None,
         "cosine": None,
+        "emulated": None,
+        "warnings": [],
         "iterations": None,
         "warmup_ms": None,
         "copy_ms": None,
@@ -93,9 +110,20 @@ def empty_row(name: str, label: str, device: str, precision: str, batch: int,
 
 def unavailable(row: dict, reason: str) -> dict:
     row["available"] = False
+    row["status"] = "unavailable"
     row["reason"] = " ".join(str(reason).split())[:500] or "unavailable"
     return row
 
 
+def one_line(text, limit: int = 200) -> str:
+    """The first non-empty line of `text`, whitespace squeezed, cut at `limit` characters."""
+    for line in str(text).splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return ""
+
+
 __all__ = ["BenchError", "Unavailable", "Settings", "PRECISIONS", "RUNTIME_TOKENS",
-           "DEFAULT_RUNTIMES", "empty_row", "unavailable", "LATENCY_KEYS"]
+           "DEFAULT_RUNTIMES", "EXIT_OK", "EXIT_FAIL", "EXIT_ERROR", "EXIT_STATUS_HELP",
+           "empty_row", "unavailable", "one_line", "LATENCY_KEYS"]

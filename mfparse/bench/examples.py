@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["SimpleNet", "SimpleConvNet", "CNN", "ComplexNet", "ResNet50",
-           "simplenet", "simple_conv", "cnn", "complexnet", "resnet50"]
+__all__ = ["SimpleNet", "SimpleConvNet", "CNN", "ComplexNet", "ResNet50", "TinyLM",
+           "simplenet", "simple_conv", "cnn", "complexnet", "resnet50", "tiny_lm"]
 
 
 class SimpleNet(nn.Module):
@@ -173,8 +173,28 @@ class ResNet50(nn.Module):
         return self.fc(x)
 
 
-def _ready(model: nn.Module, shape) -> nn.Module:
+class TinyLM(nn.Module):
+    """A small language-model head over token ids: embedding, a position-wise MLP with a
+    residual, layer norm and the output projection to the vocabulary (N x seq -> N x seq x vocab)."""
+
+    def __init__(self, vocab: int = 1000, dim: int = 64):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, 4 * dim)
+        self.fc2 = nn.Linear(4 * dim, dim)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        x = x + self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(x))))
+        return self.head(x)
+
+
+def _ready(model: nn.Module, shape, dtype: str = "float32") -> nn.Module:
     model.example_input_shape = tuple(shape)
+    if dtype != "float32":
+        model.example_input_dtype = dtype
     return model.eval()
 
 
@@ -201,3 +221,8 @@ def complexnet() -> nn.Module:
 def resnet50() -> nn.Module:
     """A ResNet-50-sized model, input N x 3 x 224 x 224."""
     return _ready(ResNet50(), (1, 3, 224, 224))
+
+
+def tiny_lm() -> nn.Module:
+    """TinyLM over token ids, input N x 16 int64 (--seq-len changes the 16)."""
+    return _ready(TinyLM(), (1, 16), "int64")

@@ -192,6 +192,11 @@ def throughput(batch: int, samples_ms: Sequence[float]) -> float:
     return batch * len(samples_ms) * 1000.0 / total if total > 0 else math.inf
 
 
+def tokens_per_s(batch: int, seq_len: int, samples_ms: Sequence[float]) -> float:
+    """Tokens per second for token-id inputs: batch x seq_len x iterations / total compute time."""
+    return throughput(batch, samples_ms) * seq_len
+
+
 # ---- accuracy ----------------------------------------------------------------------------------
 
 

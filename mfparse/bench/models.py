@@ -151,8 +151,10 @@ def _class_sources(module) -> list[str]:
     return out
 
 
-def load_model(spec: str, weights: str | None = None, input_shapes=(), seed: int = 0) -> Model:
-    """Load MODEL (see the module docstring) and settle its inputs.
+def load_model(spec: str, weights: str | None = None, input_shapes=(), seed: int = 0,
+               seq_len: int | None = None) -> Model:
+    """Load MODEL (see the module docstring) and settle its inputs; `seq_len` sets dim 1 of
+    every integer (token id) input of rank 2 or more.
 
     Raises BenchError with a message naming what is wrong."""
     path = Path(spec)
@@ -172,7 +174,7 @@ def load_model(spec: str, weights: str | None = None, input_shapes=(), seed: int
     if weights is not None:
         model.weights = load_weights(model.module, weights)
     model.inputs = _settle_inputs(model, [parse_input_shape(s) if isinstance(s, str) else s
-                                         for s in input_shapes])
+                                         for s in input_shapes], seq_len)
     return model
 
 
@@ -263,9 +265,11 @@ def _load_callable(spec: str, seed: int):
 
 def load_weights(module, path: str) -> dict:
     """Copy the tensors of a weights file (any format mfparse reads) into the module's
-    state_dict, in place. Names may carry a common prefix in the file (a training checkpoint's
-    `model_state_dict.`, DataParallel's `module.`); every model tensor must be found with the
-    same shape. Returns what was loaded."""
+    state_dict, in place. Names are matched as they are or through a wrapper: a prefix common
+    to every model name is removed (the model is a wrapper, e.g. Lightning's `model.`) and one
+    is added (the file was saved from a wrapper: DataParallel/DDP's `module.`, torch.compile's
+    `_orig_mod.`, a training checkpoint's `model_state_dict.`); every model tensor must be found
+    with the same shape. Returns what was loaded."""
     import mfparse
 
     if module is None:
@@ -275,20 +279,18 @@ def load_weights(module, path: str) -> dict:
     try:
         with mfparse.open(path) as m:
             names = set(m.keys())
-            prefix = _find_prefix(keys, names)
-            missing = [k for k in keys if prefix + k not in names]
-            if missing:
-                raise BenchError(
-                    f"--weights {path}: {len(missing)} of the model's {len(keys)} tensors are not in the "
-                    f"file (first: {', '.join(missing[:3])}); the file has {len(names)} tensors "
-                    f"(first: {', '.join(sorted(names)[:3])})")
+            found = match_names(keys, names)
+            if found is None:
+                raise BenchError(f"--weights {path}: {_mismatch(keys, names)}")
+            model_prefix, prefix = found
             for k in keys:
-                info = m.info(prefix + k)
+                name = prefix + k[len(model_prefix):]
+                info = m.info(name)
                 dst = state[k]
                 if tuple(info.shape) != tuple(dst.shape):
-                    raise BenchError(f"--weights {path}: {prefix + k} has shape {list(info.shape)} in the "
-                                     f"file, the model wants {list(dst.shape)}")
-                src = _to_torch(m.read(info, packed=True), info.dtype, f"{path}: {prefix + k}")
+                    raise BenchError(f"--weights {path}: {name} has shape {list(info.shape)} in the "
+                                     f"file, the model's {k} is {list(dst.shape)}")
+                src = _to_torch(m.read(info, packed=True), info.dtype, f"{path}: {name}")
                 with _no_grad():
                     dst.copy_(src)
             fmt = m.format
@@ -298,19 +300,74 @@ def load_weights(module, path: str) -> dict:
     except OSError as e:
         raise BenchError(f"--weights {path}: {e.strerror or e}") from None
     return {"path": os.fspath(path), "format": fmt, "tensors": len(keys), "prefix": prefix,
-            "unused_in_file": unused}
+            "model_prefix": model_prefix, "unused_in_file": unused}
 
 
-def _find_prefix(keys: list, names: set) -> str:
-    if not keys or all(k in names for k in keys):
-        return ""
+def _dotted_prefixes(name: str) -> list[str]:
+    """"", "a.", "a.b." for "a.b.c": the prefixes of a name that end at a dot."""
+    parts = name.split(".")
+    return [""] + [".".join(parts[:i]) + "." for i in range(1, len(parts))]
+
+
+def match_names(keys: list, names: set) -> tuple[str, str] | None:
+    """(model_prefix, file_prefix) such that every model name k is in the file as
+    file_prefix + k[len(model_prefix):], or None. model_prefix is a prefix (ending at a dot)
+    common to every model name; file_prefix is any prefix the file's names carry. The shortest
+    change wins: no prefix at all, then the shortest model prefix, then the shortest file prefix
+    (ties broken alphabetically)."""
+    if not keys:
+        return "", ""
     first = keys[0]
-    cands = {n[: len(n) - len(first)] for n in names
-             if n.endswith(first) and (len(n) == len(first) or n[len(n) - len(first) - 1] == ".")}
-    for p in sorted(cands, key=len):
-        if all(p + k in names for k in keys):
-            return p
-    return ""
+    for mp in _dotted_prefixes(first):
+        if mp and not all(k.startswith(mp) for k in keys):
+            break  # a longer model prefix cannot be common either
+        rest = first[len(mp):]
+        cands = {n[: len(n) - len(rest)] for n in names
+                 if n.endswith(rest) and (len(n) == len(rest) or n[len(n) - len(rest) - 1] == ".")}
+        for fp in sorted(cands, key=lambda p: (len(p), p)):
+            if all(fp + k[len(mp):] in names for k in keys):
+                return mp, fp
+    return None
+
+
+def _common_prefix(names) -> str:
+    names = list(names)
+    if not names:
+        return ""
+    p = os.path.commonprefix(names)
+    return p[: p.rfind(".") + 1]
+
+
+def _mismatch(keys: list, names: set) -> str:
+    """Why the names do not match: the model tensors without a counterpart and the file's
+    tensors that are not the model's (under the best partial mapping), with their prefixes."""
+    best, best_hits = ("", ""), -1
+    file_prefixes = sorted({p for n in names for p in _dotted_prefixes(n)[:4]}, key=lambda p: (len(p), p))
+    for mp in _dotted_prefixes(keys[0]):
+        if mp and not all(k.startswith(mp) for k in keys):
+            break
+        for fp in file_prefixes[:64]:
+            hits = sum(fp + k[len(mp):] in names for k in keys)
+            if hits > best_hits:
+                best, best_hits = (mp, fp), hits
+    mp, fp = best
+    mapped = {fp + k[len(mp):]: k for k in keys}
+    missing = [k for k in keys if fp + k[len(mp):] not in names]
+    unused = sorted(n for n in names if n not in mapped)
+    how = (f" (under the best mapping: model '{mp}NAME' = file '{fp}NAME')" if (mp or fp) and best_hits > 0
+           else "")
+    model_p, file_p = _common_prefix(keys), _common_prefix(names)
+    prefixes = ""
+    if model_p or file_p:
+        prefixes = (f"; the model's names all start with {model_p!r}" if model_p else "") + \
+                   (f"; the file's names all start with {file_p!r}" if file_p else "")
+    extra = (f"{len(unused)} of the file's {len(names)} tensors are not the model's (first: "
+             f"{', '.join(unused[:5])})" if unused else f"each of the file's {len(names)} tensors is the model's")
+    return (f"{len(missing)} of the model's {len(keys)} tensors are not in the file{how} "
+            f"(first: {', '.join(missing[:5])}); {extra}{prefixes}. Names are "
+            "matched as they are or after removing a prefix common to all the model's names and "
+            "adding one to the file's (e.g. 'module.' from DataParallel/DDP, '_orig_mod.' from "
+            "torch.compile, 'model.' from Lightning)")
 
 
 def _no_grad():
@@ -385,8 +442,36 @@ def _ort_type(t: str) -> str:
     return m.get(t, "float32")
 
 
-def _settle_inputs(model: Model, given: list) -> list:
-    """Final InputSpecs from --input-shape, the model's example_input_shape, or the ONNX graph."""
+def _settle_inputs(model: Model, given: list, seq_len: int | None = None) -> list:
+    """Final InputSpecs from --input-shape, the model's example_input_shape (and
+    example_input_dtype), or the ONNX graph; then --seq-len on the token-id inputs."""
+    if seq_len is not None and (not isinstance(seq_len, int) or seq_len < 1):
+        raise BenchError(f"--seq-len must be a positive integer, not {seq_len!r}")
+    specs = _settle_shapes(model, given, seq_len)
+    if seq_len is None:
+        return specs
+    if not any(_is_token_input(s) for s in specs):
+        raise BenchError("--seq-len sets the sequence dimension (dim 1) of integer (token id) inputs; "
+                         "this model has none: " + ", ".join(f"{s.name} {s.dtype}{list(s.shape)}" for s in specs))
+    return [InputSpec(s.name, (s.shape[0], seq_len) + tuple(s.shape[2:]), s.dtype) if _is_token_input(s) else s
+            for s in specs]
+
+
+def _is_token_input(spec: InputSpec) -> bool:
+    """An integer input of rank 2 or more: token ids (or their mask), batch x sequence x ..."""
+    return np.dtype(spec.dtype).kind in "iu" and len(spec.shape) >= 2
+
+
+def token_seq_len(specs) -> int | None:
+    """The sequence length of a model whose inputs are token ids (dim 1 of the first integer
+    input of rank 2 or more), else None."""
+    for s in specs:
+        if _is_token_input(s) and s.shape[1] is not None:
+            return int(s.shape[1])
+    return None
+
+
+def _settle_shapes(model: Model, given: list, seq_len: int | None) -> list:
     if model.kind == "onnx":
         graph = model.inputs
         if given:
@@ -410,9 +495,12 @@ def _settle_inputs(model: Model, given: list) -> list:
             dims = list(g.shape)
             if dims and dims[0] is None:
                 dims[0] = 1
+            if seq_len is not None and len(dims) >= 2 and dims[1] is None and np.dtype(g.dtype).kind in "iu":
+                dims[1] = seq_len
             if any(d is None for d in dims):
                 raise BenchError(f"ONNX input {g.name!r} has dynamic dimensions {_fmt_dims(g.shape)}: "
-                                 f"pass --input-shape {g.name}:1x...")
+                                 f"pass --input-shape {g.name}:1x..." +
+                                 (" (or --seq-len N for token ids)" if np.dtype(g.dtype).kind in "iu" else ""))
             out.append(InputSpec(g.name, tuple(dims), g.dtype))
         return out
     # torch
@@ -424,11 +512,20 @@ def _settle_inputs(model: Model, given: list) -> list:
     if example is None:
         raise BenchError(f"MODEL {model.spec!r}: give the input shape, e.g. --input-shape 1x3x224x224 "
                          "(or set example_input_shape on the module)")
+    dtypes = getattr(model.module, "example_input_dtype", None) or "float32"
+
+    def dtype_of(i, name):
+        d = dtypes.get(name, "float32") if isinstance(dtypes, dict) else \
+            dtypes[i] if isinstance(dtypes, (list, tuple)) else dtypes
+        if str(d) not in _DTYPES:
+            raise BenchError(f"MODEL {model.spec!r}: example_input_dtype {d!r} is not one of {', '.join(_DTYPES)}")
+        return str(d)
+
     if isinstance(example, dict):
-        return [InputSpec(str(k), tuple(v)) for k, v in example.items()]
+        return [InputSpec(str(k), tuple(v), dtype_of(i, str(k))) for i, (k, v) in enumerate(example.items())]
     if example and isinstance(example[0], (tuple, list)):
-        return [InputSpec(f"input_{i}", tuple(s)) for i, s in enumerate(example)]
-    return [InputSpec("input", tuple(example))]
+        return [InputSpec(f"input_{i}", tuple(s), dtype_of(i, f"input_{i}")) for i, s in enumerate(example)]
+    return [InputSpec("input", tuple(example), dtype_of(0, "input"))]
 
 
 def _check_rank(g: InputSpec, shape: tuple) -> None:

@@ -1,26 +1,49 @@
 """The report: JSON (schema below), the terminal table, the optional PNG plot.
 
-JSON (`--json OUT`):
+JSON (`--json OUT`), schema_version 2 (1 was the same without the fields marked [2]):
 
-    {"model": MODEL as given,
+    {"schema_version": 2,                                                         [2]
+     "model": MODEL as given,
      "inputs": [{"name", "shape", "dtype"}],
-     "environment": {"versions": {...}, "cpu": str, "threads": int, "gpu": {...} | null},
-     "runtimes": [{
+     "environment": {"versions": {...}, "cpu": str, "threads": int, "gpu": {...} | null, ...},
+     "runtimes": [{                              one row per (runtime, precision, batch) run
         "name": "torch" | "onnxruntime" | "tensorrt",
-        "precision": "fp32" | "fp16" | "int8", "batch": int,
-        "available": bool, "reason": str (only when unavailable),
+        "label": "torch" | "torch-cuda" | "onnxruntime" | "onnxruntime-cuda" | ... ,
+        "device", "provider", "precision": "fp32" | "fp16" | "int8", "batch": int,
+        "available": bool, "reason": str (only when unavailable: one line),
+        "status": "ok" | "fail" | "unavailable",                                  [2]
         "threads": int | null,
         "latency_ms": {"min","mean","p50","p90","p95","p99","max","stdev"},
-        "throughput": samples/s, "first_run_ms", "build_ms",
-        "max_abs_diff", "mean_abs_diff", "cosine",
-        ... and: "label" (torch-cuda, onnxruntime-cuda, ...), "device", "provider",
+        "throughput": samples/s,
+        "tokens_per_s": batch x seq_len / latency, for token-id inputs, else null,  [2]
+        "first_run_ms", "build_ms",
+        "max_abs_diff", "mean_abs_diff", "cosine"   (against "reference"),
+        "thresholds": {"max_abs_diff": limit | null, "min_cosine": limit | null},   [2]
+        "threshold_failures": [str]: why the row is "fail", e.g. "max|diff| 3.1e-02 > 0.01",  [2]
+        "emulated": bool: the precision is emulated on the device (torch / ONNX Runtime fp16
+                    on a CPU), so its speed is not the hardware's in that precision,  [2]
+        "warnings": [str] (e.g. "emulated: ..."),                                  [2]
+        "p50_vs_fp32": p50 over the same runtime's fp32 p50 at the same batch | null,  [2]
+        "quantization": {"reduce_range": bool | null (7-bit weights; null: the int8
+                    function did not say), "calibration": {"method", "feeds", "batch",
+                    "inputs", ...}, "int8_cpu": str}  (int8 rows of ONNX Runtime and TensorRT),  [2]
         "iterations", "warmup_ms", "copy_ms" {"h2d","d2h"} (GPU), "timer",
         "peak_rss_mb" (the process's peak RSS during the row: what it already held when the row
         started, "rss_before_mb", plus what the row added), "peak_rss_scope" ("row" where the peak
         mark could be reset, else "process"), "device_memory_mb", runtime-specific extras}],
-     ... and: "model_info", "batch", "precision", "reference", "settings"}
+     "skipped": [{"runtime", "precision" | null, "reason"}]: with runtimes "auto", what was
+                not run because it is not available here (not rows),                [2]
+     "runtimes_requested": "auto" | [tokens],                                       [2]
+     "seq_len": int | null (dim 1 of the token-id inputs),                          [2]
+     "thresholds": {"max_abs_diff": {"*" | precision: limit}, "min_cosine": {...}},  [2]
+     "verdict": {"status": "pass" | "fail" | "error", "exit_code": 0 | 1 | 2, "rows", "ok",
+                 "failed", "unavailable", "message"},                               [2]
+     ... and: "model_info" (with "onnx": per precision the exported file or its "error"),
+     "batch", "precision", "reference", "settings"}
 
-Fields of an unavailable row that were not measured are null. Non-finite numbers are null.
+exit_code: 0 every row ran (and passed the thresholds, if any); 1 a row is "fail" (wins over
+2); 2 a row did not run (a requested runtime unavailable, a failed export, ...) or no row at
+all. Fields of an unavailable row that were not measured are null. Non-finite numbers are null.
 """
 
 from __future__ import annotations
@@ -32,10 +55,10 @@ import os
 import tempfile
 from pathlib import Path
 
-ROW_ORDER = ("name", "label", "device", "provider", "precision", "batch", "available", "reason", "threads",
-             "latency_ms", "throughput", "first_run_ms", "build_ms", "max_abs_diff", "mean_abs_diff",
-             "cosine")
-TOP_ORDER = ("model", "inputs", "environment", "runtimes")
+ROW_ORDER = ("name", "label", "device", "provider", "precision", "batch", "available", "reason", "status",
+             "threads", "latency_ms", "throughput", "tokens_per_s", "first_run_ms", "build_ms", "max_abs_diff",
+             "mean_abs_diff", "cosine", "thresholds", "threshold_failures", "emulated", "warnings")
+TOP_ORDER = ("schema_version", "model", "verdict", "inputs", "environment", "runtimes")
 
 
 def _clean(v):
@@ -91,41 +114,67 @@ def _f(v, fmt="{:.3f}") -> str:
 def render_table(report: dict) -> str:
     env = report.get("environment", {})
     gpu = env.get("gpu")
+    seq = report.get("seq_len")
     head = [f"model: {report['model']}   inputs: "
             + ", ".join(f"{i['name']} {i['dtype']}[{'x'.join(map(str, i['shape'][1:]))}]" for i in report["inputs"])
-            + f"   batch: {','.join(map(str, report.get('batch', [])))}",
+            + f"   batch: {','.join(map(str, report.get('batch', [])))}" + (f"   seq_len: {seq}" if seq else ""),
             f"cpu: {env.get('cpu', '?')}   threads: {env.get('threads')}   gpu: "
             + (f"{gpu.get('name')}" if gpu else "none"),
             "versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
             f"latency = compute only (ms, {_timing_note(report)}); accuracy vs {report.get('reference')}"]
+    limits = report.get("thresholds") or {}
+    lim_text = _limits_text(limits)
+    if lim_text:
+        head.append(f"thresholds: {lim_text}")
     load = env.get("load_average_before")
     cores = env.get("usable_cores") or 1
     if load and load[0] > 0.25 * cores:
         head.append(f"warning: load average {load[0]:.2f} on {cores} cores before the run: other processes "
                     "compete for the CPUs, so CPU numbers are noisy (multi-threaded torch suffers most)")
-    cols = ["runtime", "prec", "batch", "thr", "p50", "p90", "p99", "mean±sd", "samples/s",
-            "first", "build", "max|diff|", "cosine", "rss MB before/peak", "dev MB", "copy h2d/d2h"]
+    rows = report["runtimes"]
+    show_check = bool(lim_text) or any(r.get("status") == "fail" for r in rows)
+    cols = ["runtime", "prec", "batch", "thr", "p50", "p90", "p99", "mean±sd", "samples/s"]
+    if seq:
+        cols.append("tokens/s")
+    cols += ["first", "build", "max|diff|", "cosine"]
+    if show_check:
+        cols.append("check")
+    cols += ["rss MB before/peak", "dev MB", "copy h2d/d2h"]
     lines = []
     notes: dict = {}
-    for r in report["runtimes"]:
+    fails: list = []
+    emulated: dict = {}
+    for r in rows:
         label = r.get("label") or r["name"]
+        prec = r["precision"] + ("*" if r.get("emulated") else "")
         if not r["available"]:
             notes.setdefault((label, r["precision"], r.get("reason")), []).append(str(r["batch"]))
-            lines.append([label, r["precision"], str(r["batch"]), "-", "unavailable (see below)"] + [""] * 11)
+            lines.append([label, prec, str(r["batch"]), "-", "unavailable (see below)"] + [""] * (len(cols) - 5))
             continue
         lat = r["latency_ms"]
         copy = r.get("copy_ms")
         copies = "-"
         if copy:
             copies = f"{_f((copy.get('h2d') or {}).get('p50'))}/{_f((copy.get('d2h') or {}).get('p50'))}"
-        lines.append([
-            label, r["precision"], str(r["batch"]), _f(r.get("threads"), "{}"),
-            _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), f"{lat['mean']:.3f}±{lat['stdev']:.3f}",
-            _f(r["throughput"], "{:.1f}"), _f(r["first_run_ms"], "{:.1f}"), _f(r["build_ms"], "{:.1f}"),
-            _f(r["max_abs_diff"], "{:.1e}"), _f(r["cosine"], "{:.6f}"),
-            f"{_f(r.get('rss_before_mb'), '{:.0f}')}/{_f(r.get('peak_rss_mb'), '{:.0f}')}",
-            _f(r.get("device_memory_mb"), "{:.0f}"), copies,
-        ])
+        line = [label, prec, str(r["batch"]), _f(r.get("threads"), "{}"),
+                _f(lat["p50"]), _f(lat["p90"]), _f(lat["p99"]), f"{lat['mean']:.3f}±{lat['stdev']:.3f}",
+                _f(r["throughput"], "{:.1f}")]
+        if seq:
+            line.append(_f(r.get("tokens_per_s"), "{:.1f}"))
+        line += [_f(r["first_run_ms"], "{:.1f}"), _f(r["build_ms"], "{:.1f}"),
+                 _f(r["max_abs_diff"], "{:.1e}"), _f(r["cosine"], "{:.6f}")]
+        if show_check:
+            line.append("FAIL" if r.get("status") == "fail" else "ok")
+        line += [f"{_f(r.get('rss_before_mb'), '{:.0f}')}/{_f(r.get('peak_rss_mb'), '{:.0f}')}",
+                 _f(r.get("device_memory_mb"), "{:.0f}"), copies]
+        lines.append(line)
+        if r.get("status") == "fail":
+            fails.append(f"  {label} {r['precision']} batch {r['batch']}: "
+                         + "; ".join(r.get("threshold_failures") or []))
+        for w in r.get("warnings") or []:
+            ratio = r.get("p50_vs_fp32")
+            key = (label, r["precision"], w)
+            emulated.setdefault(key, []).append(f"batch {r['batch']}" + (f": p50 {ratio:.1f}x fp32's" if ratio else ""))
     measured = [l for l in lines if not l[4].startswith("unavailable")]
     widths = [max([len(c)] + [len(l[i]) for l in (lines if i < 4 else measured)]) for i, c in enumerate(cols)]
     out = head + [""]
@@ -136,10 +185,54 @@ def render_table(report: dict) -> str:
             out.append("  ".join(c.ljust(w) for c, w in zip(l[:4], widths[:4])) + "  " + l[4])
         else:
             out.append("  ".join(c.ljust(w) for c, w in zip(l, widths)).rstrip())
+    if emulated:
+        out += ["", "* emulated precision (the number is not what the device does in that precision):"]
+        out += [f"  {label} {prec}: {w.removeprefix('emulated: ')} ({'; '.join(b)})"
+                for (label, prec, w), b in emulated.items()]
+    quant_notes: dict = {}
+    for r in rows:
+        q = r.get("quantization") if r["available"] else None
+        if q:
+            quant_notes.setdefault(_quant_text(q), []).append(r.get("label") or r["name"])
+    if quant_notes:
+        out += [""] + [f"int8 ({', '.join(dict.fromkeys(labels))}): {text}" for text, labels in quant_notes.items()]
+    if fails:
+        out += ["", "FAIL (accuracy thresholds):"] + fails
     if notes:
         out += ["", "unavailable:"] + [f"  {label} {prec} (batch {','.join(b)}): {reason}"
                                        for (label, prec, reason), b in notes.items()]
+    skipped = report.get("skipped") or []
+    if skipped:
+        by_reason: dict = {}
+        for s in skipped:
+            name = s["runtime"] + (f" {s['precision']}" if s.get("precision") else "")
+            by_reason.setdefault(s["reason"], []).append(name)
+        out += ["", "not run (--runtimes auto takes what is available here; name a runtime to require it):"]
+        out += [f"  {', '.join(names)}: {reason}" for reason, names in by_reason.items()]
+    v = report.get("verdict")
+    if v:
+        out += ["", f"result: {v['status'].upper()}: {v['message']} (exit {v['exit_code']})"]
     return "\n".join(out)
+
+
+def _quant_text(q: dict) -> str:
+    rr = q.get("reduce_range")
+    weights = ("7-bit weights (reduce_range)" if rr else "8-bit weights" if rr is False
+               else "weights: reduce_range not known")
+    cal = q.get("calibration") or {}
+    method = cal.get("method") or "the int8 function's own"
+    feeds = f" on {cal['feeds']} seeded batches of {cal.get('batch', 1)}" if cal.get("feeds") else ""
+    cpu = f"; {q['int8_cpu']}" if q.get("int8_cpu") else ""
+    return f"{weights}, {method} calibration{feeds}{cpu}"
+
+
+def _limits_text(limits: dict) -> str:
+    parts = []
+    for key, flag in (("max_abs_diff", "max|diff| <="), ("min_cosine", "cosine >=")):
+        table = limits.get(key) or {}
+        for prec, v in sorted(table.items(), key=lambda kv: (kv[0] != "*", kv[0])):
+            parts.append(f"{flag} {v:g}" + ("" if prec == "*" else f" ({prec})"))
+    return ", ".join(parts)
 
 
 def _timing_note(report: dict) -> str:

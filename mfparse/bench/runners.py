@@ -42,6 +42,15 @@ class Runner:
     def check(self, ctx) -> None:
         """Raise Unavailable when this runtime cannot run at all here."""
 
+    def unsupported(self, ctx, precision: str) -> str | None:
+        """Why this runtime never runs `precision` for this model (None: it may)."""
+        return None
+
+    def emulated(self, precision: str) -> str | None:
+        """Why `precision` is emulated on this runtime's device (None: it runs natively), so a
+        row can warn that its number is not what the hardware does in that precision."""
+        return None
+
     def prepare(self, ctx, precision: str, batch: int, inputs: list) -> Prepared:
         raise NotImplementedError
 
@@ -59,6 +68,12 @@ def _torch_inputs(torch, inputs, half: bool):
     return out
 
 
+TORCH_CPU_FP16 = ("torch has no fp16 arithmetic for most operators on the CPU: it converts to fp32 and "
+                  "back around them, so fp16 is emulated here and usually much slower than fp32")
+ORT_CPU_FP16 = ("ONNX Runtime's CPU provider has fp16 kernels for few operators and runs the others in "
+                "fp32 between casts it inserts, so fp16 is emulated here: its speed is not the CPU's fp16 speed")
+
+
 class TorchRunner(Runner):
     name = "torch"
     label = "torch"
@@ -67,6 +82,9 @@ class TorchRunner(Runner):
     def check(self, ctx) -> None:
         if not ctx.model.is_torch:
             raise Unavailable("MODEL is an .onnx file; torch runs torch models (TorchScript or module:callable)")
+
+    def emulated(self, precision: str) -> str | None:
+        return TORCH_CPU_FP16 if precision == "fp16" else None
 
     def prepare(self, ctx, precision, batch, inputs) -> Prepared:
         import torch
@@ -109,6 +127,9 @@ class TorchCudaRunner(Runner):
             cuda = getattr(torch.version, "cuda", None)
             raise Unavailable(f"torch {torch.__version__} is a CPU-only build" if not cuda
                               else f"torch {torch.__version__} (CUDA {cuda}) sees no GPU")
+
+    def unsupported(self, ctx, precision: str) -> str | None:
+        return "torch int8 (dynamic quantization) runs on the CPU only" if precision == "int8" else None
 
     def prepare(self, ctx, precision, batch, inputs) -> Prepared:
         import torch
@@ -201,6 +222,15 @@ class OrtRunner(Runner):
             raise Unavailable(f"onnxruntime {ort.__version__} has no {self.provider} "
                               f"(available: {', '.join(have)})")
 
+    def unsupported(self, ctx, precision: str) -> str | None:
+        if precision == "fp16" and self.ep != "trt" and ctx.model.kind == "onnx":
+            return ("fp16 ONNX is exported from the torch model; MODEL is an .onnx file "
+                    "(give an fp16 .onnx as MODEL instead)")
+        return None
+
+    def emulated(self, precision: str) -> str | None:
+        return ORT_CPU_FP16 if precision == "fp16" and self.ep == "cpu" else None
+
     def _options(self, ort, ctx):
         so = ort.SessionOptions()
         so.intra_op_num_threads = ctx.settings.threads
@@ -262,7 +292,9 @@ class OrtRunner(Runner):
             a = by_name[i.name]
             feeds[i.name] = np.ascontiguousarray(a.astype(want, copy=False) if want is not None else a)
         threads = sess.get_session_options().intra_op_num_threads
-        extra = {"onnx": ctx.onnx.get(onnx_precision)[1].get("path")}
+        extra = {"onnx": _info.get("path")}
+        if precision == "int8" and _info.get("quantization"):
+            extra["quantization"] = _info["quantization"]
         state: dict = {}
         if self.ep == "cpu":
             def compute():

@@ -252,6 +252,8 @@ class TensorRTRunner(Runner):
         extra = {"engine_cached": build["engine_cached"], "engine_path": build["engine_path"],
                  "engine_setup_ms": setup_ms, "onnx": info.get("path"),
                  "device_backend": getattr(backend, "name", "?")}
+        if precision == "int8" and info.get("quantization"):
+            extra["quantization"] = info["quantization"]
         return Prepared(Session(compute, outputs, backend.clock, h2d, d2h), build["build_ms"],
                         None, timer=getattr(backend.clock, "name", "cuda-event"),
                         extra=extra, device_memory_mb=device_memory, close=close)
