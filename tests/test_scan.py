@@ -293,7 +293,7 @@ def test_allowlist_is_exact():
     ("cPickle", "loads", "dangerous"),           # -> pickle.loads
     ("commands", "getoutput", "dangerous"),      # -> subprocess.getoutput
     ("UserDict", "UserDict", "suspicious"),      # -> collections.UserDict
-    ("collections", "defaultdict", "suspicious"),
+    ("collections", "defaultdict", "info"),     # known-benign (its factory global is judged itself)
     ("torch", "FloatStorage", None),
     ("torch.jit._pickle", "build_intlist", "suspicious"),
     ("mypackage.models", "Net", "suspicious"),
