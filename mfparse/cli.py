@@ -18,6 +18,7 @@ Machine output (`--json`) has one shape whatever the number of inputs:
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -76,7 +77,7 @@ def _stdin_source(max_bytes: int):
     except (AttributeError, OSError, ValueError):
         return read_all(stream, max_bytes, STDIN_NAME)
     if os.isatty(fd):
-        raise OSError(f"{STDIN_NAME}: standard input is a terminal: pipe or redirect a file into it")
+        raise OSError(errno.EINVAL, "standard input is a terminal: pipe or redirect a file into it", STDIN_NAME)
     if stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0:
         return stream
     return read_all(stream, max_bytes, STDIN_NAME)
@@ -290,7 +291,7 @@ def _stdin_file(stack) -> str:
 
     fd = sys.stdin.fileno()
     if os.isatty(fd):
-        raise OSError(f"{STDIN_NAME}: standard input is a terminal: pipe or redirect a file into it")
+        raise OSError(errno.EINVAL, "standard input is a terminal: pipe or redirect a file into it", STDIN_NAME)
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0 and os.path.exists("/dev/stdin"):
         return "/dev/stdin"

@@ -5,6 +5,11 @@
     >>> report.verdict            # "safe" | "unsafe" | "error"
     >>> for f in report.findings: # severity, module, qualname, member, pickle, offset, why
     ...     print(f.severity, f.global_name, f.location(), f.why)
+    >>> from mfparse.scan import Policy   # what `mfparse scan --allow/--fail-on/--policy` builds
+    >>> mfparse.scan("training_args.bin", policy=Policy(allow=["mylab.Config"])).verdict
+
+Severities: "dangerous" and "suspicious" make a file unsafe; "info" (an import of a known-benign
+class such as transformers' TrainingArguments, or a name the policy allows) never does.
 
 The file is recognised by its bytes, never by its name: zip archives (torch checkpoints,
 TorchScript, .npz, .keras, nested zips), tar, gzip/bz2/xz/lzma/zlib/lz4 streams, .npy files with
