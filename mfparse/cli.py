@@ -1,17 +1,24 @@
-"""Command line: `mfparse inspect FILE [--json] [--stats] [--tree]`,
-`mfparse scan PATH... [--json] [--jobs N] [--max-stdin-bytes N]` (folders are walked; "-" is
-standard input), `mfparse convert`, `mfparse quantize`, `mfparse diff`, `mfparse bench MODEL ...`
-(also `python -m mfparse`).
+"""Command line: `mfparse inspect FILE... [--json|--jsonl] [--stats] [--tree]`,
+`mfparse scan PATH... [--json|--jsonl|--format sarif] [--sarif FILE] [--fail-on LEVEL] [--allow NAME]
+[--policy FILE] [--jobs N] [--max-stdin-bytes N]` (folders are walked; "-" is standard input),
+`mfparse convert SRC DST` ("-" is standard input / standard output), `mfparse quantize`,
+`mfparse diff A B` (one of them may be "-"), `mfparse bench MODEL ...` (also `python -m mfparse`).
 
 Each subcommand lives in its own function; main() only parses arguments and dispatches.
 Exit codes: 0 success, 1 a finding or failed comparison (scan, diff), 2 an error.
 Every message says what is wrong ("PATH: no such file or directory"); every line of output,
 text or JSON, ends with a newline.
+
+Machine output (`--json`) has one shape whatever the number of inputs:
+``{"schema_version", "mfparse_version", "command", "files": [one record per input], "summary"}``;
+`--jsonl` prints the records one per line as each input finishes, then the summary record
+(``{"schema_version", "mfparse_version", "command", "summary"}``). JSON Schemas: mfparse/schemas/.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -48,71 +55,225 @@ def _dump_json(obj) -> None:
     sys.stdout.write("\n")
 
 
+#: the name "-" gives standard input (inputs) or standard output (convert's DST)
+STDIO = "-"
+STDIN_NAME = "<stdin>"
+#: the schema_version of inspect's JSON records and documents (mfparse/schemas/inspect.json)
+INSPECT_SCHEMA_VERSION = 1
+
+
+def _stdin_source(max_bytes: int):
+    """What mfparse.open takes for standard input: the file object when a regular file is
+    redirected into it (memory-mapped, no limit), else its bytes, read to the end (at most
+    max_bytes: more is an OSError naming standard input)."""
+    import stat
+
+    from mfparse.io.local import read_all
+
+    stream = sys.stdin.buffer
+    try:
+        fd = stream.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, OSError, ValueError):
+        return read_all(stream, max_bytes, STDIN_NAME)
+    if os.isatty(fd):
+        raise OSError(errno.EINVAL, "standard input is a terminal: pipe or redirect a file into it", STDIN_NAME)
+    if stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0:
+        return stream
+    return read_all(stream, max_bytes, STDIN_NAME)
+
+
+def _envelope(command: str, files: list, summary: dict, **extra) -> dict:
+    from mfparse import __version__
+
+    return {"schema_version": INSPECT_SCHEMA_VERSION if command == "inspect" else _scan_schema_version(),
+            "mfparse_version": __version__, "command": command, **extra, "files": files, "summary": summary}
+
+
+def _scan_schema_version() -> int:
+    from mfparse.scan.report import SCHEMA_VERSION
+
+    return SCHEMA_VERSION
+
+
+def _summary_record(command: str, summary: dict, **extra) -> dict:
+    doc = _envelope(command, [], summary, **extra)
+    del doc["files"]
+    return doc
+
+
+def _print_jsonl(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
 def _cmd_inspect(args) -> int:
+    """Exit 0 when every input was listed, 2 when one could not be read. "-" reads standard
+    input (a pipe is read into memory, at most --max-stdin-bytes)."""
     import mfparse
     from mfparse.inspect import render_text, summarize
 
+    if args.files.count(STDIO) > 1:
+        print("mfparse: standard input (-) can be read only once", file=sys.stderr)
+        return 2
+    fmt = "jsonl" if args.jsonl else ("json" if args.json else "text")
     status = 0
-    results = []
+    records = []
+    totals = {"files": 0, "listed": 0, "errors": 0, "tensor_count": 0, "parameters": 0, "data_bytes": 0}
     for path in args.files:
+        name = STDIN_NAME if path == STDIO else path
+        totals["files"] += 1
         try:
-            with mfparse.open(path) as m:
-                s = summarize(m, stats=args.stats, tree=args.tree and args.json)
-                tree = m.tree() if args.tree and not args.json else None
+            src = _stdin_source(args.max_stdin_bytes) if path == STDIO else path
+            with mfparse.open(src) as m:
+                s = summarize(m, stats=args.stats, tree=args.tree and fmt != "text")
+                tree = m.tree() if args.tree and fmt == "text" else None
+            if path == STDIO:
+                s["path"] = STDIN_NAME
         except BrokenPipeError:
             raise
         except (MFParseError, OSError) as e:
             status = 2
-            if args.json:
-                results.append({"path": path, "error": error_text(e, path), "error_type": type(e).__name__})
+            totals["errors"] += 1
+            if fmt == "text":
+                _print_error(e, name)
             else:
-                _print_error(e, path)
+                rec = {"schema_version": INSPECT_SCHEMA_VERSION, "path": name, "error": error_text(e, name),
+                       "error_type": type(e).__name__}
+                if fmt == "jsonl":
+                    _print_jsonl(rec)
+                else:
+                    records.append(rec)
             continue
-        if args.json:
-            results.append(s)
-        else:
+        totals["listed"] += 1
+        for k in ("tensor_count", "parameters", "data_bytes"):
+            totals[k] += s[k]
+        if fmt == "text":
             if len(args.files) > 1:
                 print("=" * 78)
             print(render_text(s, stats=args.stats, tree_obj=tree), flush=True)
-    if args.json:
-        _dump_json(results[0] if len(args.files) == 1 else results)
+            continue
+        rec = {"schema_version": INSPECT_SCHEMA_VERSION, **s}
+        if fmt == "jsonl":
+            _print_jsonl(rec)
+        else:
+            records.append(rec)
+    totals["exit_status"] = status
+    if fmt == "json":
+        _dump_json(_envelope("inspect", records, totals))
+    elif fmt == "jsonl":
+        _print_jsonl(_summary_record("inspect", totals))
     return status
 
 
+def _scan_policy(args):
+    from mfparse.scan.policy import Policy
+
+    if args.policy:
+        return Policy.from_file(args.policy, fail_on=args.fail_on, allow=args.allow or ())
+    kw = {"fail_on": args.fail_on} if args.fail_on else {}
+    return Policy(allow=args.allow or (), source="--allow", **kw)
+
+
 def _cmd_scan(args) -> int:
-    """Exit 0 when every file is safe, 1 when any is unsafe (unsafe wins over errors), 2 when
-    there are only errors. Folders are walked (--recursive is accepted and changes nothing);
-    "-" reads standard input."""
+    """Exit 1 when any file has a finding at or above --fail-on (this wins over errors), else 2
+    when a file could not be judged, else 0. Folders are walked (--recursive is accepted and
+    changes nothing); "-" reads standard input."""
+    from mfparse import __version__
     from mfparse.scan import STDIN, render_text, scan_paths
+    from mfparse.scan.policy import PolicyError
 
     if args.max_stdin_bytes < 0:
         print("mfparse: --max-stdin-bytes must be >= 0", file=sys.stderr)
         return 2
+    try:
+        policy = _scan_policy(args)
+    except (PolicyError, OSError) as e:
+        _print_error(e, args.policy)
+        return 2
+    fmt = args.format
+    if args.sarif == STDIO:
+        if fmt not in ("text", "sarif"):
+            print("mfparse: --sarif - writes SARIF to standard output: it cannot be combined with "
+                  f"--format {fmt}", file=sys.stderr)
+            return 2
+        fmt, args.sarif = "sarif", None
     counts = {"safe": 0, "unsafe": 0, "error": 0}
-    results = []
-    # one report per PATH that names a file: a JSON object; folders (any number of files): a list
+    severities = {"dangerous": 0, "suspicious": 0, "info": 0}
+    failed = 0
+    unjudged = 0
+    reports = []
+    keep = fmt in ("json", "sarif") or args.sarif
     single = len(args.paths) == 1 and (args.paths[0] == STDIN or not os.path.isdir(args.paths[0]))
     try:
-        for r in scan_paths(args.paths, jobs=args.jobs, max_stdin_bytes=args.max_stdin_bytes):
+        for r in scan_paths(args.paths, jobs=args.jobs, max_stdin_bytes=args.max_stdin_bytes, policy=policy):
             counts[r.verdict] += 1
-            if args.json:
-                results.append(r.to_dict())
-            else:
+            for sev, n in r.severity_counts().items():
+                severities[sev] = severities.get(sev, 0) + n
+            if policy.fails(r):
+                failed += 1
+            if r.errors:
+                unjudged += 1
+            if keep:
+                reports.append(r)
+            if fmt == "text":
                 print(render_text(r), flush=True)
+            elif fmt == "jsonl":
+                _print_jsonl(r.to_dict())
     except BrokenPipeError:
         raise
     except OSError as e:  # not a file's content: e.g. a worker process that could not start
         _print_error(e)
         counts["error"] += 1
+        unjudged += 1
+    status = 1 if failed else (2 if unjudged else 0)
     n = sum(counts.values())
-    if args.json:
-        _dump_json(results[0] if single and len(results) == 1 else results)
-    elif not single:
-        print(f"{n} file{'s' if n != 1 else ''}: {counts['safe']} safe, {counts['unsafe']} unsafe, "
-              f"{counts['error']} error", flush=True)
-    if counts["unsafe"]:
-        return 1
-    return 2 if counts["error"] else 0
+    summary = {"files": n, **counts, "failed": failed, "findings": severities, "fail_on": policy.fail_on,
+               "exit_status": status}
+    if args.sarif:
+        from mfparse.scan.sarif import to_sarif
+
+        try:
+            _write_text_atomic(args.sarif, json.dumps(to_sarif(reports, __version__, policy), indent=2) + "\n")
+        except OSError as e:
+            _print_error(e, args.sarif)
+            status = max(status, 2) if status != 1 else 1
+    if fmt == "json":
+        _dump_json(_envelope("scan", [r.to_dict() for r in reports], summary, policy=policy.to_dict()))
+    elif fmt == "jsonl":
+        _print_jsonl(_summary_record("scan", summary, policy=policy.to_dict()))
+    elif fmt == "sarif":
+        from mfparse.scan.sarif import to_sarif
+
+        _dump_json(to_sarif(reports, __version__, policy))
+    else:
+        quiet = counts["unsafe"] - failed  # unsafe files that do not fail the gate
+        if not single:
+            print(f"{n} file{'s' if n != 1 else ''}: {counts['safe']} safe, {counts['unsafe']} unsafe, "
+                  f"{counts['error']} error", flush=True)
+        if quiet:
+            print(f"not failing: {quiet} unsafe file{'s' if quiet != 1 else ''} with only suspicious findings "
+                  f"(--fail-on {policy.fail_on})", flush=True)
+    return status
+
+
+def _write_text_atomic(path, text: str) -> None:
+    """Write a report file atomically (a temporary file beside it, renamed into place)."""
+    import tempfile
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".partial", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _fail(e, path=None) -> int:
@@ -120,24 +281,109 @@ def _fail(e, path=None) -> int:
     return 2
 
 
+def _stdin_file(stack) -> str:
+    """A path holding standard input, for commands that read their input as a file (convert):
+    /dev/stdin when a regular file is redirected into it, else a temporary file the input is
+    copied into (removed when `stack` closes)."""
+    import shutil
+    import stat
+    import tempfile
+
+    fd = sys.stdin.fileno()
+    if os.isatty(fd):
+        raise OSError(errno.EINVAL, "standard input is a terminal: pipe or redirect a file into it", STDIN_NAME)
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and os.lseek(fd, 0, os.SEEK_CUR) == 0 and os.path.exists("/dev/stdin"):
+        return "/dev/stdin"
+    tmp = tempfile.NamedTemporaryFile(prefix="mfparse-stdin-", delete=False)
+    stack.callback(_unlink_quietly, tmp.name)
+    with tmp:
+        shutil.copyfileobj(sys.stdin.buffer, tmp, 1 << 20)
+    return tmp.name
+
+
+def _unlink_quietly(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _rename_input(e: BaseException, temp, shown: str) -> None:
+    """Make an error about a temporary stand-in for standard input name standard input."""
+    if temp is None:
+        return
+    if isinstance(e, MFParseError) and e.path in (temp, os.path.abspath(temp)):
+        e.path = shown
+    elif isinstance(e, OSError) and e.filename in (temp, os.path.abspath(temp)):
+        e.filename = shown
+
+
 def _cmd_convert(args) -> int:
+    """SRC "-" reads standard input (a pipe is copied to a temporary file first); DST "-" writes
+    the output to standard output (the writers seek, so it is written to a temporary file first
+    and then copied out; ONNX, whose external data is a second file, cannot go there)."""
+    import contextlib
+    import tempfile
+
     from mfparse.convert import convert
     from mfparse.writers import WriteError
 
-    try:
-        r = convert(args.src, args.dst, args.to, overwrite=args.force, skip_unsupported=args.skip_unsupported,
-                    progress=False if args.no_progress else None, fsync=args.fsync)
-    except (MFParseError, OSError, WriteError) as e:
-        return _fail(e)
+    to_stdout = args.dst == STDIO
+    if to_stdout:
+        if not args.to:
+            print("mfparse: DST - (standard output) needs --to FORMAT", file=sys.stderr)
+            return 2
+        if args.to == "onnx":
+            print("mfparse: ONNX output keeps its tensors in a second file (external data): it cannot be "
+                  "written to standard output; give a file name", file=sys.stderr)
+            return 2
+        if sys.stdout.isatty():
+            print("mfparse: refusing to write a model file to a terminal: redirect standard output (> FILE) or "
+                  "pipe it", file=sys.stderr)
+            return 2
+    temp_src = None
+    with contextlib.ExitStack() as stack:
+        try:
+            src = args.src
+            if src == STDIO:
+                src = temp_src = _stdin_file(stack)
+            dst = args.dst
+            if to_stdout:
+                dst = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="mfparse-convert-")),
+                                   "output")
+            r = convert(src, dst, args.to, overwrite=args.force, skip_unsupported=args.skip_unsupported,
+                        progress=False if args.no_progress or to_stdout else None, fsync=args.fsync)
+            if to_stdout:
+                _copy_to_stdout(dst)
+        except (MFParseError, OSError, WriteError) as e:
+            _rename_input(e, temp_src, STDIN_NAME)
+            return _fail(e)
+    if temp_src is not None:
+        r.src = STDIN_NAME
+    if to_stdout:
+        r.dst = STDIO
+    out = sys.stderr if to_stdout else sys.stdout
     if args.json:
-        _dump_json(r.to_dict())
+        json.dump(r.to_dict(), out, indent=2)
+        out.write("\n")
     else:
-        print(f"wrote {r.dst} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s")
+        where = "standard output" if to_stdout else r.dst
+        print(f"wrote {where} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s", file=out)
         for name, why in r.skipped:
-            print(f"  skipped {name}: {why}")
+            print(f"  skipped {name}: {why}", file=out)
         for note in r.notes:
-            print(f"  note: {note}")
+            print(f"  note: {note}", file=out)
     return 0
+
+
+def _copy_to_stdout(path) -> None:
+    import shutil
+
+    sys.stdout.flush()
+    with open(path, "rb") as f:
+        shutil.copyfileobj(f, sys.stdout.buffer, 8 << 20)
+    sys.stdout.buffer.flush()
 
 
 def _cmd_quantize(args) -> int:
@@ -166,12 +412,23 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_diff(args) -> int:
+    """One of A and B may be "-": standard input (a pipe is read into memory, at most
+    --max-stdin-bytes)."""
     from mfparse.diff import diff
 
+    if args.a == STDIO and args.b == STDIO:
+        print("mfparse: standard input (-) can be only one of A and B", file=sys.stderr)
+        return 2
     try:
-        rep = diff(args.a, args.b, atol=args.atol, rtol=args.rtol, strict=args.strict)
+        a = _stdin_source(args.max_stdin_bytes) if args.a == STDIO else args.a
+        b = _stdin_source(args.max_stdin_bytes) if args.b == STDIO else args.b
+        rep = diff(a, b, atol=args.atol, rtol=args.rtol, strict=args.strict)
     except (MFParseError, OSError) as e:
         return _fail(e)
+    if args.a == STDIO:
+        rep.a = STDIN_NAME
+    if args.b == STDIO:
+        rep.b = STDIN_NAME
     if args.json:
         _dump_json(rep.to_dict())
     else:
@@ -182,8 +439,9 @@ def _cmd_diff(args) -> int:
 # exit statuses, shown in each subcommand's --help
 EXIT_CODES = {
     "inspect": "exit status: 0 every file listed; 2 a file could not be read (missing, unsupported, damaged)",
-    "scan": "exit status: 0 every file safe; 1 a finding in any file (unsafe wins over errors); "
-            "2 a file could not be judged",
+    "scan": "exit status: 0 nothing at or above --fail-on (known-benign and allowed imports never count); "
+            "1 a finding at or above --fail-on in any file (this wins over errors); 2 a file could not be "
+            "judged, or a bad --policy/--allow",
     "convert": "exit status: 0 written; 2 an error (nothing is left at DST)",
     "quantize": "exit status: 0 written; 2 an error (nothing is left at DST)",
     "diff": "exit status: 0 equal (within the tolerances); 1 different; 2 an error",
@@ -194,21 +452,61 @@ EXIT_CODES = {
 }
 
 
+def _max_stdin(p) -> None:
+    from mfparse.io.local import MAX_STREAM_BYTES
+
+    p.add_argument("--max-stdin-bytes", type=int, default=MAX_STREAM_BYTES, metavar="N",
+                   help=f"read at most N bytes from standard input or a pipe (default {MAX_STREAM_BYTES:,}); "
+                        "a longer input is an error")
+
+
 def _args_inspect(p) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="model files to list (any format mfparse reads)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="model files to list (any format mfparse reads); - reads standard input")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="one JSON document: {schema_version, mfparse_version, command, files: [one record per "
+                          "FILE], summary} (mfparse/schemas/inspect.json)")
+    out.add_argument("--jsonl", action="store_true",
+                     help="JSON lines: one record per FILE as it is listed, then a summary record")
     p.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
     p.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
+    _max_stdin(p)
     p.set_defaults(func=_cmd_inspect)
 
 
 def _args_scan(p) -> None:
     from mfparse.scan import MAX_STREAM_BYTES
+    from mfparse.scan.policy import DEFAULT_FAIL_ON, FAIL_ON
 
     p.description = ("Judge every pickle the files hold, without running them. A folder is scanned with every "
-                     "file under it; - reads standard input.")
+                     "file under it; - reads standard input. Imports of known-benign classes (transformers' "
+                     "TrainingArguments, argparse.Namespace, datetime, pathlib paths, ...) and names you allow "
+                     "are reported as info and never fail the scan.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="a file, a folder (walked), or - for standard input")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--format", choices=("text", "json", "jsonl", "sarif"), default="text",
+                     help="output on standard output: text (default); json: one document {schema_version, "
+                          "mfparse_version, command, policy, files: [one record per file], summary} "
+                          "(mfparse/schemas/scan.json); jsonl: one record per file as it finishes, then a summary "
+                          "record; sarif: a SARIF 2.1.0 log for code-scanning UIs")
+    out.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
+    out.add_argument("--jsonl", dest="format", action="store_const", const="jsonl", help="same as --format jsonl")
+    p.add_argument("--sarif", metavar="FILE",
+                   help="also write the results as a SARIF 2.1.0 log to FILE (- for standard output, instead of "
+                        "the text)")
+    p.add_argument("--fail-on", choices=FAIL_ON, default=None,
+                   help=f"the mildest severity that fails the scan (exit 1); default {DEFAULT_FAIL_ON}: every "
+                        "import off the allowlist fails, since an unaudited name can run anything its module does; "
+                        "dangerous fails only on names that reach code execution, files, the network or another "
+                        "loader (picklescan's default)")
+    p.add_argument("--allow", action="append", metavar="MODULE.NAME",
+                   help="also allow this global (or MODULE.* for a whole module): its imports become info findings "
+                        "(repeatable; dangerous names cannot be allowed)")
+    p.add_argument("--policy", metavar="FILE.toml",
+                   help="a TOML policy: fail_on, allow = [names], [severity] name = level, known_benign = "
+                        "true|false (docs/architecture.md, 'Scan policy'); --fail-on overrides its fail_on, --allow adds "
+                        "names")
     p.add_argument("--recursive", "-r", action="store_true",
                    help="accepted for compatibility: folders are always scanned recursively")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N", help="scan N files in parallel")
@@ -221,15 +519,18 @@ def _args_scan(p) -> None:
 def _args_convert(p) -> None:
     from mfparse.writers import FORMATS as OUT_FORMATS
 
-    p.add_argument("src", metavar="SRC", help="the model file to read (any format mfparse reads)")
-    p.add_argument("dst", metavar="DST", help="the file to write; its extension names the format unless --to")
+    p.add_argument("src", metavar="SRC", help="the model file to read (any format mfparse reads); - reads "
+                                              "standard input")
+    p.add_argument("dst", metavar="DST", help="the file to write; its extension names the format unless --to; - "
+                                              "writes to standard output (needs --to; not onnx)")
     p.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
     p.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
     p.add_argument("--skip-unsupported", action="store_true",
                    help="drop tensors the output format cannot hold instead of failing")
     p.add_argument("--fsync", action="store_true", help="flush the output to disk before renaming it into place")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="machine-readable result")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable result (on standard error when DST is -)")
     p.set_defaults(func=_cmd_convert)
 
 
@@ -254,12 +555,14 @@ def _args_quantize(p) -> None:
 
 
 def _args_diff(p) -> None:
-    p.add_argument("a", metavar="A", help="first model file")
-    p.add_argument("b", metavar="B", help="second model file (any format: tensors are matched by name)")
+    p.add_argument("a", metavar="A", help="first model file (- reads standard input)")
+    p.add_argument("b", metavar="B", help="second model file (any format: tensors are matched by name; - reads "
+                                          "standard input)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     p.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _max_stdin(p)
     p.set_defaults(func=_cmd_diff)
 
 

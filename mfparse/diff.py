@@ -2,7 +2,9 @@
 
 Reports tensors only in A or only in B, dtype and shape changes, and for each tensor in both
 with the same number of elements: whether the bytes are identical, the max absolute and max
-relative difference of the values, and the count of elements beyond the tolerance. Values are
+relative difference of the values (|a - b| / max(|a|, |b|): a value that became 0, as int4 and
+pruning make many, counts 1, not infinity; inf only where a value is infinite or NaN on one
+side), and the count of elements beyond the tolerance. Values are
 compared chunk by chunk (at most CHUNK elements converted to float64 at a time), so memory
 stays bounded whatever the tensor size. NaN equals NaN at the same position.
 
@@ -250,8 +252,12 @@ def _compare(a: np.ndarray, b: np.ndarray, atol: float, rtol: float) -> tuple[fl
         d = np.where(np.isnan(d), np.inf, d)
         mag = np.abs(xb)
         mag = np.where(np.isnan(mag), 0.0, mag)
+        # relative difference against the larger magnitude of the two, so a value that became 0
+        # (quantized to zero, pruned) counts as 1, not inf; at most 2 (opposite signs)
+        big = np.maximum(mag, np.where(np.isnan(xa), 0.0, np.abs(xa)))
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.where(d == 0, 0.0, np.where(mag > 0, d / np.where(mag > 0, mag, 1.0), np.inf))
+            rel = np.where(d == 0, 0.0, np.where(np.isfinite(d) & (big > 0) & np.isfinite(big),
+                                                 d / np.where(big > 0, big, 1.0), np.inf))
         if d.size:
             max_abs = max(max_abs, float(d.max()))
             max_rel = max(max_rel, float(rel.max()))

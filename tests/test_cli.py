@@ -49,7 +49,7 @@ def test_inspect_json_and_stats_match_torch(files):
     d, sd = files
     r = run_cli("inspect", d / "cnn.pth", "--json", "--stats")
     assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)["files"][0]
     assert s["format"] == "torch-zip" and s["tensor_count"] == len(sd)
     assert s["totals_by_dtype"]["float32"]["tensors"] == 14
     for t in s["tensors"]:
@@ -86,7 +86,7 @@ def test_inspect_tree_shows_checkpoint_structure(files):
         assert key in out
     assert "epoch: 50" in out.split("Metadata:")[1]
     r = run_cli("inspect", d / "checkpoint.pth", "--tree", "--json")
-    tree = json.loads(r.stdout)["tree"]
+    tree = json.loads(r.stdout)["files"][0]["tree"]
     assert tree["epoch"] == 50 and tree["model_state_dict"]["fc.weight"]["shape"] == [10, 8192]
 
 
@@ -96,7 +96,7 @@ def test_errors_exit_2(tmp_path):
     r = run_cli("inspect", bad)
     assert r.returncode == 2 and "unrecognised file format" in r.stderr
     r = run_cli("inspect", bad, "--json")
-    assert r.returncode == 2 and json.loads(r.stdout)["error_type"] == "UnsupportedFormatError"
+    assert r.returncode == 2 and json.loads(r.stdout)["files"][0]["error_type"] == "UnsupportedFormatError"
 
 
 # ---- as people call it (issue 13): folders, standard input, messages, newlines ---------------
@@ -131,9 +131,9 @@ def test_scan_walks_a_folder_by_default(tree_dir):
     for flag in ("-r", "--recursive"):  # accepted for compatibility, same output
         assert mfparse_cli("scan", flag, tree_dir).stdout == r.stdout
     out = json.loads(mfparse_cli("scan", "--json", tree_dir / "a").stdout)
-    assert isinstance(out, list) and [x["verdict"] for x in out] == ["unsafe"]  # a folder: always a list
+    assert [x["verdict"] for x in out["files"]] == ["unsafe"]  # one shape for a folder and for a file
     out = json.loads(mfparse_cli("scan", "--json", tree_dir / "ok.pkl").stdout)
-    assert out["verdict"] == "safe"  # one file: one object
+    assert [x["verdict"] for x in out["files"]] == ["safe"]
     (tree_dir / "empty").mkdir()
     r = mfparse_cli("scan", tree_dir / "empty")
     assert (r.returncode, r.stdout) == (0, "0 files: 0 safe, 0 unsafe, 0 error\n")
@@ -161,7 +161,7 @@ def test_scan_reads_standard_input(tmp_path):
         r = mfparse_cli("scan", "-", stdin=fh)
     assert (r.returncode, r.stdout) == (0, "<stdin>: SAFE\n")
     r = mfparse_cli("scan", "--json", "-", input=MALICIOUS)
-    assert json.loads(r.stdout)["path"] == "<stdin>" and r.stdout.endswith("}\n")
+    assert json.loads(r.stdout)["files"][0]["path"] == "<stdin>" and r.stdout.endswith("}\n")
     r = mfparse_cli("scan", "-", "--max-stdin-bytes", "100", input=pt)
     assert r.returncode == 2
     assert "more than 100 bytes: too large to read into memory from a pipe" in r.stdout
@@ -195,7 +195,7 @@ def test_messages_say_what_is_wrong(tmp_path):
     r = mfparse_cli("inspect", tmp_path / "missing.pt")
     assert r.stderr == f"mfparse: {tmp_path}/missing.pt: no such file or directory\n"
     r = mfparse_cli("inspect", "--json", tmp_path / "missing.pt")
-    assert json.loads(r.stdout)["error"] == f"{tmp_path}/missing.pt: no such file or directory"
+    assert json.loads(r.stdout)["files"][0]["error"] == f"{tmp_path}/missing.pt: no such file or directory"
     r = mfparse_cli("scan", tmp_path / "missing.pt")
     assert r.stdout == f"{tmp_path}/missing.pt: ERROR (1 error)\n  error      cannot read: no such file or directory\n"
     r = mfparse_cli("diff", tmp_path / "missing.pt", tmp_path / "missing2.pt")
@@ -253,7 +253,7 @@ def test_closed_pipe_is_quiet(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "mfparse", "inspect", "--json", str(tmp_path / "many.pt")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    assert proc.stdout.read(10) == b'{\n  "path"'
+    assert proc.stdout.read(10) == b'{\n  "schem'
     proc.stdout.close()  # like `| head -c 10`
     err = proc.stderr.read()
     proc.stderr.close()
@@ -269,7 +269,7 @@ def test_inspect_stays_bounded_on_an_expansion_bomb(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "Tensors:    2\n" in r.stdout and "1: <same as 0.0.0>\n" in r.stdout and len(r.stdout) < 20000
     r = mfparse_cli("inspect", "--tree", "--json", path)
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)["files"][0]
     assert s["tensor_count"] == 2 and s["tree"][1] == {"$ref": "0"} and len(r.stdout) < 40000
     r = mfparse_cli("scan", path)
     assert r.returncode == 1 and "expansion bomb" in r.stdout

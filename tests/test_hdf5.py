@@ -618,7 +618,7 @@ def test_inspect_stats_skips_undecodable_datasets(sink):
 
     r = run_cli("inspect", sink, "--json", "--stats", "--tree")
     assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)["files"][0]
     by = {t["name"]: t for t in s["tensors"]}
     assert by["chunked/lzf"]["stats"] is None  # filter 32000: listed, no statistics
     assert by["chunked/gzip"]["stats"]["max"] == pytest.approx(129 / 7, rel=1e-6)

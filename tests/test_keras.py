@@ -223,7 +223,7 @@ def test_inspect_tree_shows_layers():
     assert "dense/kernel:0: tensor float32 [4, 5]" in r.stdout
     r = run_cli("inspect", fx("k3_model.keras"), "--json", "--tree")
     assert r.returncode == 0, r.stderr
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)["files"][0]
     assert s["format"] == "keras" and s["tree"]["layers/dense"]["vars"]["0"]["shape"] == [144, 6]
 
 

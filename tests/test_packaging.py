@@ -155,6 +155,7 @@ def test_installed_wheel_contents():
     dist = metadata.distribution("mfparse")
     files = {str(f) for f in dist.files}
     assert "mfparse/_native.pyi" in files and "mfparse/py.typed" in files
+    assert {f"mfparse/schemas/{n}.json" for n in ("scan", "inspect", "bench")} <= files  # JSON Schemas
     assert not [f for f in files if f.endswith((".pyx", ".pxi", ".c"))]
     assert any(f.endswith("licenses/LICENSE") for f in files), sorted(f for f in files if "dist-info" in f)
     assert dist.metadata["License-Expression"] == "Apache-2.0"

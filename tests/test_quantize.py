@@ -362,6 +362,6 @@ def test_inspect_stats_reports_zero_fraction(tmp_path, capsys):
     src, _ = model_file(tmp_path, "float32")
     Q.quantize(src, tmp_path / "n.safetensors", "none", prune=0.5, progress=False)
     assert main(["inspect", "--stats", "--json", os.fspath(tmp_path / "n.safetensors")]) == 0
-    rep = json.loads(capsys.readouterr().out)
+    rep = json.loads(capsys.readouterr().out)["files"][0]
     zeros = {t["name"]: t["stats"]["zeros"] for t in rep["tensors"]}
     assert abs(zeros["model.layers.0.weight"] - 0.5) < 0.05

@@ -179,7 +179,7 @@ def test_inspect_shows_what_saved_model_cli_shows(key):
 def test_inspect_json_carries_the_graph():
     r = subprocess.run([sys.executable, "-m", "mfparse", "inspect", "--json", os.path.join(FIX, "module_sm")],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-    s = json.loads(r.stdout)
+    s = json.loads(r.stdout)["files"][0]
     assert s["format"] == "tf-savedmodel"
     assert s["graph"]["inputs"] == [{"name": "x", "tensor": "serving_default_x:0", "dtype": "float32",
                                      "shape": [-1, 3]}]

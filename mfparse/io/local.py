@@ -2,7 +2,9 @@
 
 A LocalSource holds one read-only buffer of the whole input (`buf`): with a path or a real file
 object it is a memory map, so only the pages a reader touches are ever read, and tensor data
-handed out as numpy arrays are views of the map.
+handed out as numpy arrays are views of the map. What cannot be mapped (a pipe, a FIFO, a
+character device, a socket, a file object without a file descriptor) is read to its end into
+memory, at most MAX_STREAM_BYTES (more is an OSError EFBIG naming the input).
 """
 
 from __future__ import annotations
@@ -11,6 +13,33 @@ import errno
 import io
 import mmap
 import os
+import stat
+
+#: the most bytes read into memory from an input that cannot be memory-mapped (a pipe, standard
+#: input, a FIFO, a file object without a descriptor); change it here, or read the stream
+#: yourself and pass bytes
+MAX_STREAM_BYTES = 4 << 30
+
+
+def read_all(f, limit: int | None = None, name=None) -> memoryview:
+    """Everything a binary file object gives until its end, as a read-only view (no copy).
+
+    Raises:
+        OSError(EFBIG): more than `limit` bytes (default MAX_STREAM_BYTES); nothing is kept.
+        TypeError: a text-mode file object.
+    """
+    limit = MAX_STREAM_BYTES if limit is None else limit
+    buf = bytearray()
+    while True:
+        chunk = f.read(min(1 << 20, limit + 1 - len(buf)))
+        if not chunk:
+            return memoryview(buf).toreadonly()
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise TypeError("file object must be opened in binary mode")
+        buf += chunk
+        if len(buf) > limit:
+            raise OSError(errno.EFBIG, f"more than {limit:,} bytes from a pipe or stream: too large to read into "
+                                       "memory (write it to a file first)", name)
 
 from mfparse.io.base import ByteSource, FileSet, OutsideFolderError, SourceSpec, clean_relpath
 
@@ -44,10 +73,7 @@ class LocalSource(ByteSource):
             if isinstance(name, str) and os.path.isfile(name):
                 self.path = name
             if not self._try_map_fileobj(obj):
-                data = obj.read()
-                if not isinstance(data, (bytes, bytearray)):
-                    raise TypeError("file object must be opened in binary mode")
-                self.buf = memoryview(bytes(data))
+                self.buf = read_all(obj, name=self.path)
         else:
             raise TypeError(f"cannot open {type(obj).__name__}: expected a path, bytes or a binary file object")
         self.size = len(self.buf)
@@ -55,6 +81,9 @@ class LocalSource(ByteSource):
 
     def _map_file(self, f) -> None:
         st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            self.buf = read_all(f, name=self.path)  # a pipe, FIFO, device or socket: a map sees nothing
+            return
         self.version = f"{st.st_mtime_ns}:{st.st_size}"
         if st.st_size == 0:
             self.buf = memoryview(b"")
@@ -69,6 +98,13 @@ class LocalSource(ByteSource):
             return False
         if isinstance(f, io.TextIOBase):
             raise TypeError("file object must be opened in binary mode")
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except (OSError, ValueError):
+            return False
+        if not regular:
+            self.buf = read_all(f, name=self.path)  # once: a stream cannot be read again
+            return True
         try:
             self._map_file(f)
         except (OSError, ValueError):

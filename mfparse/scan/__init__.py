@@ -5,6 +5,11 @@
     >>> report.verdict            # "safe" | "unsafe" | "error"
     >>> for f in report.findings: # severity, module, qualname, member, pickle, offset, why
     ...     print(f.severity, f.global_name, f.location(), f.why)
+    >>> from mfparse.scan import Policy   # what `mfparse scan --allow/--fail-on/--policy` builds
+    >>> mfparse.scan("training_args.bin", policy=Policy(allow=["mylab.Config"])).verdict
+
+Severities: "dangerous" and "suspicious" make a file unsafe; "info" (an import of a known-benign
+class such as transformers' TrainingArguments, or a name the policy allows) never does.
 
 The file is recognised by its bytes, never by its name: zip archives (torch checkpoints,
 TorchScript, .npz, .keras, nested zips), tar, gzip/bz2/xz/lzma/zlib/lz4 streams, .npy files with
@@ -31,11 +36,25 @@ MAX_STREAM_BYTES = 4 << 30
 #: the path that names standard input in scan_paths (a file named "-" is "./-")
 STDIN = "-"
 
-__all__ = ["scan", "scan_paths", "scan_stdin", "ScanReport", "Finding", "register_checker", "render_text"]
+__all__ = ["scan", "scan_paths", "scan_stdin", "ScanReport", "Finding", "Policy", "register_checker",
+           "render_text"]
 
 
-def scan(path) -> ScanReport:
+def __getattr__(name):
+    if name == "Policy":  # mfparse.scan.Policy: the user's allowlist, severities and fail-on level
+        from mfparse.scan.policy import Policy
+
+        return Policy
+    raise AttributeError(f"module 'mfparse.scan' has no attribute {name!r}")
+
+
+def scan(path, policy=None) -> ScanReport:
     """Scan one file (a path, pathlib.Path, bytes, or a binary file object).
+
+    Args:
+        path: what to scan.
+        policy: a mfparse.scan.Policy (names to allow, severity overrides); None for mfparse's
+            own judgement.
 
     Returns:
         ScanReport with verdict "safe", "unsafe" or "error". Never raises for bad content
@@ -65,7 +84,12 @@ def scan(path) -> ScanReport:
     name = os.path.basename(src.path) if src.path else None
     try:
         if src.size == 0:
-            ctx.error("empty file: nothing to judge")
+            from mfparse.scan.nonmodel import empty_ok
+
+            if name is not None and empty_ok(name):
+                ctx.note("empty file: nothing in it would be unpickled")
+            else:
+                ctx.error("empty file: nothing to judge")
         else:
             scan_buffer(ctx, src.buf, Where(None, 0, 0), designated=True, name=name, top=True)
     except MemoryError:
@@ -78,7 +102,8 @@ def scan(path) -> ScanReport:
         ctx.error(f"internal error while scanning ({type(e).__name__}: {e}): the file cannot be judged")
     finally:
         src.close()
-    return ctx.report(time.perf_counter() - t0)
+    report = ctx.report(time.perf_counter() - t0)
+    return report if policy is None else policy.apply(report)
 
 
 class _TooBig:
@@ -220,9 +245,15 @@ def _report(item, max_stdin_bytes: int) -> ScanReport:
     return ScanReport.from_dict(_scan_to_dict(item))
 
 
-def scan_paths(paths, recursive: bool = True, jobs: int = 1, max_stdin_bytes: int = MAX_STREAM_BYTES):
+def scan_paths(paths, recursive: bool = True, jobs: int = 1, max_stdin_bytes: int = MAX_STREAM_BYTES,
+               policy=None):
     """Scan files, folders (recursively) and "-" (standard input); yields ScanReports in input
-    order. jobs > 1 scans files in worker processes (standard input in this one)."""
+    order. jobs > 1 scans files in worker processes (standard input in this one). policy: a
+    mfparse.scan.Policy applied to every report."""
+    if policy is not None:
+        for r in scan_paths(paths, recursive, jobs, max_stdin_bytes):
+            yield policy.apply(r)
+        return
     items = list(iter_files(paths, recursive))
     files = [f for f in items if isinstance(f, str) and f != STDIN]
     if jobs <= 1 or len(files) <= 1:

@@ -20,6 +20,7 @@ import zlib
 from mfparse import _native, dtypes
 from mfparse.errors import MFParseError
 from mfparse.scan import keras as keras_check
+from mfparse.scan import nonmodel
 from mfparse.scan.pickles import OPCODES, check_tensors, scan_stream, storage_itembytes, walk_torch
 from mfparse.scan.report import Context, Where
 
@@ -169,23 +170,6 @@ def register_checker(kind: str, checker, sniffer=None, before: str | None = None
             _MEMBER_MAGIC_FIRST.update(first_bytes)  # zip/tar members starting so are looked at
 
 
-_CONTROL = re.compile(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-
-
-def _is_text(buf) -> bool:
-    """UTF-8 text without control characters, at least 16 bytes long (judged on its first 64 KiB)."""
-    if len(buf) < 16:
-        return False
-    sample = bytes(buf[:1 << 16])
-    if _CONTROL.search(sample):
-        return False
-    try:
-        sample.decode("utf-8")
-    except UnicodeDecodeError as e:
-        return e.start >= len(sample) - 3 and len(buf) > len(sample)  # a character cut by the sample
-    return True
-
-
 def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=False, top=False, **_) -> bool:
     mode = designated
     res = scan_stream(ctx, buf, where, designated=("auto" if mode else False), torchscript=torchscript)
@@ -195,11 +179,8 @@ def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=Fa
         return False
     parse = res.parse
     few = parse is None or parse.opcodes <= 1
-    if top and few and _is_text(buf):
-        if keras_check.looks_like_json(buf):
-            keras_check.check_json_file(ctx, buf, where)
-        ctx.note("text file: not a pickle and not a model format; nothing in it would be unpickled")
-        return True
+    if top and nonmodel.check(ctx, buf, where, name, few):
+        return True  # text, an image, a sentencepiece model: a note (mfparse/scan/nonmodel.py)
     if top and few:
         ctx.error(f"unrecognised format: not a pickle ({res.error}) and not a container mfparse reads "
                   f"(first bytes {_head(buf, 8).hex(' ')})", where)

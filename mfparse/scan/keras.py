@@ -114,12 +114,22 @@ def check_config_bytes(ctx, data, where) -> None:
         check_config(ctx, obj, where, "config.json")
 
 
+def is_model_config(obj) -> bool:
+    """True for a parsed JSON value shaped like a Keras model config ({"class_name", "config"})."""
+    return isinstance(obj, dict) and "class_name" in obj and "config" in obj
+
+
+def check_model_config(ctx, obj, where) -> None:
+    """A stand-alone Keras model config (already parsed JSON)."""
+    ctx.note("JSON file holding a Keras model config: checked for Lambda layers and foreign modules")
+    check_config(ctx, obj, where, "model config")
+
+
 def check_json_file(ctx, buf, where) -> None:
     """A stand-alone JSON file: checked when it looks like a Keras model config."""
     obj = _parse_json(ctx, buf, where, "JSON file")
-    if isinstance(obj, dict) and "class_name" in obj and "config" in obj:
-        ctx.note("JSON file holding a Keras model config: checked for Lambda layers and foreign modules")
-        check_config(ctx, obj, where, "model config")
+    if is_model_config(obj):
+        check_model_config(ctx, obj, where)
 
 
 _CONFIG_START = re.compile(rb'\{\s*"class_name"\s*:')

@@ -2,9 +2,15 @@
 
 Allowlist, not denylist: a global is safe only when its full dotted name is on ALLOWED (or,
 inside a TorchScript archive, on TORCHSCRIPT_ALLOWED or under ``__torch__``). Every other
-global is a finding. DANGEROUS and DANGEROUS_ATTRS only decide the finding's severity:
-``dangerous`` when the name reaches something that runs code, touches files or the network,
-loads another pickle or resolves names at load time; ``suspicious`` otherwise.
+global is a finding. KNOWN_BENIGN names classes that widely used libraries pickle for plain data
+(transformers' TrainingArguments, argparse.Namespace, datetime, pathlib paths, ...): their imports
+are ``info`` findings (the loader needs the library; building the object runs nothing harmful).
+DANGEROUS and DANGEROUS_ATTRS decide the severity of the rest: ``dangerous`` when the name
+reaches something that runs code, touches files or the network, loads another pickle or resolves
+names at load time; ``suspicious`` otherwise.
+
+`Policy` is what a user adds on top (`mfparse scan --allow NAME --fail-on LEVEL --policy FILE`):
+more allowed names, severity overrides and the level that fails the command.
 
 Nothing here imports a name it judges: names are strings.
 """
@@ -73,6 +79,59 @@ NUMPY_ALLOWED = frozenset(
 BUILTINS_ALLOWED = frozenset(["builtins.frozenset", "builtins.slice"])
 
 ALLOWED = TORCH_ALLOWED | NUMPY_ALLOWED | BUILTINS_ALLOWED
+
+# ---- known-benign imports ------------------------------------------------------------------
+# Classes that widely used libraries pickle for plain data. Loading them imports the library (so
+# torch.load(weights_only=True) refuses them), but building the object runs nothing harmful: the
+# unpickler calls the class (REDUCE: ``cls(*args)``) or ``cls.__new__(cls)`` (NEWOBJ), then sets
+# the pickled state (BUILD: ``__setstate__`` or a plain ``__dict__`` update), and for these
+# classes those steps only store values. Their arguments and state are judged like everything
+# else: a Namespace whose field is built by os.system is still dangerous because of os.system.
+# Each group is justified in docs/architecture.md, "Known-benign imports". An import of one of
+# these is an ``info`` finding: it never makes a file unsafe. Exact names only: other attributes
+# of the same modules (pathlib.Path.write_text, argparse.ArgumentParser) are judged as before.
+
+#: full dotted name -> (the package a loader imports, what the class is)
+KNOWN_BENIGN: dict[str, tuple[str, str]] = {}
+
+
+def _benign(package: str, what: str, names: str) -> None:
+    for n in names.split():
+        KNOWN_BENIGN[n] = (package, what)
+
+
+_benign("transformers", "transformers' training arguments: a dataclass of settings (training_args.bin)",
+        "transformers.training_args.TrainingArguments transformers.training_args_seq2seq.Seq2SeqTrainingArguments "
+        "transformers.trainer_pt_utils.AcceleratorConfig")
+_benign("transformers", "transformers' DeepSpeed settings held by TrainingArguments: a dict of configuration",
+        "transformers.integrations.deepspeed.HfTrainerDeepSpeedConfig transformers.deepspeed.HfTrainerDeepSpeedConfig")
+_benign("transformers", "an enum of transformers' training options (a member is looked up by its value)",
+        "transformers.trainer_utils.IntervalStrategy transformers.trainer_utils.EvaluationStrategy "
+        "transformers.trainer_utils.SaveStrategy transformers.trainer_utils.HubStrategy "
+        "transformers.trainer_utils.SchedulerType transformers.trainer_utils.FSDPOption "
+        "transformers.trainer_utils.ShardedDDPOption transformers.training_args.OptimizerNames "
+        "transformers.training_args.ParallelMode transformers.debug_utils.DebugOption")
+_benign("accelerate", "accelerate's process state as TrainingArguments caches it: unpickling sets attributes of "
+        "a new instance, never the shared state", "accelerate.state.PartialState")
+_benign("accelerate", "an enum of accelerate's distributed modes", "accelerate.utils.dataclasses.DistributedType")
+_benign("trl", "TRL's trainer configuration: a TrainingArguments dataclass with more settings",
+        "trl.trainer.sft_config.SFTConfig trl.trainer.dpo_config.DPOConfig trl.trainer.grpo_config.GRPOConfig "
+        "trl.trainer.reward_config.RewardConfig trl.trainer.kto_config.KTOConfig trl.trainer.rloo_config.RLOOConfig")
+_benign("argparse", "a namespace of parsed command-line arguments (fairseq and many training scripts)",
+        "argparse.Namespace")
+_benign("datetime", "a date, time, duration or time zone value",
+        "datetime.datetime datetime.date datetime.time datetime.timedelta datetime.timezone")
+_benign("pathlib", "a path value: building it parses a string and touches no file",
+        " ".join(f"{m}.{c}" for m in ("pathlib", "pathlib._local")
+                 for c in ("PurePath", "PurePosixPath", "PureWindowsPath", "Path", "PosixPath", "WindowsPath")))
+_benign("fractions", "an exact fraction value", "fractions.Fraction")
+_benign("decimal", "a decimal number value", "decimal.Decimal")
+_benign("uuid", "a UUID value", "uuid.UUID uuid.SafeUUID")
+_benign("collections", "a container of the standard library", "collections.defaultdict collections.deque")
+_benign("builtins", "a builtin value type (a defaultdict's factory, a range)",
+        "builtins.list builtins.dict builtins.tuple builtins.int builtins.float builtins.str builtins.bytes "
+        "builtins.bool builtins.range")
+
 
 # TorchScript's own builders, allowed only inside TorchScript archives (with __torch__.*)
 TORCHSCRIPT_ALLOWED = frozenset(
@@ -200,13 +259,17 @@ def danger(module: str, name: str) -> str | None:
 def judge_global(module: str, name: str, torchscript: bool = False) -> tuple[str | None, str]:
     """(severity or None, why) for an import of module.name.
 
-    severity is None when the global is allowed; "dangerous" when the name (raw or mapped from
-    Python 2) reaches the denylist; "suspicious" for every other name.
+    severity is None when the global is allowed; "info" for a known-benign class (KNOWN_BENIGN);
+    "dangerous" when the name (raw or mapped from Python 2) reaches the denylist; "suspicious"
+    for every other name.
     """
     m3, n3 = py3_name(module, name)
     full3 = f"{m3}.{n3}"
     if full3 in ALLOWED:
         return None, "allowed"
+    benign = KNOWN_BENIGN.get(full3)
+    if benign is not None:
+        return "info", f"known-benign: {benign[1]}; loading imports {benign[0]}"
     if torchscript and (full3 in TORCHSCRIPT_ALLOWED or m3 == "__torch__" or m3.startswith("__torch__.")):
         return None, "TorchScript class"
     why = danger(m3, n3)
@@ -221,3 +284,166 @@ def judge_global(module: str, name: str, torchscript: bool = False) -> tuple[str
     if full3 in TORCHSCRIPT_ALLOWED:
         return "suspicious", "a TorchScript builder outside a TorchScript archive"
     return "suspicious", "not on the allowlist of pure constructors"
+
+
+# ---- the user's policy: --allow, --fail-on, --policy FILE -----------------------------------
+
+#: severities from worst to mildest; a file fails `mfparse scan` when it has a finding at or above
+#: the policy's fail_on level
+SEVERITY_ORDER = ("dangerous", "suspicious", "info")
+#: the levels --fail-on takes
+FAIL_ON = ("dangerous", "suspicious")
+#: what `mfparse scan` fails on unless told otherwise: every import off the allowlist. mfparse's
+#: guarantee rests on its allowlist; a gate that passed "suspicious" imports would rest on the
+#: denylist instead, and an unaudited name can run anything its module does.
+DEFAULT_FAIL_ON = "suspicious"
+POLICY_KEYS = ("fail_on", "allow", "severity", "known_benign")
+
+
+class PolicyError(ValueError):
+    """A policy that cannot be used: a bad name, level or file (the message says which)."""
+
+
+def _check_pattern(p, where: str) -> str:
+    if not isinstance(p, str):
+        raise PolicyError(f"{where}: {p!r} is not a string")
+    body = p[:-2] if p.endswith(".*") else p
+    if not is_dotted_identifier(body) or (body == p and "." not in p):
+        raise PolicyError(f"{where}: {p!r} is not a dotted name (module.qualname, or module.* for a whole module)")
+    return p
+
+
+def _matches(pattern: str, full: str) -> bool:
+    if pattern.endswith(".*"):
+        return full.startswith(pattern[:-1])
+    return full == pattern
+
+
+def _danger_of(name: str) -> str | None:
+    module, _, qual = name.rpartition(".")
+    return danger(module, qual)
+
+
+class Policy:
+    """What a user adds to mfparse's judgement.
+
+    Attributes:
+        fail_on: "dangerous" or "suspicious": the mildest severity that makes `mfparse scan`
+            exit 1 (default DEFAULT_FAIL_ON).
+        allow: names whose imports are allowed: "module.qualname" or "module.*". An allowed
+            import is reported as an ``info`` finding; a dangerous one stays dangerous (the
+            denylist is not negotiable: allowing a dangerous name exactly is an error).
+        severity: {name or "module.*": "dangerous" | "suspicious" | "info"} for imports that are
+            findings; a dangerous import cannot be lowered.
+        known_benign: False reports KNOWN_BENIGN imports as suspicious (strict audits).
+    """
+
+    def __init__(self, fail_on: str = DEFAULT_FAIL_ON, allow=(), severity=None, known_benign: bool = True,
+                 source: str = "policy"):
+        if fail_on not in FAIL_ON:
+            raise PolicyError(f"{source}: fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+        self.fail_on = fail_on
+        self.allow = tuple(_check_pattern(p, f"{source}: allow") for p in allow)
+        for p in self.allow:
+            why = None if p.endswith(".*") else _danger_of(p)
+            if why is not None:
+                raise PolicyError(f"{source}: refusing to allow {p}: it is dangerous ({why})")
+        self.severity = {}
+        for p, level in (severity or {}).items():
+            _check_pattern(p, f"{source}: severity")
+            if level not in SEVERITY_ORDER:
+                raise PolicyError(f"{source}: severity of {p} must be one of {', '.join(SEVERITY_ORDER)}, "
+                                  f"not {level!r}")
+            why = None if p.endswith(".*") else _danger_of(p)
+            if why is not None and level != "dangerous":
+                raise PolicyError(f"{source}: refusing to lower the severity of {p}: it is dangerous ({why})")
+            self.severity[p] = level
+        if not isinstance(known_benign, bool):
+            raise PolicyError(f"{source}: known_benign must be true or false")
+        self.known_benign = known_benign
+
+    @classmethod
+    def from_file(cls, path, fail_on: str | None = None, allow=()) -> Policy:
+        """Read a TOML policy file (see docs/architecture.md, "Scan policy"); fail_on and allow
+        given here (the command line) override / extend the file's."""
+        data = load_toml(path)
+        name = str(path)
+        unknown = [k for k in data if k not in POLICY_KEYS]
+        if unknown:
+            raise PolicyError(f"{name}: unknown key(s) {', '.join(map(repr, unknown))}; a policy has "
+                              f"{', '.join(POLICY_KEYS)}")
+        file_allow = data.get("allow", [])
+        if not isinstance(file_allow, list):
+            raise PolicyError(f"{name}: allow must be a list of names")
+        sev = data.get("severity", {})
+        if not isinstance(sev, dict):
+            raise PolicyError(f"{name}: [severity] must be a table of name = level")
+        return cls(fail_on=fail_on or data.get("fail_on", DEFAULT_FAIL_ON), allow=list(file_allow) + list(allow),
+                   severity=sev, known_benign=data.get("known_benign", True), source=name)
+
+    def _level(self, name: str) -> str | None:
+        best = None  # the most specific pattern wins: an exact name over module.*, longer over shorter
+        for p, level in self.severity.items():
+            if _matches(p, name) and (best is None or (not p.endswith(".*"), len(p)) > best[0]):
+                best = ((not p.endswith(".*"), len(p)), level)
+        return None if best is None else best[1]
+
+    def _allowed(self, name: str) -> str | None:
+        return next((p for p in self.allow if _matches(p, name)), None)
+
+    def judge(self, f):
+        """The finding as this policy sees it (the same object when nothing changes)."""
+        from dataclasses import replace
+
+        name = f.global_name
+        if f.kind != "import" or name is None:
+            return f
+        if f.severity == "info" and not self.known_benign and name in KNOWN_BENIGN:
+            f = replace(f, severity="suspicious", why="known-benign list turned off by the policy: " + f.why)
+        level = self._level(name)
+        if level is not None:
+            if level == f.severity or f.severity == "dangerous":
+                return f
+            return replace(f, severity=level, why=f"{level} by the policy (was {f.severity}: {f.why})")
+        p = self._allowed(name)
+        if p is not None and f.severity == "suspicious":
+            return replace(f, severity="info", why=f"allowed by the policy ({p})")
+        return f
+
+    def apply(self, report):
+        """The report with every finding judged by this policy and its verdict recomputed."""
+        findings = [self.judge(f) for f in report.findings]
+        if all(a is b for a, b in zip(findings, report.findings)):
+            return report
+        from dataclasses import replace
+
+        from mfparse.scan.report import sort_findings, verdict_of
+
+        findings = sort_findings(findings)
+        return replace(report, findings=findings, verdict=verdict_of(findings, report.errors))
+
+    def fails(self, report) -> bool:
+        """True when the report has a finding at or above fail_on."""
+        worst = SEVERITY_ORDER.index(self.fail_on)
+        return any(SEVERITY_ORDER.index(f.severity) <= worst for f in report.findings)
+
+    def to_dict(self) -> dict:
+        return {"fail_on": self.fail_on, "allow": list(self.allow), "severity": dict(self.severity),
+                "known_benign": self.known_benign}
+
+
+def load_toml(path) -> dict:
+    """A TOML file as a dict (tomllib on Python 3.11+, the tomli package on 3.10)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise PolicyError(f"{path}: reading a TOML policy needs Python 3.11+ or the tomli package "
+                              "(pip install tomli)") from None
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise PolicyError(f"{path}: not valid TOML: {e}") from None

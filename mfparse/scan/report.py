@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-SEVERITIES = ("dangerous", "suspicious")
+#: finding severities, worst first: "dangerous" and "suspicious" make a file unsafe, "info" (a
+#: known-benign import, or one the user's policy allows) never does
+SEVERITIES = ("dangerous", "suspicious", "info")
 VERDICTS = ("safe", "unsafe", "error")
+#: version of the JSON record of one scanned file (ScanReport.to_dict) and of the documents
+#: `mfparse scan --json/--jsonl` print (mfparse/schemas/scan.json). Raised when a field changes
+#: meaning or disappears; new fields may appear within a version.
+SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -15,7 +21,9 @@ class Finding:
 
     Attributes:
         severity: "dangerous" (reaches code execution, files, network, a nested loader, a
-            name resolver, or attacks the loader) or "suspicious" (anything else off the allowlist).
+            name resolver, or attacks the loader), "suspicious" (anything else off the allowlist)
+            or "info" (an import of a known-benign class, or one the user's policy allows: the
+            loader needs that library, but the file is not unsafe for it).
         module, qualname: the global the pickle would import (None when the finding is not
             about one global: a zip anomaly, a FRAME lie, a memo blow-up, ...).
         member: where it is: the zip/tar member path ("archive/data.pkl"), nested containers
@@ -27,6 +35,8 @@ class Finding:
         kind: what triggered it: "import", "call", "build", "setitem", "append", "computed",
             "ext", "frame", "resource", "loader", "container", "nested", "keras", "format".
         count: how many times the same finding occurred in that stream (first offset kept).
+        offset_in: "file" when offset is a byte offset in the file itself, "member" when it is an
+            offset into the decompressed bytes of `member`; None without an offset.
     """
 
     severity: str
@@ -38,6 +48,7 @@ class Finding:
     offset: int | None = None
     kind: str = "import"
     count: int = 1
+    offset_in: str | None = None
 
     @property
     def global_name(self) -> str | None:
@@ -58,7 +69,14 @@ class Finding:
             "kind": self.kind,
             "why": self.why,
             "count": self.count,
+            "offset_in": self.offset_in,
         }
+
+    @classmethod
+    def from_dict(cls, f: dict) -> Finding:
+        return cls(severity=f["severity"], why=f["why"], module=f["module"], qualname=f["qualname"],
+                   member=f["member"], pickle=f["pickle"], offset=f["offset"], kind=f["kind"],
+                   count=f.get("count", 1), offset_in=f.get("offset_in"))
 
     def location(self) -> str:
         parts = []
@@ -75,12 +93,16 @@ class Finding:
 class ScanReport:
     """What `mfparse.scan` found in one file.
 
+    `to_dict()` is the JSON record of one scanned file (mfparse/schemas/scan.json, "$defs/file"),
+    the same in `--json`, `--jsonl` and any engine's report; `from_dict()` reads it back.
+
     Attributes:
         path: the file scanned (None for bytes).
         verdict: "safe" (every pickle was read to its end and names only allowlisted globals,
             and every container was opened), "unsafe" (at least one finding; unsafe wins over
-            errors) or "error" (no finding, but some part could not be read or judged).
-        findings: [Finding], dangerous first.
+            errors; "info" findings never count) or "error" (no finding, but some part could not be
+            read or judged).
+        findings: [Finding], dangerous first, then suspicious, then info.
         errors: what could not be read or judged, each ending with its byte offset when known.
         notes: information that does not change the verdict (formats seen, TorchScript code, ...).
         globals: every global the pickles would import, allowed ones included: {dotted name: count}.
@@ -106,8 +128,16 @@ class ScanReport:
     def dangerous(self) -> list:
         return [f for f in self.findings if f.severity == "dangerous"]
 
+    def severity_counts(self) -> dict:
+        """{severity: number of findings} for every severity (0 when none)."""
+        out = dict.fromkeys(SEVERITIES, 0)
+        for f in self.findings:
+            out[f.severity] = out.get(f.severity, 0) + 1
+        return out
+
     def to_dict(self) -> dict:
         return {
+            "schema_version": SCHEMA_VERSION,
             "path": self.path,
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
@@ -121,9 +151,7 @@ class ScanReport:
 
     @classmethod
     def from_dict(cls, d: dict) -> ScanReport:
-        fs = [Finding(severity=f["severity"], why=f["why"], module=f["module"], qualname=f["qualname"],
-                      member=f["member"], pickle=f["pickle"], offset=f["offset"], kind=f["kind"],
-                      count=f.get("count", 1)) for f in d["findings"]]
+        fs = [Finding.from_dict(f) for f in d["findings"]]
         return cls(path=d["path"], verdict=d["verdict"], findings=fs, errors=list(d["errors"]),
                    notes=list(d["notes"]), globals=dict(d["globals"]), pickles=d["pickles"], size=d["size"],
                    seconds=d.get("seconds", 0.0))
@@ -132,26 +160,67 @@ class ScanReport:
         return render_text(self)
 
 
+def sort_findings(findings) -> list:
+    """Findings worst first (stable within a severity)."""
+    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def verdict_of(findings, errors) -> str:
+    """"unsafe" with a dangerous or suspicious finding (wins over errors), else "error" when
+    something could not be judged, else "safe"."""
+    if any(f.severity != "info" for f in findings):
+        return "unsafe"
+    return "error" if errors else "safe"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
 def render_text(r: ScanReport) -> str:
     head = f"{r.path or '<bytes>'}: {r.verdict.upper()}"
     extra = []
-    if r.findings:
-        extra.append(f"{len(r.findings)} finding{'s' if len(r.findings) != 1 else ''}")
+    bad = [f for f in r.findings if f.severity != "info"]
+    info = [f for f in r.findings if f.severity == "info"]
+    if bad:
+        extra.append(_plural(len(bad), "finding"))
     if r.errors:
-        extra.append(f"{len(r.errors)} error{'s' if len(r.errors) != 1 else ''}")
+        extra.append(_plural(len(r.errors), "error"))
+    if info:
+        extra.append(_plural(len(info), "known-benign import") if all(_known(f) for f in info)
+                     else _plural(len(info), "allowed import"))
     if extra:
         head += " (" + ", ".join(extra) + ")"
     lines = [head]
-    for f in r.findings:
+    for f in bad:
         g = f.global_name
         what = f" {g}" if g else ""
         times = f" (x{f.count})" if f.count > 1 else ""
         lines.append(f"  {f.severity:<10}{what} [{f.location()}]{times}: {f.why}")
+    for package, names in _by_package(info):
+        lines.append(f"  info       loading imports {package}: {', '.join(names)}")
     for e in r.errors:
         lines.append(f"  error      {e}")
     for n in r.notes:
         lines.append(f"  note       {n}")
     return "\n".join(lines)
+
+
+def _known(f) -> bool:
+    return f.why.startswith("known-benign")
+
+
+def _by_package(info) -> list:
+    """[(top-level package, [names])] of info findings, in order of first appearance: one line
+    per library a loader must import ("loading imports transformers: TrainingArguments, ...")."""
+    groups: dict = {}
+    for f in info:
+        module = f.module or "?"
+        names = groups.setdefault(module.split(".")[0], [])
+        label = (f.qualname or "?") + ("" if _known(f) else " (allowed by the policy)")
+        if label not in names:
+            names.append(label)
+    return list(groups.items())
 
 
 class Where:
@@ -200,10 +269,12 @@ class Context:
         key = (severity, kind, module, qualname, member, pickle, why)
         f = self._findings.get(key)
         if f is None:
-            self._findings[key] = Finding(severity, why, module, qualname, member, pickle, offset, kind, count)
+            offset_in = None if offset is None else ("member" if where is not None and where.base is None else "file")
+            self._findings[key] = Finding(severity, why, module, qualname, member, pickle, offset, kind, count,
+                                          offset_in)
         else:
             self._findings[key] = Finding(f.severity, f.why, f.module, f.qualname, f.member, f.pickle, f.offset,
-                                          f.kind, f.count + count)
+                                          f.kind, f.count + count, f.offset_in)
 
     def error(self, message: str, where: Where | None = None, offset: int | None = None) -> None:
         text = message
@@ -222,8 +293,8 @@ class Context:
         self.globals[dotted] = self.globals.get(dotted, 0) + 1
 
     def report(self, seconds: float = 0.0) -> ScanReport:
-        findings = sorted(self._findings.values(), key=lambda f: (SEVERITIES.index(f.severity),))
-        verdict = "unsafe" if findings else ("error" if self.errors else "safe")
+        findings = sort_findings(self._findings.values())
+        verdict = verdict_of(findings, self.errors)
         return ScanReport(path=self.path, verdict=verdict, findings=findings, errors=list(self.errors),
                           notes=list(self.notes), globals=dict(self.globals), pickles=self.pickles,
                           size=self.size, seconds=seconds)

@@ -529,28 +529,72 @@ class AtomicFile:
         self.dst = dst
 
 
+# errors that only writing can cause: an OSError of these without a file name is the destination's
+_WRITE_ERRNOS = frozenset(getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS") if hasattr(errno, n))
+
+
+def _named_for(e: OSError, dst: str) -> OSError:
+    """The error as it concerns `dst`: the user's destination named, never the temporary file
+    written beside it ("out.npz: permission denied", not ".out.npz.x1y2.partial")."""
+    if e.errno is None:
+        return type(e)(f"{dst}: {e}")
+    return type(e)(e.errno, e.strerror or os.strerror(e.errno), dst)
+
+
 @contextlib.contextmanager
 def atomic_outputs(dsts, fsync: bool = False):
     """Yield one AtomicFile per destination, each a temporary file beside it; when the block
     succeeds rename them all into place (in the given order), on any failure (an exception,
     a full disk) remove them all: every destination is either its complete new file or
-    untouched."""
+    untouched. An OSError about a temporary file (creating, writing, flushing, renaming it)
+    names its destination, never the temporary file."""
     dsts = [os.fspath(d) for d in dsts]
     opened: list[AtomicFile] = []
     renamed = 0
+    temps: dict[str, str] = {}  # absolute temporary path -> destination
+
+    def destination_of(e: OSError) -> str | None:
+        """The destination an OSError raised in the block is about, or None (e.g. the source's)."""
+        if isinstance(e.filename, str):
+            return temps.get(os.path.abspath(e.filename))
+        if e.errno in _WRITE_ERRNOS and len(dsts) == 1:
+            return dsts[0]
+        return None
+
     try:
         for dst in dsts:
             folder = os.path.dirname(os.path.abspath(dst))
-            fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst) + ".", suffix=".partial", dir=folder)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dst) + ".", suffix=".partial", dir=folder)
+            except OSError as e:
+                raise _named_for(e, dst) from e
+            temps[os.path.abspath(tmp)] = dst
             opened.append(AtomicFile(os.fdopen(fd, "wb", buffering=0), tmp, dst))
             os.fchmod(fd, 0o666 & ~_umask())
-        yield opened
+        try:
+            yield opened
+        except OSError as e:
+            dst = destination_of(e)
+            if dst is None:
+                raise
+            raise _named_for(e, dst) from e
+        except Exception as e:  # an MFParseError reading the written file back names the destination
+            path = getattr(e, "path", None)
+            if isinstance(path, str) and os.path.abspath(path) in temps:
+                e.path = temps[os.path.abspath(path)]
+            raise
         for af in opened:
-            if fsync:
-                os.fsync(af.file.fileno())
-            af.file.close()
+            try:
+                if fsync:
+                    os.fsync(af.file.fileno())
+                af.file.close()
+            except OSError as e:
+                raise _named_for(e, af.dst) from e
         for af in opened:
-            os.replace(af.tmp_path, af.dst)
+            try:
+                os.replace(af.tmp_path, af.dst)
+            except OSError as e:
+                raise _named_for(e, af.dst) from e
             renamed += 1
         if fsync:
             for folder in sorted({os.path.dirname(os.path.abspath(d)) for d in dsts}):
