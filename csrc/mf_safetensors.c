@@ -281,7 +281,11 @@ int mf_safetensors_parse(const uint8_t *buf, size_t len, uint64_t file_size, mf_
                            (const char *)t->name, (unsigned long long)(t->end - t->begin), (unsigned long long)(bits / 8));
         expect_begin = t->end;
     }
-    if (expect_begin != data_len)
+    if (expect_begin > data_len) /* the file ends inside the tensors' data: cut */
+        return mf_fail(err, MF_ERR_TRUNCATED, data_start + data_len,
+                       "safetensors tensors cover %llu bytes but the data area holds %llu",
+                       (unsigned long long)expect_begin, (unsigned long long)data_len);
+    if (expect_begin < data_len) /* bytes after the last tensor that no tensor accounts for */
         return mf_fail(err, MF_ERR_CORRUPT, data_start + expect_begin,
                        "safetensors tensors cover %llu bytes but the data area holds %llu",
                        (unsigned long long)expect_begin, (unsigned long long)data_len);
