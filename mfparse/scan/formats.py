@@ -68,6 +68,11 @@ def _protobuf_formats(name: str | None) -> tuple[str, ...]:
 def check_protobuf(ctx, buf, where, *, name=None, **kw) -> bool:
     from mfparse.formats import tf
 
+    if os.path.basename(name or ctx.path or "").lower() == "keras_metadata.pb":
+        from mfparse.scan import keras as keras_check
+
+        return keras_check.check_keras_metadata(ctx, buf, where)
+
     last = None
     for fmt in _protobuf_formats(name or ctx.path):
         try:
@@ -130,8 +135,76 @@ def _op_types(node):
     return out
 
 
+# ---- chat templates (GGUF metadata, Hugging Face configs and .jinja files) ------------------------
+
+def check_gguf(ctx, buf, where, **kw) -> bool:
+    """GGUF: key/value metadata and raw tensors, no pickle; its chat templates are judged."""
+    from mfparse import _native
+    from mfparse.scan import templates
+
+    try:
+        kvs = _native.gguf_parse(buf)[4]
+    except MFParseError as e:
+        ctx.error(f"GGUF header could not be read ({e}): its chat templates cannot be judged", where)
+        return False
+    n = templates.check_gguf(ctx, buf, where, kvs)
+    ctx.note("GGUF: key/value metadata and raw tensors, no pickle"
+             + (f"; {n} chat template(s) judged" if n else "; no chat template"))
+    return True
+
+
+_HF_JSON = ("tokenizer_config.json", "chat_template.json", "processor_config.json", "preprocessor_config.json")
+
+
+def check_text(ctx, buf, where, *, name=None, **kw) -> bool:
+    """A text file at the top level: a Jinja chat template (by its name, as transformers finds
+    it), a JSON document holding chat templates or a Keras model config."""
+    from mfparse.scan import keras as keras_check
+    from mfparse.scan import templates
+
+    if templates.is_template_name(name):
+        templates.check_jinja_file(ctx, buf, where, name)
+        return True
+    if not keras_check.looks_like_json(buf):
+        return True
+    obj = templates.json_or_none(buf)
+    if obj is None:
+        keras_check.check_json_file(ctx, buf, where)  # reports the JSON error for a Keras-looking file
+        return True
+    templates.check_json(ctx, obj, buf, where, name)
+    keras_check.check_json_obj(ctx, obj, where)
+    return True
+
+
+def inspect_zip_templates(ctx, buf, where, members, read) -> None:
+    """Chat templates inside an archive (a zipped Hugging Face folder)."""
+    from mfparse.scan import templates
+
+    for nm in members:
+        base = nm.rsplit("/", 1)[-1]
+        if not (templates.is_template_name(base) or base in _HF_JSON):
+            continue
+        got = read(nm)
+        if got is None:
+            continue
+        data, off = got
+        mw = where.child(nm, off)
+        if templates.is_template_name(base):
+            templates.check_jinja_file(ctx, data, mw, nm)
+        else:
+            obj = templates.json_or_none(data)
+            if obj is not None:
+                templates.check_json(ctx, obj, data, mw, nm)
+
+
 def register() -> None:
-    from mfparse.scan import containers
+    from mfparse.scan import containers, torchscript
+    from mfparse.scan import keras as keras_check
 
     containers.register_checker("hdf5", check_hdf5)
     containers.register_checker("protobuf", check_protobuf)
+    containers.register_checker("gguf", check_gguf)
+    containers.register_checker("text", check_text)
+    for inspect in (keras_check.inspect_zip, inspect_zip_templates, torchscript.inspect_zip):
+        if inspect not in containers.ZIP_INSPECTORS:
+            containers.ZIP_INSPECTORS.append(inspect)
