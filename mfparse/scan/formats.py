@@ -4,9 +4,12 @@
     (mfparse.formats.keras.model_config) and judged like a .keras config.json (Lambda layers,
     modules outside Keras). A file the reader cannot parse falls back to the byte search and is
     never called safe.
-  * Protobuf: TensorFlow SavedModel / GraphDef ops that run Python or touch files
-    (mfparse.formats.tf.RISKY_OPS) and ONNX external-data locations that escape the model's
-    folder. Checkpoint save/restore ops every SavedModel carries are not findings.
+  * Protobuf: TensorFlow SavedModel / GraphDef ops that run Python, touch files or reach the
+    network, judged with what they are given (mfparse.scan.tfgraph, table derived from
+    TensorFlow's op registry); ONNX external-data locations that escape the model's folder;
+    keras_metadata.pb (tf.keras SavedModel layer configs).
+  * GGUF chat templates and Hugging Face chat templates (mfparse.scan.templates), Keras
+    archives, TorchScript code and TorchServe archives (zip inspectors).
 
 Registered by mfparse.scan at import; nothing here imports or runs what a file names.
 """
@@ -16,10 +19,6 @@ from __future__ import annotations
 import os
 
 from mfparse.errors import MFParseError
-
-# RISKY_OPS reasons that make an op dangerous (the rest, which read or list files, are suspicious)
-_DANGEROUS_REASONS = ("runs Python", "writes a file", "writes files")
-
 
 def _open(ctx, buf, where, name, fmt):
     """A ModelFile on the buffer; the top-level file is opened by path so that side files
@@ -91,15 +90,16 @@ def check_protobuf(ctx, buf, where, *, name=None, **kw) -> bool:
 
 
 def _judge_tf(ctx, m, where, tf) -> None:
-    ops = tf.risky_ops(m)
-    for op, node, offset in ops:
-        reason = tf.RISKY_OPS.get(op, "touches files")
-        severity = "dangerous" if reason in _DANGEROUS_REASONS else "suspicious"
-        ctx.finding(severity, f"TensorFlow op {op} ({reason}) in node {node!r}", where, offset=where.offset(offset)
-                    if offset is not None else None, module="tensorflow.ops", qualname=op, kind="op")
-    ctx.note(f"TensorFlow {m.format}: {len(ops)} op(s) that run Python or touch files"
-             if ops else f"TensorFlow {m.format}: no op that runs Python or touches files "
-             "(checkpoint save/restore ops are expected and not findings)")
+    from mfparse.scan import tfgraph
+
+    reader = m._reader
+    if not isinstance(reader, tf.TFGraphReader):
+        return
+    n = tfgraph.judge(ctx, where, reader, tf)
+    ctx.note(f"TensorFlow {m.format}: {n} op(s) that run Python, touch files or reach the network with what they "
+             "are given (graph and every library function)" if n else f"TensorFlow {m.format}: no op that runs "
+             "Python, touches files or reaches the network (checkpoint save/restore of the model's own variables "
+             "is expected and not a finding)")
 
 
 def _judge_onnx(ctx, m, where) -> None:

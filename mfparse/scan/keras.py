@@ -236,64 +236,26 @@ def inspect_zip(ctx, buf, where, members, read) -> None:
 
 # ---- keras_metadata.pb (tf.keras SavedModel) -------------------------------------------------------
 
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    v = shift = 0
-    while True:
-        if i >= len(b) or shift > 63:
-            raise ValueError("varint runs past the message")
-        c = b[i]
-        i += 1
-        v |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return v, i
-
-
-def _fields(b: bytes):
-    """(field number, wire type, value or (start, end) for length-delimited) of one message."""
-    i, n = 0, len(b)
-    while i < n:
-        key, i = _varint(b, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(b, i)
-            yield num, wt, v
-        elif wt == 2:
-            ln, i = _varint(b, i)
-            if ln > n - i:
-                raise ValueError("field runs past the message")
-            yield num, wt, (i, i + ln)
-            i += ln
-        elif wt == 1:
-            i += 8
-        elif wt == 5:
-            i += 4
-        else:
-            raise ValueError(f"wire type {wt}")
-        if i > n:
-            raise ValueError("field runs past the message")
-
-
 def check_keras_metadata(ctx, buf, where) -> bool:
     """keras_metadata.pb: SavedMetadata {repeated SavedObject nodes = 1}, SavedObject {node_id = 2,
     node_path = 3, identifier = 4, metadata = 5 (JSON), version = 6}. Every node's JSON is a
     layer or model config that tf.keras.models.load_model rebuilds."""
-    b = bytes(buf)
+    from mfparse.scan.tfgraph import fields
+
+    b = buf
     nodes = 0
     try:
-        for num, wt, v in _fields(b):
+        for num, wt, v in fields(b, 0, len(b)):
             if num != 1 or wt != 2:
                 continue
-            start, end = v
             path, meta, meta_at = "?", None, None
-            for n2, w2, v2 in _fields(b[start:end]):
+            for n2, w2, v2 in fields(b, v[0], v[1]):
                 if w2 != 2:
                     continue
-                s2, e2 = v2
                 if n2 == 3:
-                    path = b[start + s2:start + e2].decode("utf-8", "replace")
+                    path = bytes(b[v2[0]:v2[1]]).decode("utf-8", "replace")
                 elif n2 == 5:
-                    meta, meta_at = b[start + s2:start + e2], start + s2
+                    meta, meta_at = bytes(b[v2[0]:v2[1]]), v2[0]
             nodes += 1
             if meta is None:
                 continue
