@@ -316,13 +316,15 @@ def judge(text: str) -> tuple[list, str | None]:
             _ENV.append(_environment())
         env, nodes_mod = _ENV[0]
     except ImportError:
-        return _judge_text(text, report), "jinja2 is not installed: the template was searched as text"
+        _judge_text(text, report)
+        return out, "jinja2 is not installed: the template was searched as text"
     import jinja2
 
     try:
         tree = env.parse(text)
     except jinja2.TemplateSyntaxError as e:
-        return _judge_text(text, report), (f"does not parse with jinja2 {jinja2.__version__} (line {e.lineno}: "
+        _judge_text(text, report)
+        return out, (f"does not parse with jinja2 {jinja2.__version__} (line {e.lineno}: "
                                            f"{e.message}); a renderer using it refuses the template; searched as text")
     except RecursionError:
         report("suspicious", "nested too deeply to parse (the renderer fails on it too)", None)
@@ -331,7 +333,7 @@ def judge(text: str) -> tuple[list, str | None]:
     return out, None
 
 
-def _judge_text(text: str, report) -> list:
+def _judge_text(text: str, report) -> None:
     """Without an AST: a dunder, mangled name, escape-hatch name or attr filter is suspicious."""
     for rx, what in ((_DUNDER, "a dunder name"), (_MANGLED, "a name-mangled private name"),
                      (_TEXT_ESCAPES, "an attr filter or an escape-hatch name")):
@@ -340,7 +342,6 @@ def _judge_text(text: str, report) -> list:
             line = text.count("\n", 0, m.start()) + 1
             report("suspicious", f"{what} ({m.group(0).strip()!r}) in the template text, which was not parsed as "
                    "Jinja: cannot be told apart from template injection", line)
-    return []
 
 
 def _line_offset(text: str, line: int | None) -> int:
