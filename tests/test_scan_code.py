@@ -545,3 +545,35 @@ def test_joblib_wrapper_outside_joblib_is_still_a_finding():
     # a plain pickle naming the wrapper (no raw array after it: not what joblib writes)
     r = scan(call_pickle("joblib.numpy_pickle", "NumpyArrayWrapper"))
     assert_unsafe(r, "suspicious", glob="joblib.numpy_pickle.NumpyArrayWrapper")
+
+
+# ==========================================================================================
+# MLflow
+# ==========================================================================================
+
+_MLMODEL = """artifact_path: model
+flavors:
+  python_function:
+    env:
+      conda: conda.yaml
+    loader_module: {loader}
+    python_version: 3.11.7
+{extra}  sklearn:
+    code: null
+    pickled_model: model.pkl
+    serialization_format: cloudpickle
+    sklearn_version: 1.5.0
+mlflow_version: 2.16.0
+"""
+
+
+def test_mlflow_mlmodel(tmp_path):
+    p = tmp_path / "MLmodel"
+    p.write_text(_MLMODEL.format(loader="mlflow.sklearn", extra=""))
+    r = scan(p)
+    assert r.verdict == "safe" and any("MLflow MLmodel" in n for n in r.notes), str(r)
+    p.write_text(_MLMODEL.format(loader="my_loader", extra="    code: code\n"))
+    r = scan(p)
+    f = assert_unsafe(r, "suspicious", kind="code", glob="mlflow.pyfunc.my_loader")
+    assert p.read_bytes()[f.offset:f.offset + 9] == b"my_loader"
+    assert has(r, "suspicious", glob="mlflow.pyfunc.code")

@@ -17,6 +17,7 @@ Registered by mfparse.scan at import; nothing here imports or runs what a file n
 from __future__ import annotations
 
 import os
+import re
 
 from mfparse.errors import MFParseError
 
@@ -165,6 +166,9 @@ def check_text(ctx, buf, where, *, name=None, **kw) -> bool:
     if templates.is_template_name(name):
         templates.check_jinja_file(ctx, buf, where, name)
         return True
+    if name == "MLmodel":
+        _check_mlmodel(ctx, buf, where)
+        return True
     if not keras_check.looks_like_json(buf):
         return True
     obj = templates.json_or_none(buf)
@@ -174,6 +178,30 @@ def check_text(ctx, buf, where, *, name=None, **kw) -> bool:
     templates.check_json(ctx, obj, buf, where, name)
     keras_check.check_json_obj(ctx, obj, where)
     return True
+
+
+_MLMODEL_LOADER = re.compile(r"^\s*loader_module:\s*['\"]?([\w.]+)", re.M)
+_MLMODEL_CODE = re.compile(r"^\s*code:\s*['\"]?([^\s'\"]+)", re.M)
+
+
+def _check_mlmodel(ctx, buf, where) -> None:
+    """An MLflow model's MLmodel file: mlflow.pyfunc.load_model imports its flavor's
+    loader_module and puts its code/ folder on sys.path (python_model.pkl and the other pickles
+    next to it are files of their own, scanned as pickles)."""
+    text = bytes(buf[:1 << 20]).decode("utf-8", "replace")
+    for m in _MLMODEL_LOADER.finditer(text):
+        mod = m.group(1)
+        if not (mod == "mlflow" or mod.startswith("mlflow.")):
+            ctx.finding("suspicious", f"MLflow MLmodel: mlflow.pyfunc.load_model imports loader_module {mod!r}, which "
+                        "is not part of MLflow", where, offset=where.offset(len(text[:m.start(1)].encode("utf-8"))),
+                        module="mlflow.pyfunc", qualname=mod, kind="code")
+    for m in _MLMODEL_CODE.finditer(text):
+        if m.group(1) not in ("null", "~"):
+            ctx.finding("suspicious", f"MLflow MLmodel carries code ({m.group(1)!r}): mlflow.pyfunc.load_model puts it "
+                        "on sys.path and imports from it", where,
+                        offset=where.offset(len(text[:m.start(1)].encode("utf-8"))), module="mlflow.pyfunc",
+                        qualname=m.group(1), kind="code")
+    ctx.note("MLflow MLmodel: flavors' loader modules and code paths checked (its pickles are scanned as files)")
 
 
 def inspect_zip_templates(ctx, buf, where, members, read) -> None:
