@@ -577,3 +577,21 @@ def test_mlflow_mlmodel(tmp_path):
     f = assert_unsafe(r, "suspicious", kind="code", glob="mlflow.pyfunc.my_loader")
     assert p.read_bytes()[f.offset:f.offset + 9] == b"my_loader"
     assert has(r, "suspicious", glob="mlflow.pyfunc.code")
+
+
+def test_torch_package_carries_python(tmp_path):
+    import warnings
+
+    import torch.package
+
+    p = tmp_path / "pkg.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns about TypedStorage
+        with torch.package.PackageExporter(str(p)) as e:
+            e.extern("torch.**")
+            e.intern("mymod")
+            e.save_source_string("mymod", "import os\n\ndef f():\n    return os.getcwd()\n")
+            e.save_pickle("model", "model.pkl", {"w": torch.ones(2)})
+    r = scan(p)
+    f = assert_unsafe(r, "suspicious", kind="code", glob="torch.package.pkg/mymod.py")
+    assert "PackageImporter" in f.why

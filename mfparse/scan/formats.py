@@ -144,11 +144,11 @@ def check_gguf(ctx, buf, where, **kw) -> bool:
     from mfparse.scan import templates
 
     try:
-        kvs = _native.gguf_parse(buf)[4]
+        parsed = _native.gguf_parse(buf)
     except MFParseError as e:
         ctx.error(f"GGUF header could not be read ({e}): its chat templates cannot be judged", where)
         return False
-    n = templates.check_gguf(ctx, buf, where, kvs)
+    n = templates.check_gguf(ctx, buf, where, parsed[4], header_end=parsed[3])
     ctx.note("GGUF: key/value metadata and raw tensors, no pickle"
              + (f"; {n} chat template(s) judged" if n else "; no chat template"))
     return True

@@ -425,8 +425,9 @@ def check_json(ctx, obj, buf, where, name: str | None) -> bool:
     return True
 
 
-def check_gguf(ctx, buf, where, kvs) -> int:
-    """The chat templates among GGUF metadata [(key, vtype, value)]; returns how many."""
+def check_gguf(ctx, buf, where, kvs, header_end: int | None = None) -> int:
+    """The chat templates among GGUF metadata [(key, vtype, value)]; returns how many.
+    header_end bounds the search for the keys' offsets (the metadata, not the tensor data)."""
     n = 0
     head = None
     for key, vtype, value in kvs:
@@ -439,7 +440,7 @@ def check_gguf(ctx, buf, where, kvs) -> int:
                         "may still render", where, module="jinja2", qualname=key, kind="template")
             continue
         if head is None:
-            head = bytes(buf[:1 << 26])
+            head = bytes(buf[:min(len(buf), header_end or len(buf), 1 << 28)])
         kb = key.encode("utf-8")
         pos = head.find(len(kb).to_bytes(8, "little") + kb)
         at = None

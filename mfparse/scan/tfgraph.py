@@ -164,11 +164,11 @@ class GraphJudge:
         return Node(self.buf, off, message_end(self.buf, off))
 
     def scope(self, mg: int, fn: int) -> dict:
-        key = (mg, fn)
-        sc = self.scopes.get(key)
-        if sc is None:
-            sc = self.scopes[key] = {n[2]: i for i, n in enumerate(self.nodes) if n[0] == mg and n[1] == fn}
-        return sc
+        """{node name: index} of the graph or function (all scopes are indexed in one pass)."""
+        if not self.scopes:
+            for i, n in enumerate(self.nodes):
+                self.scopes.setdefault((n[0], n[1]), {})[n[2]] = i
+        return self.scopes.get((mg, fn), {})
 
     def values(self, i: int, input_name: str):
         """(constant strings reaching this input, True when only constants reach it)."""

@@ -14,6 +14,9 @@ parse (the loader's compiler may still read it) and Python builtins TorchScript 
 classes (``__torch__.torch.classes.<lib>``) are noted: they run native code of whichever
 library registered them, and loading fails without it.
 
+torch.package archives (``.data/extern_modules``) carry Python modules that
+``PackageImporter`` imports when a pickle names them: a suspicious finding when there are any.
+
 TorchServe (``.mar``: a zip with ``MAR-INF/MANIFEST.json``): ``torchserve`` imports the
 archive's handler and model files (Python) when it loads the model, and may pip-install its
 requirements file. Python modules carried in it are a suspicious finding (code runs at load;
@@ -122,6 +125,21 @@ def inspect_zip(ctx, buf, where, members, read) -> None:
         _torchscript(ctx, where, members, read)
     if any(n.endswith("MAR-INF/MANIFEST.json") for n in members):
         _mar(ctx, where, members, read)
+    if any(n.endswith(".data/extern_modules") for n in members):
+        _torch_package(ctx, where, members)
+
+
+def _torch_package(ctx, where, members) -> None:
+    """torch.package (PackageExporter): the archive carries Python modules that PackageImporter
+    imports (runs) when its pickles name them."""
+    py = sorted(n for n in members if n.endswith(".py") and "/.data/" not in n)
+    ctx.note("torch.package archive: torch.package.PackageImporter loads its pickles, importing the modules "
+             "packaged with them")
+    if py:
+        ctx.finding("suspicious", f"torch.package archive carries Python modules ({', '.join(py[:10])}"
+                    + (f" and {len(py) - 10} more" if len(py) > 10 else "") + "): PackageImporter runs them when "
+                    "a pickle names them (mfparse does not judge Python)", where, module="torch.package",
+                    qualname=py[0], kind="code")
 
 
 def _torchscript(ctx, where, members, read) -> None:
