@@ -264,3 +264,11 @@ def test_zipped_folder(tmp_path):
     f = assert_unsafe(r, "dangerous", kind="template", member="model/additional_chat_templates/rag.jinja")
     assert "_TemplateReference__context" in f.why
     assert not has(r, member="model/tokenizer_config.json")
+
+
+@pytest.mark.parametrize("payload", ["{{ " + "(" * 3000 + "x" + ")" * 3000 + " }}",
+                                     "{% if a %}" * 2000 + "x" + "{% endif %}" * 2000,
+                                     "{{ x" + ".a" * 50000 + " }}"])
+def test_deep_templates_are_never_safe(payload):
+    found, _note = templates.judge(payload)
+    assert [s for s, _w, _l in found] == ["suspicious"] and "nested too deeply" in found[0][1]

@@ -329,7 +329,10 @@ def judge(text: str) -> tuple[list, str | None]:
     except RecursionError:
         report("suspicious", "nested too deeply to parse (the renderer fails on it too)", None)
         return out, None
-    _Judge(report, nodes_mod).walk(tree)
+    try:
+        _Judge(report, nodes_mod).walk(tree)
+    except RecursionError:
+        report("suspicious", "nested too deeply to judge", None)
     return out, None
 
 
