@@ -203,8 +203,8 @@ def test_joblib_raw_arrays_are_skipped(tmp_path, joblib):
                  "obj": np.array([1, "x"], dtype=object), "tail": "end"}, p)
     r = scan(p)
     assert not r.errors, str(r)
-    assert {f.global_name for f in r.findings} == {"joblib.numpy_pickle.NumpyArrayWrapper"}
-    assert all(f.severity == "suspicious" for f in r.findings)
+    assert r.verdict == "safe", str(r)  # plain arrays (and an object array of int/str) as joblib.load reads them
+    assert "joblib.numpy_pickle.NumpyArrayWrapper" in r.globals
 
 
 @pytest.mark.parametrize("compress", [0, 3, ("gzip", 3), ("bz2", 3), ("xz", 3), ("lzma", 3)])

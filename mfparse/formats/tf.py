@@ -37,63 +37,20 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
+from mfparse.formats import tf_ops as _tf_ops
 from mfparse.formats.base import Reader, view
 from mfparse.formats.onnx import Unique
 
-#: Ops that reach outside the graph when the model runs: they read or write files, or run
-#: Python code (which a SavedModel cannot carry: loading one with these fails or, with the
-#: defining code around, runs it). The value is the category a scanner reports.
-RISKY_OPS = {
-    # runs Python
-    "PyFunc": "runs Python",
-    "PyFuncStateless": "runs Python",
-    "EagerPyFunc": "runs Python",
-    # reads files
-    "ReadFile": "reads a file",
-    "MatchingFiles": "lists files",
-    "ImmutableConst": "maps a file into memory",
-    "InitializeTableFromTextFile": "reads a file",
-    "InitializeTableFromTextFileV2": "reads a file",
-    "LoadAndRemapMatrix": "reads a checkpoint file",
-    "WholeFileReader": "reads files",
-    "WholeFileReaderV2": "reads files",
-    "TextLineReader": "reads files",
-    "TextLineReaderV2": "reads files",
-    "FixedLengthRecordReader": "reads files",
-    "FixedLengthRecordReaderV2": "reads files",
-    "TFRecordReader": "reads files",
-    "TFRecordReaderV2": "reads files",
-    "LMDBReader": "reads files",
-    "TFRecordDataset": "reads files",
-    "TFRecordDatasetV2": "reads files",
-    "FixedLengthRecordDataset": "reads files",
-    "FixedLengthRecordDatasetV2": "reads files",
-    "TextLineDataset": "reads files",
-    "CSVDataset": "reads files",
-    "CSVDatasetV2": "reads files",
-    "ExperimentalCSVDataset": "reads files",
-    "LMDBDataset": "reads files",
-    "ExperimentalLMDBDataset": "reads files",
-    "LoadDataset": "reads files",
-    "ExperimentalLoadDataset": "reads files",
-    # writes files
-    "WriteFile": "writes a file",
-    "CreateSummaryFileWriter": "writes files",
-    "DatasetToTFRecord": "writes files",
-    "ExperimentalDatasetToTFRecord": "writes files",
-    "SaveDataset": "writes files",
-    "SaveDatasetV2": "writes files",
-    "ExperimentalSaveDataset": "writes files",
-    "SnapshotDataset": "writes files",
-    "SnapshotDatasetV2": "writes files",
-    "DebugIdentityV2": "writes files",
-    "DebugIdentityV3": "writes files",
-}
+#: Ops that reach outside the graph when the model runs: they read or write files, run Python,
+#: reach the network. Derived from TensorFlow's op registry (mfparse/formats/tf_ops.py, written
+#: by tests/fixtures/tf/make_risky_ops.py): op -> what it does, for the ops that are a finding
+#: wherever they are (rule "always"). The others count only with what they are given (a path
+#: outside the model, a file:// output stream, debug URLs): mfparse/scan/tfgraph.py judges them.
+RISKY_OPS = {op: what for op, (what, _sev, rule, _carriers) in _tf_ops.OPS.items() if rule == "always"}
 
 #: Checkpoint I/O ops: every SavedModel carries them in its saver functions (they save and
-#: restore the model's own variables), so they are not findings on their own.
-CHECKPOINT_IO_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "Save",
-                               "SaveSlices", "Restore", "RestoreSlice"})
+#: restore the model's own variables), so they are findings only with a path outside the model.
+CHECKPOINT_IO_OPS = frozenset(op for op, entry in _tf_ops.OPS.items() if entry[2] == "outside")
 
 DATA_EMPTY, DATA_CONTENT, DATA_TYPED, DATA_STRINGS, DATA_UNSUPPORTED = 0, 1, 2, 3, 4
 

@@ -180,7 +180,11 @@ def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=Fa
     parse = res.parse
     few = parse is None or parse.opcodes <= 1
     if top and nonmodel.check(ctx, buf, where, name, few):
-        return True  # text, an image, a sentencepiece model: a note (mfparse/scan/nonmodel.py)
+        # text, an image, a sentencepiece model: a note (mfparse/scan/nonmodel.py); text is also
+        # judged for what a loader would run from it (chat templates, Keras configs, MLmodel)
+        if nonmodel.is_text(buf):
+            CHECKERS["text"](ctx, buf, where, name=name)
+        return True
     if top and few:
         ctx.error(f"unrecognised format: not a pickle ({res.error}) and not a container mfparse reads "
                   f"(first bytes {_head(buf, 8).hex(' ')})", where)
@@ -495,6 +499,23 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
     return None
 
 
+#: functions called on every zip archive as inspect(ctx, buf, where, members, read): members maps
+#: each name to its directory row (the last of duplicates), read(name) returns (bytes, file offset
+#: of the bytes or None when they were inflated) or None when the member cannot be read (recorded).
+#: Registered by mfparse.scan.keras (config.json), .torchscript (code/, MAR-INF) and .formats.
+ZIP_INSPECTORS: list = []
+
+
+def _member_bytes(ctx, buf, where, row):
+    m = ZipEntry(row)
+    got = _read_member(ctx, m, buf, where, probe=False)
+    if got is None:
+        return None
+    data, off, _complete = got
+    _crc(ctx, data, m, where)
+    return data, (None if off is None or where.base is None else where.base + off)
+
+
 def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False, prefix_ok=False, **_) -> bool:
     """prefix_ok: the bytes before the archive are a format that carries one (a TFLite model's
     associated files), not a finding of their own; they are still scanned as a pickle."""
@@ -530,9 +551,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         ctx.note("TorchScript archive" + (f" with {len(code)} code files" if code else " (constants.pkl present)")
                  + ": torch.load hands it to torch.jit.load, which runs its TorchScript code in the TorchScript "
                  "interpreter")
-    is_keras = "config.json" in members and ("metadata.json" in members or "model.weights.h5" in members)
-    if is_keras:
-        ctx.note("Keras archive (.keras): config.json checked for Lambda layers and foreign modules")
+    for inspect in ZIP_INSPECTORS:  # Keras configs, TorchScript code, packages that carry code, templates
+        inspect(ctx, buf, where, members, lambda nm: _member_bytes(ctx, buf, where, members[nm]))
     datapkl = f"{prefix}/data.pkl" if prefix is not None else None
     base = where.base
     first_ok = OPCODES | _MEMBER_MAGIC_FIRST
@@ -544,8 +564,7 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                     ctx.finding("suspicious", f"zip member {nm!r}: {why}", where.child(nm, None),
                                 offset=where.offset(loff), kind="container")
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
-        keras_config = is_keras and nm == "config.json"
-        if method == 0 and not desig and not keras_config and doff is not None:
+        if method == 0 and not desig and doff is not None:
             # fast path for raw data records: only bytes that could start a pickle or a container
             if csize == 0 or doff >= size:
                 continue
@@ -553,7 +572,7 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                     and not (csize >= 22 and bytes(buf[doff + 4:doff + 8]) == b"TFL3"):
                 continue  # (a TFLite model may carry a zip of associated files after it)
         m = ZipEntry(row)
-        got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
+        got = _read_member(ctx, m, buf, where, probe=not desig and m.method != 0)
         if got is None:
             continue
         data, off, complete = got
@@ -571,10 +590,6 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                 continue
             data, off, complete = got
         mw = where.child(nm, base + off if base is not None and off is not None else None)
-        if keras_config:
-            keras_check.check_config_bytes(ctx, data, mw)
-            _crc(ctx, data, m, where)
-            continue
         if not desig and not _worth_reading(data, nm):
             continue
         kind = sniff(data, nm)
@@ -882,6 +897,14 @@ def _is_zip_member_start(buf, pos: int) -> bool:
     return any(r[2] == 0 and r[7] == pos for r in rows)
 
 
+def check_text(ctx, buf, where, name=None, **_) -> bool:
+    """A text file at the top level (replaced by mfparse.scan.formats.check_text: Keras JSON
+    configs, chat templates)."""
+    if keras_check.looks_like_json(buf):
+        keras_check.check_json_file(ctx, buf, where)
+    return True
+
+
 def check_protobuf(ctx, buf, where, name=None, **_) -> bool:
     # replaced by mfparse.scan.formats.check_protobuf (the protobuf readers) at import
     ctx.error("protobuf model (ONNX / TensorFlow): its ops are not judged, so "
@@ -899,6 +922,7 @@ CHECKERS = {
     "gguf": check_gguf,
     "tflite": check_tflite,
     "protobuf": check_protobuf,
+    "text": check_text,
     "zstd": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="zstd"),
     "7z": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="7z"),
     "rar": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="rar"),

@@ -4,9 +4,12 @@
     (mfparse.formats.keras.model_config) and judged like a .keras config.json (Lambda layers,
     modules outside Keras). A file the reader cannot parse falls back to the byte search and is
     never called safe.
-  * Protobuf: TensorFlow SavedModel / GraphDef ops that run Python or touch files
-    (mfparse.formats.tf.RISKY_OPS) and ONNX external-data locations that escape the model's
-    folder. Checkpoint save/restore ops every SavedModel carries are not findings.
+  * Protobuf: TensorFlow SavedModel / GraphDef ops that run Python, touch files or reach the
+    network, judged with what they are given (mfparse.scan.tfgraph, table derived from
+    TensorFlow's op registry); ONNX external-data locations that escape the model's folder;
+    keras_metadata.pb (tf.keras SavedModel layer configs).
+  * GGUF chat templates and Hugging Face chat templates (mfparse.scan.templates), Keras
+    archives, TorchScript code and TorchServe archives (zip inspectors).
 
 Registered by mfparse.scan at import; nothing here imports or runs what a file names.
 """
@@ -14,12 +17,9 @@ Registered by mfparse.scan at import; nothing here imports or runs what a file n
 from __future__ import annotations
 
 import os
+import re
 
 from mfparse.errors import MFParseError
-
-# RISKY_OPS reasons that make an op dangerous (the rest, which read or list files, are suspicious)
-_DANGEROUS_REASONS = ("runs Python", "writes a file", "writes files")
-
 
 def _open(ctx, buf, where, name, fmt):
     """A ModelFile on the buffer; the top-level file is opened by path so that side files
@@ -68,6 +68,11 @@ def _protobuf_formats(name: str | None) -> tuple[str, ...]:
 def check_protobuf(ctx, buf, where, *, name=None, **kw) -> bool:
     from mfparse.formats import tf
 
+    if os.path.basename(name or ctx.path or "").lower() == "keras_metadata.pb":
+        from mfparse.scan import keras as keras_check
+
+        return keras_check.check_keras_metadata(ctx, buf, where)
+
     last = None
     for fmt in _protobuf_formats(name or ctx.path):
         try:
@@ -86,15 +91,16 @@ def check_protobuf(ctx, buf, where, *, name=None, **kw) -> bool:
 
 
 def _judge_tf(ctx, m, where, tf) -> None:
-    ops = tf.risky_ops(m)
-    for op, node, offset in ops:
-        reason = tf.RISKY_OPS.get(op, "touches files")
-        severity = "dangerous" if reason in _DANGEROUS_REASONS else "suspicious"
-        ctx.finding(severity, f"TensorFlow op {op} ({reason}) in node {node!r}", where, offset=where.offset(offset)
-                    if offset is not None else None, module="tensorflow.ops", qualname=op, kind="op")
-    ctx.note(f"TensorFlow {m.format}: {len(ops)} op(s) that run Python or touch files"
-             if ops else f"TensorFlow {m.format}: no op that runs Python or touches files "
-             "(checkpoint save/restore ops are expected and not findings)")
+    from mfparse.scan import tfgraph
+
+    reader = m._reader
+    if not isinstance(reader, tf.TFGraphReader):
+        return
+    n = tfgraph.judge(ctx, where, reader, tf)
+    ctx.note(f"TensorFlow {m.format}: {n} op(s) that run Python, touch files or reach the network with what they "
+             "are given (graph and every library function)" if n else f"TensorFlow {m.format}: no op that runs "
+             "Python, touches files or reaches the network (checkpoint save/restore of the model's own variables "
+             "is expected and not a finding)")
 
 
 def _judge_onnx(ctx, m, where) -> None:
@@ -130,8 +136,102 @@ def _op_types(node):
     return out
 
 
+# ---- chat templates (GGUF metadata, Hugging Face configs and .jinja files) ------------------------
+
+def check_gguf(ctx, buf, where, **kw) -> bool:
+    """GGUF: key/value metadata and raw tensors, no pickle; its chat templates are judged."""
+    from mfparse import _native
+    from mfparse.scan import templates
+
+    try:
+        parsed = _native.gguf_parse(buf)
+    except MFParseError as e:
+        ctx.error(f"GGUF header could not be read ({e}): its chat templates cannot be judged", where)
+        return False
+    n = templates.check_gguf(ctx, buf, where, parsed[4], header_end=parsed[3])
+    ctx.note("GGUF: key/value metadata and raw tensors, no pickle"
+             + (f"; {n} chat template(s) judged" if n else "; no chat template"))
+    return True
+
+
+_HF_JSON = ("tokenizer_config.json", "chat_template.json", "processor_config.json", "preprocessor_config.json")
+
+
+def check_text(ctx, buf, where, *, name=None, **kw) -> bool:
+    """A text file at the top level: a Jinja chat template (by its name, as transformers finds
+    it), a JSON document holding chat templates or a Keras model config."""
+    from mfparse.scan import keras as keras_check
+    from mfparse.scan import templates
+
+    if templates.is_template_name(name):
+        templates.check_jinja_file(ctx, buf, where, name)
+        return True
+    if name == "MLmodel":
+        _check_mlmodel(ctx, buf, where)
+        return True
+    if not keras_check.looks_like_json(buf):
+        return True
+    obj = templates.json_or_none(buf)
+    if obj is None:
+        return True  # JSON that does not parse: no loader reads it (a note, mfparse/scan/nonmodel.py)
+    templates.check_json(ctx, obj, buf, where, name)
+    keras_check.check_json_obj(ctx, obj, where)
+    return True
+
+
+_MLMODEL_LOADER = re.compile(r"^\s*loader_module:\s*['\"]?([\w.]+)", re.M)
+_MLMODEL_CODE = re.compile(r"^\s*code:\s*['\"]?([^\s'\"]+)", re.M)
+
+
+def _check_mlmodel(ctx, buf, where) -> None:
+    """An MLflow model's MLmodel file: mlflow.pyfunc.load_model imports its flavor's
+    loader_module and puts its code/ folder on sys.path (python_model.pkl and the other pickles
+    next to it are files of their own, scanned as pickles)."""
+    text = bytes(buf[:1 << 20]).decode("utf-8", "replace")
+    for m in _MLMODEL_LOADER.finditer(text):
+        mod = m.group(1)
+        if not (mod == "mlflow" or mod.startswith("mlflow.")):
+            ctx.finding("suspicious", f"MLflow MLmodel: mlflow.pyfunc.load_model imports loader_module {mod!r}, which "
+                        "is not part of MLflow", where, offset=where.offset(len(text[:m.start(1)].encode("utf-8"))),
+                        module="mlflow.pyfunc", qualname=mod, kind="code")
+    for m in _MLMODEL_CODE.finditer(text):
+        if m.group(1) not in ("null", "~"):
+            ctx.finding("suspicious", f"MLflow MLmodel carries code ({m.group(1)!r}): mlflow.pyfunc.load_model puts it "
+                        "on sys.path and imports from it", where,
+                        offset=where.offset(len(text[:m.start(1)].encode("utf-8"))), module="mlflow.pyfunc",
+                        qualname=m.group(1), kind="code")
+    ctx.note("MLflow MLmodel: flavors' loader modules and code paths checked (its pickles are scanned as files)")
+
+
+def inspect_zip_templates(ctx, buf, where, members, read) -> None:
+    """Chat templates inside an archive (a zipped Hugging Face folder)."""
+    from mfparse.scan import templates
+
+    for nm in members:
+        base = nm.rsplit("/", 1)[-1]
+        if not (templates.is_template_name(base) or base in _HF_JSON):
+            continue
+        got = read(nm)
+        if got is None:
+            continue
+        data, off = got
+        mw = where.child(nm, off)
+        if templates.is_template_name(base):
+            templates.check_jinja_file(ctx, data, mw, nm)
+        else:
+            obj = templates.json_or_none(data)
+            if obj is not None:
+                templates.check_json(ctx, obj, data, mw, nm)
+
+
 def register() -> None:
-    from mfparse.scan import containers
+    from mfparse.scan import containers, torchscript
+    from mfparse.scan import keras as keras_check
 
     containers.register_checker("hdf5", check_hdf5)
     containers.register_checker("protobuf", check_protobuf)
+    containers.register_checker("gguf", check_gguf)
+    containers.register_checker("text", check_text)
+    for inspect in (keras_check.inspect_zip, inspect_zip_templates, torchscript.inspect_zip):
+        if inspect not in containers.ZIP_INSPECTORS:
+            containers.ZIP_INSPECTORS.append(inspect)

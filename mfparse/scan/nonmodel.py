@@ -174,8 +174,6 @@ def _text_note(ctx, buf, where, lname: str) -> None:
                 return
             obj = None
         if obj is not None:
-            if keras_check.is_model_config(obj):
-                keras_check.check_model_config(ctx, obj, where)
             ctx.note("JSON file: not a pickle and not a model format; nothing in it would be unpickled")
             return
     if lname.endswith((".py", ".pyw")):

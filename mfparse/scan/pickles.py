@@ -26,6 +26,7 @@ OPCODES = frozenset(
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 JOBLIB_WRAPPERS = ("numpy_pickle.NumpyArrayWrapper", "numpy_pickle_compat.NDArrayWrapper",
                    "numpy_pickle_compat.ZNDArrayWrapper")
+JOBLIB_ARRAY = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 # callables whose first argument is itself a serialized payload worth scanning
 NESTED_LOADERS = frozenset(
     [
@@ -183,6 +184,10 @@ class Judge:
         self.ts = torchscript
         self.torch_stream = torch_stream
         self.cache: dict = {}
+        # a joblib file read as joblib.load reads it: its array wrappers were followed (raw
+        # bytes skipped, object arrays scanned as the pickles they are), so the wrapper class
+        # itself (a plain attribute holder) is not a finding
+        self.joblib = False
 
     def finding(self, severity, why, *, pickle=None, offset=None, module=None, qualname=None, kind="import",
                 count=1):
@@ -240,6 +245,8 @@ class Judge:
                 return
         module, name = parts[0], parts[1]
         self.ctx.saw_global(f"{module}.{name}")
+        if self.joblib and (module, name) == JOBLIB_ARRAY:
+            return
         key = (module, name)
         verdict = self.cache.get(key)
         if verdict is None:
@@ -471,7 +478,8 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
     res.evidence = judged
     if not judged:
         return res
-    if err is not None and _has_joblib(events):
+    joblib = err is not None and _has_joblib(events)
+    if joblib:
         parse, roots, end, err, err_start = _run(ctx, buf, base, where, joblib=True, single=single)
         events = parse.events(JUDGED)
     res.judged = True
@@ -479,6 +487,7 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
     torch_stream = torch_stream or (len(roots) >= 5 and _is_legacy_torch(roots))
     ctx.pickles += len(roots) + (1 if err is not None else 0)
     judge = Judge(ctx, where, torchscript, torch_stream)
+    judge.joblib = joblib
 
     def nested_scan(payload, loader, pk, off):
         if where.depth >= Context.MAX_DEPTH:
