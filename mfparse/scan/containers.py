@@ -11,7 +11,6 @@ interpreted the bytes (so the caller verifies the member's CRC), False otherwise
 
 from __future__ import annotations
 
-import ast
 import bz2
 import lzma
 import re
@@ -729,60 +728,40 @@ def check_tar(ctx, buf, where, *, name=None, designated=False, torchscript=False
 # NPY
 # ==========================================================================================
 
-def _descr_has_object(d) -> bool:
-    if isinstance(d, str):
-        return d.lstrip("<>|=").startswith("O")
-    if isinstance(d, (list, tuple)):
-        for field in d:
-            if isinstance(field, (list, tuple)) and len(field) >= 2 and _descr_has_object(field[1]):
-                return True
-    return False
-
-
 def _npy_object(buf):
-    """True/False: does the .npy header in buf declare an object dtype; None when it cannot tell."""
-    n = len(buf)
-    if n < 10:
+    """True/False: does the .npy header in buf make numpy.load unpickle the data; None when it
+    cannot tell from these bytes (then the whole member is read and judged)."""
+    from mfparse.formats.npy import read_header
+
+    try:
+        return read_header(buf).is_object
+    except MFParseError:
         return None
-    hlen, start = (int.from_bytes(bytes(buf[8:10]), "little"), 10) if buf[6] == 1 else (
-        int.from_bytes(bytes(buf[8:12]), "little"), 12)
-    if start + hlen > n:
-        return None
-    return b"O" in bytes(buf[start:start + hlen])
 
 
 def check_npy(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
-    n = len(buf)
-    at = where.offset(0)
-    if n < 10:
-        ctx.error("npy header truncated", where, at)
-        return False
-    major = buf[6]
-    if major == 1:
-        hlen, start = int.from_bytes(bytes(buf[8:10]), "little"), 10
-    elif major in (2, 3) and n >= 12:
-        hlen, start = int.from_bytes(bytes(buf[8:12]), "little"), 12
-    else:
-        ctx.error(f"npy version {major} is not one numpy writes", where, at)
-        return False
-    if hlen > 1 << 20 or start + hlen > n:
-        ctx.error(f"npy header of {hlen} bytes does not fit the file", where, at)
-        return False
-    text = bytes(buf[start:start + hlen]).decode("utf-8" if major == 3 else "latin-1", "replace")
-    if "O" not in text:
-        return True  # no object typestr ('O', '|O', '<O8'): numpy.load never unpickles this array
+    """An .npy array: numpy.load(allow_pickle=True) unpickles the data of an object array.
+    Object-ness is decided as numpy decides it (formats.npy.read_header: the header evaluated
+    as a literal, the dtype built by numpy), so escaped or concatenated spellings of 'O',
+    'object', subarrays and structured fields holding objects are all object arrays."""
+    from mfparse.formats.npy import read_header
+
     try:
-        header = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError) as e:
-        ctx.error(f"npy header is not a Python literal: {type(e).__name__}", where, at)
+        h = read_header(buf, where.offset(0))
+    except MFParseError as e:
+        ctx.error(str(e), where)
         return False
-    if not isinstance(header, dict) or "descr" not in header:
-        ctx.error("npy header has no 'descr'", where, at)
-        return False
-    if not _descr_has_object(header["descr"]):
+    if not h.is_object:
         return True
-    ctx.note("npy array with object dtype: numpy.load(allow_pickle=True) unpickles its data")
-    data_at = start + hlen
+    descr = h.descr if isinstance(h.descr, str) else repr(h.descr)
+    ctx.note(f"npy array with object dtype ({descr[:60]!r}): numpy.load(allow_pickle=True) unpickles its data")
+    hidden = h.hidden_object()
+    if hidden:
+        ctx.finding("suspicious", f"npy header spells its object dtype as numpy never writes it ({hidden}): "
+                    "numpy.load(allow_pickle=True) reads an object array and unpickles the data, a scanner that "
+                    "looks for 'O' in the header does not", where, offset=where.offset(0), module="numpy.load",
+                    qualname="allow_pickle", kind="format")
+    data_at = h.data_offset
     inner = Where(where.member, (where.base or 0) + data_at, where.depth + 1)
     res = scan_stream(ctx, buf[data_at:], inner, designated=True, torchscript=torchscript)
     if not res.judged:
