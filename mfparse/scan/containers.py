@@ -207,6 +207,23 @@ def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=Fa
     return False
 
 
+def prefetch(ctx, where: Where, start: int, length: int) -> None:
+    """Ask the kernel to read buf[start:start + length] ahead, for ranges the scan reads whole
+    (members it inflates or unpickles): the file is mapped for random access (mfparse.scan), so
+    without this they would be read one page per fault."""
+    mm = getattr(ctx, "mapped", None)
+    if mm is None or where.base is None or length < (1 << 16):
+        return
+    import mmap
+
+    off = where.base + start
+    lo = off - off % mmap.PAGESIZE
+    try:
+        mm.madvise(mmap.MADV_WILLNEED, lo, min(length + off - lo, len(mm) - lo))
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
 # ==========================================================================================
 # Decompression (bounded)
 # ==========================================================================================
@@ -373,6 +390,7 @@ def _lz4_frames(data, limit: int):
 
 def check_compressed(ctx, buf, where, *, name=None, designated=False, torchscript=False, kind, **_) -> bool:
     limit = _inflate_limit(ctx, len(buf))
+    prefetch(ctx, where, 0, len(buf))
     try:
         if kind == "lz4":
             data, exceeded = _lz4_frames(buf, limit)
@@ -477,6 +495,8 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
         ctx.error(f"zip member {m.name!r}: local header not found", where, m.local_offset)
         return None
     raw = buf[start:start + m.comp_size]
+    if m.method != 0 and not probe:
+        prefetch(ctx, where, start, m.comp_size)  # inflated whole
     if m.method == 0:
         if m.comp_size != m.size:
             ctx.error(f"stored zip member {m.name!r} has compressed size {m.comp_size} but size {m.size}", where,
@@ -571,6 +591,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                     and not (csize >= 22 and bytes(buf[doff + 4:doff + 8]) == b"TFL3"):
                 continue  # (a TFLite model may carry a zip of associated files after it)
         m = ZipEntry(row)
+        if desig and method == 0 and doff is not None:
+            prefetch(ctx, where, doff, csize)  # a pickle: read whole
         got = _read_member(ctx, m, buf, where, probe=not (desig or keras_config) and m.method != 0)
         if got is None:
             continue
@@ -597,7 +619,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
             continue
         kind = sniff(data, nm)
         if kind is not None:
-            if CHECKERS[kind](ctx, data, mw, name=nm, designated=desig, torchscript=ts):
+            if CHECKERS[kind](ctx, data, mw, name=nm, designated=desig, torchscript=ts) and \
+                    _judged_whole(kind, data, m):
                 _crc(ctx, data, m, where)
             continue
         torch_stream = prefix is not None and nm.startswith(f"{prefix}/")
@@ -622,6 +645,23 @@ def _worth_reading(data, nm) -> bool:
     if b0 in OPCODES or b0 in _MEMBER_MAGIC_FIRST:
         return True
     return (n >= 512 and bytes(data[257:262]) == b"ustar") or bytes(data[4:8]) == b"TFL3"
+
+
+# compressed streams: every byte of the member was decompressed and judged
+_WHOLE_KINDS = frozenset(("gzip", "bz2", "xz", "lzma", "lz4", "zlib"))
+
+
+def _judged_whole(kind: str, data, m: ZipEntry) -> bool:
+    """Was every byte of this member judged, so that checking its CRC-32 costs no extra read?
+    True for a member that was inflated (its bytes are in memory), a compressed stream and an
+    .npy object array (its data is the pickle). False for stored data formats and containers
+    judged by their headers, directories or metadata (a stored .npy of numbers, safetensors,
+    GGUF, HDF5, TFLite, a stored zip or tar whose own members are checked one by one): verifying
+    their CRC would read every tensor byte of a multi-GB archive (issue 16 class 11), and a CRC
+    mismatch there changes no byte any loader unpickles."""
+    if m.method != 0 or kind in _WHOLE_KINDS:
+        return True
+    return kind == "npy" and _npy_object(data) is True
 
 
 def _crc(ctx, data, m, where) -> None:
