@@ -233,51 +233,124 @@ def _inflate_limit(ctx: Context, compressed: int) -> int:
     return max(0, min(INFLATE_FLOOR + INFLATE_RATIO * compressed, total - ctx.inflated))
 
 
-def _decompress(kind: str, data, limit: int):
+class DamagedStream(ValueError):
+    """A compressed stream that fails part-way (bad data, a bad check, a truncation). partial:
+    what decompressed before the failure (a loader that streams, such as pickle.load on
+    gzip.open or on zipfile's member reader, has already acted on it); at: the compressed
+    offset of the failing piece."""
+
+    def __init__(self, message: str, partial: bytes, at: int):
+        super().__init__(message)
+        self.partial = partial
+        self.at = at
+
+
+def _decoder(kind: str):
+    if kind == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if kind == "zlib":
+        return zlib.decompressobj()
+    if kind == "deflate":
+        return zlib.decompressobj(-zlib.MAX_WBITS)
+    if kind == "bz2":
+        return bz2.BZ2Decompressor()
+    if kind in ("xz", "lzma"):
+        return lzma.LZMADecompressor(lzma.FORMAT_AUTO)
+    raise ValueError(kind)
+
+
+_STEP = 1 << 16   # compressed bytes fed at a time
+_FINE_STEP = 256  # ...and after a failure, to keep what decompressed right up to it
+
+
+def _decompress(kind: str, data, limit: int, step: int = _STEP):
     """(bytes, exceeded) for a whole stream (concatenated members/streams included), producing
-    at most limit bytes. Raises ValueError/OSError/zlib.error/lzma.LZMAError on bad data."""
+    at most limit bytes. Raises DamagedStream (with what decompressed before the damage) on bad
+    or truncated data; MissingPackage when the decoder is not installed."""
+    if kind == "zip-lzma":
+        return _zip_lzma(data, limit)
+    if kind == "zstd":
+        return _zstd(data, limit)
+    try:
+        return _feed(kind, data, limit, step)
+    except DamagedStream as e:
+        if step == _FINE_STEP:
+            raise
+        try:
+            _feed(kind, data[:e.at + step], limit, _FINE_STEP)
+        except DamagedStream as fine:
+            raise DamagedStream(str(e), fine.partial, fine.at) from None
+        raise
+
+
+def _feed(kind: str, data, limit: int, step: int):
     out = bytearray()
-    rest = data
-    first = True
+    n = len(data)
+    pos = 0
+    d = _decoder(kind)
     while True:
-        if kind == "gzip":
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif kind == "zlib":
-            d = zlib.decompressobj()
-        elif kind == "deflate":
-            d = zlib.decompressobj(-zlib.MAX_WBITS)
-        elif kind == "bz2":
-            d = bz2.BZ2Decompressor()
-        elif kind in ("xz", "lzma"):
-            d = lzma.LZMADecompressor(lzma.FORMAT_AUTO)
-        else:
-            raise ValueError(kind)
-        room = limit - len(out)
-        if kind in ("gzip", "zlib", "deflate"):
-            chunk = d.decompress(rest, room + 1) if room >= 0 else b""
-            out += chunk
-            if len(out) > limit:
-                return bytes(out[:limit]), True
-            if not d.eof:
-                if d.unconsumed_tail:
-                    return bytes(out), True
-                if kind == "deflate":
-                    return bytes(out), False
-                raise ValueError(f"{kind} stream is truncated")
-            rest = d.unused_data
-        else:
-            chunk = d.decompress(bytes(rest) if first else rest, room + 1)
-            out += chunk
-            if len(out) > limit:
-                return bytes(out[:limit]), True
-            if not d.eof:
-                if not d.needs_input:
-                    return bytes(out), True
-                raise ValueError(f"{kind} stream is truncated")
-            rest = d.unused_data
-        first = False
+        chunk = bytes(data[pos:pos + step])
+        if not chunk:
+            if kind == "deflate":  # a zip member's deflate data may end without a final block
+                return bytes(out), False
+            raise DamagedStream(f"{kind} stream is truncated", bytes(out), n)
+        try:
+            got = d.decompress(chunk, limit - len(out) + 1)
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
+            raise DamagedStream(f"{kind} stream is damaged: {e}", bytes(out), pos) from None
+        out += got
+        if len(out) > limit:
+            return bytes(out[:limit]), True
+        if not d.eof:
+            if getattr(d, "unconsumed_tail", b"") or not getattr(d, "needs_input", True):
+                return bytes(out), True  # stopped at the output limit
+            pos += len(chunk)
+            continue
+        pos += len(chunk) - len(d.unused_data)
+        rest = data[pos:]
         if kind in ("zlib", "deflate") or not rest or not bytes(rest[:1]).strip(b"\x00"):
             return bytes(out), False
+        d = _decoder(kind)  # a concatenated member / stream
+
+
+def _zip_lzma(data, limit: int):
+    """A zip member of method 14 as zipfile reads it: a 2-byte version, a 2-byte properties
+    length, the 5 LZMA1 properties (lc/lp/pb byte, dictionary size), then a raw LZMA1 stream.
+    The dictionary is capped at the output allowed (no match can reach further back)."""
+    head = bytes(data[:4])
+    if len(head) < 4:
+        raise ValueError("lzma member header truncated")
+    psize = int.from_bytes(head[2:4], "little")
+    props = bytes(data[4:4 + psize])
+    if psize != 5 or len(props) != 5 or props[0] >= 9 * 5 * 5:
+        raise ValueError(f"lzma member properties of {psize} bytes are invalid")
+    lc, lp, pb = props[0] % 9, props[0] // 9 % 5, props[0] // 45
+    dict_size = max(4096, min(int.from_bytes(props[1:5], "little"), limit + 1))
+    dec = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA1, "lc": lc, "lp": lp, "pb": pb,
+                                                           "dict_size": dict_size}])
+    out = dec.decompress(bytes(data[4 + psize:]), limit + 1)
+    return (out[:limit], True) if len(out) > limit else (out, False)
+
+
+class MissingPackage(ValueError):
+    """A decoder lives in an optional package that is not installed."""
+
+
+def _zstd(data, limit: int):
+    """Zstandard frames (every frame), through the zstandard package when installed."""
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingPackage("zstd data needs the 'zstandard' package (pip install zstandard), which is not "
+                             "installed") from None
+    import io
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(bytes(data)), read_across_frames=True)
+        out = reader.read(limit + 1)
+    except zstandard.ZstdError as e:
+        raise ValueError(f"zstd: {e}") from None
+    return (out[:limit], True) if len(out) > limit else (out, False)
 
 
 def _lz4_length(src, i: int, what: str) -> tuple[int, int]:
@@ -396,6 +469,21 @@ def check_compressed(ctx, buf, where, *, name=None, designated=False, torchscrip
             data, exceeded = _lz4_frames(buf, limit)
         else:
             data, exceeded = _decompress(kind, buf, limit)
+    except MissingPackage as e:
+        ctx.error(f"{e}, so what it holds cannot be judged", where)
+        return False
+    except DamagedStream as e:
+        if not e.partial:
+            if kind in ("zlib", "lzma"):  # weak magic: maybe it is a pickle after all
+                return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
+            if designated:
+                ctx.error(f"{kind} stream does not decompress: {e}", where)
+            return False
+        # damage after a payload: a streaming loader (pickle.load on gzip.open, ...) has already
+        # run what came before it, so that is judged, and the damage reported
+        ctx.error(f"{kind} stream is damaged after {len(e.partial)} decompressed bytes ({e}); what decompressed "
+                  "before the damage was scanned", where, where.offset(e.at))
+        data, exceeded = e.partial, False
     except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
         if kind in ("zlib", "lzma"):  # weak magic: maybe it is a pickle after all
             return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
@@ -485,6 +573,11 @@ def zip_directory(buf):
     return rows, anomalies, eocd
 
 
+# compression methods zipfile reads (8 deflate, 12 bzip2, 14 LZMA; 93 Zstandard since Python
+# 3.14); torch's miniz reads 0 and 8 only
+_ZIP_METHODS = {8: "deflate", 12: "bz2", 14: "zip-lzma", 93: "zstd"}
+
+
 def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
     """(bytes, offset of the bytes in buf or None, complete) of a member; None when unreadable.
     The encryption flag is ignored (the bytes are read as they are, so that a member merely
@@ -502,8 +595,8 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
             ctx.error(f"stored zip member {m.name!r} has compressed size {m.comp_size} but size {m.size}", where,
                       m.local_offset)
         return raw, start, True
-    if m.method in (8, 12):
-        kind = "deflate" if m.method == 8 else "bz2"
+    if m.method in _ZIP_METHODS:
+        kind = _ZIP_METHODS[m.method]
         want = min(m.size, PROBE_PREFIX) if probe else m.size
         limit = _inflate_limit(ctx, m.comp_size)
         if m.size > limit and not probe:
@@ -513,7 +606,22 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
             want = limit
         try:
             data, exceeded = _decompress(kind, raw, want)
-        except (ValueError, OSError, EOFError, zlib.error) as e:
+        except MissingPackage as e:
+            ctx.error(f"zip member {m.name!r}: {e}, so it cannot be judged", where, m.local_offset)
+            return None
+        except DamagedStream as e:
+            if m.flags & 0x1 or not e.partial:
+                if m.flags & 0x1:
+                    ctx.error(f"zip member {m.name!r} is encrypted: its content cannot be judged", where,
+                              m.local_offset)
+                else:
+                    ctx.error(f"zip member {m.name!r} does not inflate: {e}", where, start)
+                return None
+            # zipfile's member reader streams: pickle.load / numpy.load act before it meets the damage
+            ctx.error(f"zip member {m.name!r} is damaged after {len(e.partial)} decompressed bytes ({e}); what "
+                      "decompressed before the damage was scanned", where, start + e.at)
+            return memoryview(e.partial), None, True
+        except (ValueError, OSError, EOFError, zlib.error, lzma.LZMAError) as e:
             if m.flags & 0x1:
                 ctx.error(f"zip member {m.name!r} is encrypted: its content cannot be judged", where, m.local_offset)
             else:
@@ -535,13 +643,15 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
 
 def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False, prefix_ok=False, **_) -> bool:
     """prefix_ok: the bytes before the archive are a format that carries one (a TFLite model's
-    associated files), not a finding of their own; they are still scanned as a pickle."""
+    associated files), not a finding of their own; they are still scanned as a pickle.
+
+    The archive is read as mfparse's reader reads it, then as CPython's zipfile (numpy.load,
+    keras) and torch's miniz reader (torch.load) read it (`zip_views`); a reader that sees other
+    members is a finding, and the members only it sees are scanned too."""
     try:
         rows, anomalies, eocd = zip_directory(buf)
     except MFParseError as e:
-        if designated or where.depth == 0:
-            ctx.error(f"zip archive could not be read: {e}", where)
-        return False
+        return _zip_views_only(ctx, buf, where, e, designated, torchscript)
     if prefix_ok:
         anomalies &= ~(1 << 8)
     size = len(buf)
@@ -560,6 +670,17 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
     for bit, why in _ANOMALY_FINDINGS.items():
         if anomalies & bit & _ARCHIVE_BITS:
             ctx.finding("suspicious", f"zip: {why}", where, kind="container")
+    _zip_members(ctx, buf, where, rows, members, torchscript)
+    seen = {_row_key(r) for r in rows}
+    for reader, view in zip_views(buf).items():
+        _judge_view(ctx, buf, where, reader, view, rows, seen, eocd[0], torchscript)
+    return True
+
+
+def _zip_members(ctx, buf, where, rows, members, torchscript, skip=frozenset()) -> None:
+    """Scan the members of one reading of an archive (rows in directory order; members: name ->
+    row, the last of duplicates). skip: keys (_row_key) of rows already scanned."""
+    size = len(buf)
     names = list(members)
     prefix = archive_prefix(names)
     ts = torchscript or any(n.endswith("constants.pkl") for n in names)
@@ -575,6 +696,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
     base = where.base
     first_ok = OPCODES | _MEMBER_MAGIC_FIRST
     for row in rows:  # every entry, duplicates included: readers differ on which one they load
+        if skip and _row_key(row) in skip:
+            continue
         nm, _flags, method, _crc32, csize, _usize, loff, doff, anom = row
         if anom:
             for bit, why in _ANOMALY_FINDINGS.items():
@@ -632,6 +755,224 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
                 _check_torch_zip(ctx, res, members, prefix, mw)
         elif desig:
             ctx.error(f"named like a pickle but not one: {res.error}", mw)
+
+
+# ------------------------------------------------------------------------------------------
+# The same bytes as other zip readers read them
+# ------------------------------------------------------------------------------------------
+
+_SIG_EOCD, _SIG_LOC64, _SIG_EOCD64 = b"PK\x05\x06", b"PK\x06\x07", b"PK\x06\x06"
+#: the loaders behind each reading
+ZIP_READERS = {
+    "zipfile": "CPython's zipfile (numpy.load of .npz, keras .keras, joblib)",
+    "torch": "torch.load (PyTorch's miniz reader)",
+}
+
+
+class ZipView:
+    """One reader's reading of a zip: where it finds the end record and the central directory,
+    the offset it adds to every stored offset, and the members it sees (rows as
+    zip_directory's), or why it refuses the archive."""
+
+    __slots__ = ("reader", "eocd", "cd_offset", "cd_size", "shift", "rows", "error")
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.eocd = self.cd_offset = self.cd_size = None
+        self.shift = 0
+        self.rows = None
+        self.error = None
+
+
+def _u(fmt: str, buf, at: int):
+    import struct
+
+    n = struct.calcsize(fmt)
+    if at < 0 or at + n > len(buf):
+        return None
+    return struct.unpack(fmt, bytes(buf[at:at + n]))
+
+
+def _zipfile_end(buf, v: ZipView):
+    """CPython's zipfile (_EndRecData, _EndRecData64, _RealGetContents; 3.8-3.13): a record in
+    the last 22 bytes with an empty comment, else the LAST signature in the last 64 KiB + 22
+    (whatever its comment length says); the zip64 record is read right before the locator (the
+    locator's offset is not used), and falls back to the 32-bit record when absent there; the
+    directory is read cd_size bytes before the end record (before the zip64 records), and the
+    difference from the stored directory offset is added to every member's offset."""
+    size = len(buf)
+    if size < 22:
+        v.error = "shorter than an end record"
+        return
+    if bytes(buf[size - 22:size - 18]) == _SIG_EOCD and bytes(buf[size - 2:]) == b"\0\0":
+        at = size - 22
+    else:
+        lo = max(size - (1 << 16) - 22, 0)
+        i = bytes(buf[lo:]).rfind(_SIG_EOCD)
+        if i < 0 or size - (lo + i) < 22:
+            v.error = "no end record (the last signature has no 22 bytes after it)" if i >= 0 else "no end record"
+            return
+        at = lo + i
+    _, _disk, _disk_dir, _n_this, n_total, cd_size, cd_off, _clen = _u("<4s4H2LH", buf, at)
+    zip64 = False
+    loc = _u("<4sLQL", buf, at - 20)
+    if loc is not None and loc[0] == _SIG_LOC64:
+        if loc[1] != 0 or loc[3] > 1:
+            v.error = "zip64 locator names several disks"
+            return
+        rec = _u("<4sQ2H2L4Q", buf, at - 76)
+        if rec is not None and rec[0] == _SIG_EOCD64:
+            n_total, cd_size, cd_off, zip64 = rec[7], rec[8], rec[9], True
+    shift = at - cd_size - cd_off - (76 if zip64 else 0)
+    if cd_off + shift < 0:
+        v.error = "directory offset before the start of the file"
+        return
+    v.eocd, v.cd_offset, v.cd_size, v.shift = at, cd_off + shift, cd_size, shift
+    return n_total
+
+
+def _miniz_end(buf, v: ZipView):
+    """torch's reader (miniz 3, mz_zip_reader_read_central_dir): the last signature with at
+    least 22 bytes after it, searched backwards in 4 KiB blocks up to ~64 KiB from the end; the
+    zip64 record at the offset the locator stores; the directory at its stored offset, member
+    offsets as stored (nothing added for bytes in front); exactly the announced number of entries."""
+    size = len(buf)
+    if size < 22:
+        v.error = "shorter than an end record"
+        return
+    cur, at = max(size - 4096, 0), None
+    while True:
+        n = min(4096, size - cur)
+        i = bytes(buf[cur:cur + n]).rfind(_SIG_EOCD, 0, min(n, size - cur - 22 + 4))
+        if i >= 0:
+            at = cur + i
+            break
+        if cur == 0 or size - cur >= 0xFFFF + 22:
+            v.error = "no end record"
+            return
+        cur = max(cur - (4096 - 3), 0)
+    _, this_disk, cd_disk, n_disk, n_total, cd_size, cd_off, _clen = _u("<4s4H2LH", buf, at)
+    if at >= 76:
+        loc = _u("<4sLQL", buf, at - 20)
+        if loc[0] == _SIG_LOC64:
+            off64 = loc[2]
+            if off64 > size - 56:
+                v.error = "zip64 locator points past the end"
+                return
+            rec = _u("<4sQ2H2L4Q", buf, off64)
+            if rec[0] == _SIG_EOCD64:
+                if rec[1] < 44 or loc[3] != 1 or max(rec[6], rec[7], rec[8]) > 0xFFFFFFFF:
+                    v.error = "zip64 record out of miniz's limits"
+                    return
+                this_disk, cd_disk, n_disk, n_total, cd_size, cd_off = rec[4], rec[5], rec[6], rec[7], rec[8], rec[9]
+    if n_total != n_disk or ((this_disk | cd_disk) and (this_disk != 1 or cd_disk != 1)):
+        v.error = "multi-disk or inconsistent entry counts"
+        return
+    if cd_size < n_total * 46 or cd_off + cd_size > size:
+        v.error = "directory outside the file"
+        return
+    v.eocd, v.cd_offset, v.cd_size, v.shift = at, cd_off, cd_size, 0
+    return n_total
+
+
+def _view_rows(buf, v: ZipView, n_total, cap: bool) -> None:
+    """The members of a view: its directory parsed by the C reader (offsets as stored), the
+    view's shift applied, local headers read here (a member whose local header is missing is
+    left out: that reader fails on it)."""
+    size = len(buf)
+    eocd = (v.eocd, v.cd_offset, v.cd_size, n_total, None, 0, 0)
+    try:
+        d = _native.ZipDirectory(buf[v.cd_offset:v.cd_offset + v.cd_size], eocd, (1 << 64) - 1)
+    except MFParseError as e:
+        v.error = f"its central directory is unreadable ({e})"
+        return
+    rows = d.entries_list()
+    if cap:
+        rows = rows[:n_total]
+    out = []
+    for nm, flags, method, crc, csize, usize, loff, _doff, _an in rows:
+        loff += v.shift
+        head = _u("<4s22sHH", buf, loff)
+        if head is None or head[0] != b"PK\x03\x04":
+            continue
+        doff = loff + 30 + head[2] + head[3]
+        if doff + csize > size:
+            continue
+        if v.reader == "zipfile":
+            nm = nm.split("\0", 1)[0]  # ZipInfo cuts a name at its first NUL
+        out.append((nm, flags, method, crc, csize, usize, loff, doff, 0))
+    v.rows = out
+
+
+def zip_views(buf) -> dict:
+    """{reader: ZipView} of the archive in buf as CPython's zipfile and torch's miniz reader see
+    it (directory-level work only: the tail, the directory, local headers)."""
+    views = {}
+    for reader, end, cap in (("zipfile", _zipfile_end, False), ("torch", _miniz_end, True)):
+        v = ZipView(reader)
+        n_total = end(buf, v)
+        if v.error is None:
+            _view_rows(buf, v, n_total, cap)
+        views[reader] = v
+    return views
+
+
+def _row_key(row):
+    return (row[0], row[2], row[4], row[7])  # name, method, compressed size, data offset
+
+
+def _judge_view(ctx, buf, where, reader, v: ZipView, rows, seen, eocd_at, torchscript) -> None:
+    """A reader that sees other members than mfparse's reading: a finding; its own members are
+    scanned under `<as READER reads it>`."""
+    if v.rows is None:
+        ctx.note(f"{ZIP_READERS[reader]} would not open this archive: {v.error}"
+                 + (f" ({where.member})" if where.member else ""))
+        return
+    extra = [r for r in v.rows if _row_key(r) not in seen]
+    if not extra:
+        missing = len({_row_key(r) for r in rows} - {_row_key(r) for r in v.rows})
+        if missing:  # it reads less (or fails on some members): nothing hidden from the scan
+            ctx.note(f"{ZIP_READERS[reader]} reads {missing} member(s) of this archive differently or not at all"
+                     + (f" ({where.member})" if where.member else ""))
+        return
+    how = []
+    if v.eocd != eocd_at:
+        how.append(f"it takes the end record at byte {where.offset(v.eocd)}, mfparse the one at byte "
+                   f"{where.offset(eocd_at)}")
+    if v.shift:
+        how.append(f"it shifts every member offset by {v.shift}")
+    names = sorted({r[0] for r in extra})
+    what = f"members only it sees: {', '.join(repr(n) for n in names[:5])}" + (" ..." if len(names) > 5 else "")
+    ctx.finding("suspicious", f"archive read differently by {ZIP_READERS[reader]}: "
+                + "; ".join(how + [what]) + " (each reading was scanned)", where, offset=where.offset(v.eocd),
+                kind="container")
+    if extra:
+        _zip_members(ctx, buf, _view_where(where, reader), v.rows, {r[0]: r for r in v.rows}, torchscript,
+                     skip=seen)
+        seen.update(_row_key(r) for r in extra)
+
+
+def _view_where(where, reader) -> Where:
+    label = f"<as {reader} reads it>"
+    return Where(label if where.member is None else f"{where.member}!{label}", where.base, where.depth)
+
+
+def _zip_views_only(ctx, buf, where, err, designated, torchscript) -> bool:
+    """mfparse's reader refuses the archive: what the other readers see is still judged."""
+    views = {r: v for r, v in zip_views(buf).items() if v.rows}
+    if not views:
+        if designated or where.depth == 0:
+            ctx.error(f"zip archive could not be read: {err}", where)
+        return False
+    ctx.error(f"zip archive could not be read by mfparse's reader: {err}", where)
+    seen: set = set()
+    for reader, v in views.items():
+        ctx.finding("suspicious", f"archive read differently by {ZIP_READERS[reader]}: it opens an archive "
+                    f"mfparse's reader refuses ({err}); its members were scanned", where,
+                    offset=where.offset(v.eocd), kind="container")
+        _zip_members(ctx, buf, _view_where(where, reader), v.rows, {r[0]: r for r in v.rows}, torchscript,
+                     skip=seen)
+        seen.update(_row_key(r) for r in v.rows)
     return True
 
 
@@ -937,9 +1278,8 @@ CHECKERS = {
     "gguf": check_gguf,
     "tflite": check_tflite,
     "protobuf": check_protobuf,
-    "zstd": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="zstd"),
     "7z": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="7z"),
     "rar": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="rar"),
 }
-for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib"):
+for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib", "zstd"):
     CHECKERS[_kind] = (lambda k: (lambda ctx, buf, where, **kw: check_compressed(ctx, buf, where, kind=k, **kw)))(_kind)
