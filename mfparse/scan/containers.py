@@ -259,11 +259,11 @@ def _decoder(kind: str):
     raise ValueError(kind)
 
 
-_STEP = 1 << 16   # compressed bytes fed at a time
-_FINE_STEP = 256  # ...and after a failure, to keep what decompressed right up to it
+_STEP = 1 << 16        # compressed bytes fed at a time
+_REFEED_MAX = 64 << 20  # bz2/xz/lzma: after a failure this far in at most, decoded again finely
 
 
-def _decompress(kind: str, data, limit: int, step: int = _STEP):
+def _decompress(kind: str, data, limit: int):
     """(bytes, exceeded) for a whole stream (concatenated members/streams included), producing
     at most limit bytes. Raises DamagedStream (with what decompressed before the damage) on bad
     or truncated data; MissingPackage when the decoder is not installed."""
@@ -272,32 +272,48 @@ def _decompress(kind: str, data, limit: int, step: int = _STEP):
     if kind == "zstd":
         return _zstd(data, limit)
     try:
-        return _feed(kind, data, limit, step)
+        return _feed(kind, data, limit, _STEP)
     except DamagedStream as e:
-        if step == _FINE_STEP:
+        if kind in ("gzip", "zlib", "deflate") or e.at > _REFEED_MAX or len(e.partial) >= limit:
             raise
-        try:
-            _feed(kind, data[:e.at + step], limit, _FINE_STEP)
+        try:  # no decoder copy for these: decode again, the failing piece byte by byte
+            _feed(kind, data[:e.at + _STEP], limit, _STEP, fine_from=e.at)
         except DamagedStream as fine:
-            raise DamagedStream(str(e), fine.partial, fine.at) from None
+            if len(fine.partial) > len(e.partial):
+                raise DamagedStream(str(e), fine.partial, fine.at) from None
         raise
 
 
-def _feed(kind: str, data, limit: int, step: int):
+def _feed(kind: str, data, limit: int, step: int, fine_from: int | None = None):
     out = bytearray()
     n = len(data)
     pos = 0
     d = _decoder(kind)
+    copyable = kind in ("gzip", "zlib", "deflate")
     while True:
+        if fine_from is not None and pos >= fine_from:
+            step = 1
+        elif fine_from is not None:
+            step = min(step, fine_from - pos)
         chunk = bytes(data[pos:pos + step])
         if not chunk:
             if kind == "deflate":  # a zip member's deflate data may end without a final block
                 return bytes(out), False
             raise DamagedStream(f"{kind} stream is truncated", bytes(out), n)
+        saved = d.copy() if copyable else None
         try:
             got = d.decompress(chunk, limit - len(out) + 1)
         except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as e:
-            raise DamagedStream(f"{kind} stream is damaged: {e}", bytes(out), pos) from None
+            if saved is not None:  # feed the failing piece byte by byte: keep what came before the damage
+                for i in range(len(chunk)):
+                    try:
+                        out += saved.decompress(chunk[i:i + 1], limit - len(out) + 1)
+                    except zlib.error:
+                        pos += i
+                        break
+                    if len(out) > limit:
+                        break
+            raise DamagedStream(f"{kind} stream is damaged: {e}", bytes(out[:limit]), pos) from None
         out += got
         if len(out) > limit:
             return bytes(out[:limit]), True
