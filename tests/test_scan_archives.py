@@ -311,3 +311,106 @@ def test_benign_compressed_files_from_the_real_writers_are_safe():
                  gzip.compress(BENIGN) + gzip.compress(BENIGN), gzip.compress(BENIGN) + bytes(512)):
         r = scan(data)
         assert r.verdict == "safe", str(r)
+
+
+# ---- tar as tarfile reads it ---------------------------------------------------------------------
+
+def tar_header(name: str, size: int, typ: bytes = b"0", magic: bool = True) -> bytes:
+    h = bytearray(512)
+    h[0:len(name)] = name.encode()
+    h[100:108] = b"0000644\0"
+    h[108:116] = h[116:124] = b"0000000\0"
+    h[124:136] = f"{size:011o}\0".encode()
+    h[136:148] = b"00000000000\0"
+    h[156:157] = typ
+    if magic:
+        h[257:265] = b"ustar\x0000"
+    h[148:156] = b"        "
+    h[148:156] = f"{sum(h):06o}\0 ".encode()
+    return bytes(h)
+
+
+def pad(data: bytes) -> bytes:
+    return data + bytes(-len(data) % 512)
+
+
+def pax(*records) -> bytes:
+    body = b""
+    for k, v in records:
+        rec = f" {k}={v}\n".encode()
+        n = len(rec) + 1
+        while len(str(n)) + len(rec) != n:
+            n += 1
+        body += str(n).encode() + rec
+    return tar_header("PaxHeader", len(body), b"x") + pad(body)
+
+
+def tar_end() -> bytes:
+    return bytes(1024)
+
+
+def tarfile_members(data: bytes):
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        return {m.name: t.extractfile(m).read() if m.isreg() else None for m in t.getmembers()}
+
+
+def test_a_pax_size_record_overrides_the_header_size():
+    # tarfile: 'model.pkl' holds the payload; a reader that trusts the header sees 0 bytes
+    data = pax(("size", len(PAYLOAD))) + tar_header("model.pkl", 0) + pad(PAYLOAD) + tar_end()
+    assert tarfile_members(data) == {"model.pkl": PAYLOAD}
+    r = scan(data)
+    assert_unsafe(r, glob="os.system", member="model.pkl")
+
+
+def test_a_pax_size_record_hides_members_from_readers_that_ignore_it():
+    inner = tar_header("evil.pkl", len(PAYLOAD)) + pad(PAYLOAD)
+    data = pax(("size", len(inner))) + tar_header("notes.txt", 0) + inner + tar_end()
+    assert list(tarfile_members(data)) == ["notes.txt"]  # tarfile: one member, whose data is the rest
+    r = scan(data)
+    assert_unsafe(r, glob="os.system")
+    assert has(r, "suspicious", kind="container", why="ignore PAX records")
+
+
+def test_repeated_pax_path_records_take_the_last():
+    data = pax(("path", "readme.txt"), ("path", "archive/pickle")) + tar_header("x", len(PAYLOAD)) + pad(PAYLOAD) \
+        + tar_end()
+    assert list(tarfile_members(data)) == ["archive/pickle"]
+    r = scan(data)
+    assert_unsafe(r, glob="os.system", member="archive/pickle")
+    assert has(r, "suspicious", kind="container", why="repeats 'path'")
+
+
+def test_a_directory_entry_with_a_size_is_not_skipped_by_tarfile():
+    # tarfile skips data only after regular files: the 'size' of a directory hides nothing from it
+    evil = tar_header("evil.pkl", len(PAYLOAD)) + pad(PAYLOAD)
+    data = tar_header("dir/", len(evil), b"5") + evil + tar_end()
+    assert tarfile_members(data) == {"dir": None, "evil.pkl": PAYLOAD}
+    assert_unsafe(scan(data), glob="os.system", member="evil.pkl")
+
+
+def test_a_tar_without_ustar_magic_is_still_a_tar():
+    # tarfile (and torch.load's legacy tar reader) only check the header checksum
+    data = tar_header("pickle", len(PAYLOAD), magic=False) + pad(PAYLOAD) + tar_end()
+    assert tarfile_members(data) == {"pickle": PAYLOAD}
+    assert_unsafe(scan(data), glob="os.system", member="pickle")
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_benign_tar_archives_from_tarfile_are_safe(fmt):
+    bio = io.BytesIO()
+    with tarfile.open(fileobj=bio, mode="w", format=fmt) as t:
+        for name in ("a/model.pkl", "b/" + "long-" * 30 + "name.pkl", "dir"):
+            if name == "dir":
+                ti = tarfile.TarInfo(name)
+                ti.type = tarfile.DIRTYPE
+                t.addfile(ti)
+                continue
+            if fmt == tarfile.USTAR_FORMAT and len(name) > 100:
+                continue
+            ti = tarfile.TarInfo(name)
+            ti.size = len(BENIGN)
+            if fmt == tarfile.PAX_FORMAT:
+                ti.pax_headers = {"comment": "é"}
+            t.addfile(ti, io.BytesIO(BENIGN))
+    r = scan(bio.getvalue())
+    assert r.verdict == "safe", str(r)

@@ -96,7 +96,7 @@ SNIFFERS = [
     ("7z", lambda h, b, n, t: h[:6] == b"7z\xbc\xaf\x27\x1c", b"7"),
     ("rar", lambda h, b, n, t: h[:6] == b"Rar!\x1a\x07", b"R"),
     ("npy", lambda h, b, n, t: h[:6] == b"\x93NUMPY", b"\x93"),
-    ("tar", lambda h, b, n, t: len(b) >= 512 and bytes(b[257:262]) == b"ustar", None),
+    ("tar", lambda h, b, n, t: _is_tar(h, b, n, t), None),
     ("hdf5", _is_hdf5, None),
     ("gguf", lambda h, b, n, t: h[:4] == b"GGUF", b"G"),
     ("tflite", lambda h, b, n, t: h[4:8] == b"TFL3", None),
@@ -1057,68 +1057,193 @@ def _check_torch_zip(ctx, res, members, prefix, where) -> None:
 # Tar
 # ==========================================================================================
 
-def _tar_size(field: bytes) -> int:
-    if field[0] & 0x80:  # base-256
+_TAR_REGULAR = (b"0", b"\x00", b"7", b"S")
+_TAR_SUPPORTED = _TAR_REGULAR + (b"1", b"2", b"3", b"4", b"5", b"6", b"L", b"K", b"x", b"g", b"X")
+_PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
+_HIGH_BYTES = bytes(range(128, 256))
+
+
+def _tar_number(field: bytes) -> int:
+    """tarfile's nti: base-256 (0x80 / 0xff first byte) or octal text up to the first NUL."""
+    if field[0] in (0x80, 0xFF):
         v = int.from_bytes(field[1:], "big")
-        return v
-    text = field.split(b"\x00", 1)[0].strip(b" ")
-    return int(text, 8) if text else 0
+        return v - 256 ** (len(field) - 1) if field[0] == 0xFF else v
+    text = field.split(b"\x00", 1)[0].strip()
+    return int(text.decode("ascii"), 8) if text else 0
+
+
+def _tar_header_ok(h: bytes) -> bool:
+    """tarfile's test of a header block: not all zeros, its checksum (unsigned or signed) right."""
+    if len(h) < 512:
+        return False
+    field = h[148:156]
+    if field[0] not in (0x80, 0xFF) and (field.translate(None, b"01234567 \x00") or not field.strip(b" \x00")):
+        return False  # (cheap rejection: most buffers are not tar headers)
+    if h.count(0) == 512:
+        return False
+    try:
+        chk = _tar_number(field)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    rest = h[:148] + b"        " + h[156:512]
+    unsigned = sum(rest)
+    return chk in (unsigned, unsigned - 256 * (512 - len(rest.translate(None, _HIGH_BYTES))))
+
+
+def _pax_records(data: bytes):
+    """[(keyword, value)] of a PAX header as tarfile parses it (records until the first that
+    does not match; a zero length is invalid)."""
+    out, pos = [], 0
+    while True:
+        m = _PAX_RECORD.match(data, pos)
+        if not m:
+            return out
+        length = int(m.group(1))
+        if length == 0:
+            raise ValueError("PAX record of length 0")
+        out.append((m.group(2).decode("utf-8", "surrogateescape"),
+                    data[m.end(2) + 1:m.start(1) + length - 1].decode("utf-8", "surrogateescape")))
+        pos += length
+
+
+class _TarEntry:
+    __slots__ = ("name", "start", "size", "type", "header")
+
+    def __init__(self, name, start, size, typ, header):
+        self.name, self.start, self.size, self.type, self.header = name, start, size, typ, header
+
+
+def tar_members(buf, honor_pax: bool = True):
+    """(entries, problems, repeated) of a tar archive as Python's tarfile reads it (PAX size and
+    path records override the header, the last of a repeated keyword wins, global headers apply
+    to what follows, GNU long names, ustar prefixes, data skipped only for regular files and
+    unknown types; reading stops at the first zero or invalid block), or, with honor_pax=False,
+    as a reader that ignores PAX records and skips every entry's header size.
+
+    entries: [_TarEntry] of every file-like entry; problems: [(offset, text)]; repeated:
+    [(offset, keyword)] of keywords a PAX header gives more than once."""
+    n = len(buf)
+    pos = 0
+    entries, problems, repeated = [], [], []
+    glob: dict = {}
+    pending: dict = {}   # PAX records for the next entry
+    longname = None
+    count = 0
+    while n - pos >= 512:
+        h = bytes(buf[pos:pos + 512])
+        if h.count(0) == 512:
+            break
+        if not _tar_header_ok(h):
+            problems.append((pos, "tar header checksum mismatch or bad number field" if count == 0 or honor_pax
+                             else "invalid tar header"))
+            break
+        size = _tar_number(h[124:136])
+        if size < 0:
+            problems.append((pos, "negative tar member size"))
+            break
+        typ = h[156:157]
+        name = h[0:100].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        prefix = h[345:500].split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+        if typ == b"\x00" and name.endswith("/"):
+            typ = b"5"
+        if typ == b"5":
+            name = name.rstrip("/")
+        if prefix and typ not in (b"L", b"K", b"S"):
+            name = prefix + "/" + name
+        start = pos + 512
+        block = (size + 511) // 512 * 512
+        if typ in (b"L", b"K", b"x", b"g", b"X"):
+            if start + size > n:
+                problems.append((pos, f"tar {'PAX' if typ in (b'x', b'g', b'X') else 'long-name'} header runs past "
+                                 "the end of the archive"))
+                break
+            data = bytes(buf[start:start + size])
+            if typ == b"L":
+                longname = data.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
+            elif typ != b"K" and honor_pax:
+                try:
+                    records = _pax_records(data)
+                except ValueError as e:
+                    problems.append((pos, f"tar PAX header is invalid: {e}"))
+                    break
+                keys = [k for k, _ in records]
+                repeated += [(pos, k) for k in sorted(set(keys)) if keys.count(k) > 1]
+                (glob if typ == b"g" else pending).update(records)
+            pos = start + block
+            continue
+        count += 1
+        pax = {**glob, **pending} if honor_pax else {}
+        offset_data = start
+        nxt = start + (block if typ in _TAR_REGULAR or typ not in _TAR_SUPPORTED or not honor_pax else 0)
+        if "path" in pax:
+            name = pax["path"].rstrip("/")
+        if "size" in pax:
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                size = 0
+            if "size" in pending and (typ in _TAR_REGULAR or typ not in _TAR_SUPPORTED):
+                nxt = start + (size + 511) // 512 * 512
+        if longname is not None:
+            name = longname
+        pending, longname = {}, None
+        if typ in _TAR_REGULAR or typ not in _TAR_SUPPORTED:
+            if offset_data + size > n:
+                problems.append((pos, f"tar member {name!r} runs past the end of the archive"))
+                break
+            entries.append(_TarEntry(name, offset_data, size, typ, pos))
+        pos = nxt
+    else:
+        if n - pos > 0 and bytes(buf[pos:]).strip(b"\x00"):
+            problems.append((pos, "tar archive ends inside a header"))
+    if count == 0 and not problems and not entries:
+        problems.append((0, "tar archive without members"))
+    return entries, problems, repeated
+
+
+def _is_tar(head, buf, name, top) -> bool:
+    """A header block tarfile accepts (ustar magic or not: tarfile, and torch.load's legacy tar
+    reader, only check the checksum)."""
+    return len(buf) >= 512 and (bytes(buf[257:262]) == b"ustar" or _tar_header_ok(bytes(buf[:512])))
 
 
 def check_tar(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    """A tar archive as tarfile (torch.load's legacy tar format, tarfile-based loaders) reads it;
+    a reader that ignores PAX records sees other members or names: that difference is a
+    finding, and its members are scanned as well."""
     # a header name field can itself be a pickle: pickle.load on the archive would run it
     scan_stream(ctx, buf, where, designated=False, single=True)
-    n = len(buf)
-    pos = 0
-    longname = None
-    pax_path = None
-    count = 0
-    while True:
-        if n - pos < 512:
-            if count == 0 or n - pos > 0 and bytes(buf[pos:]).strip(b"\x00"):
-                ctx.error("tar archive ends inside a header", where, where.offset(pos))
-            break
-        h = bytes(buf[pos:pos + 512])
-        if h == b"\x00" * 512:
-            break
-        stored = h[148:156].split(b"\x00", 1)[0].strip(b" ")
-        try:
-            chk = int(stored, 8)
-            size = _tar_size(h[124:136])
-        except ValueError:
-            ctx.error("tar header is corrupt (bad number field)", where, where.offset(pos))
-            return True
-        if chk != sum(h[:148]) + 256 + sum(h[156:]):
-            ctx.error("tar header checksum mismatch", where, where.offset(pos))
-            return True
-        typ = h[156:157]
-        nm = h[0:100].split(b"\x00", 1)[0]
-        if h[257:262] == b"ustar" and h[345:500].strip(b"\x00"):
-            nm = h[345:500].split(b"\x00", 1)[0] + b"/" + nm
-        start = pos + 512
-        if size > n - start:
-            ctx.error(f"tar member {nm.decode('utf-8', 'replace')!r} runs past the end of the archive", where,
-                      where.offset(pos))
-            return True
-        data = buf[start:start + size]
-        if typ == b"L":
-            longname = bytes(data).split(b"\x00", 1)[0]
-        elif typ in (b"x", b"g"):
-            m = re.search(rb"\d+ path=([^\n]*)\n", bytes(data))
-            if m and typ == b"x":
-                pax_path = m.group(1)
-        elif typ in (b"0", b"\x00", b"7"):
-            full = (pax_path or longname or nm).decode("utf-8", "replace")
-            longname = pax_path = None
-            count += 1
-            mw = where.child(full, where.offset(start) if where.base is not None else None)
-            desig = full.lower().endswith(PICKLE_NAMES) or full.rsplit("/", 1)[-1] in ("pickle", "tensors",
-                                                                                      "storages")
-            scan_buffer(ctx, data, mw, designated="auto" if desig else False, name=full, torchscript=torchscript)
-        else:
-            longname = pax_path = None
-        pos = start + (size + 511) // 512 * 512
+    entries, problems, repeated = tar_members(buf, honor_pax=True)
+    for at, text in problems:
+        ctx.error(text, where, where.offset(at))
+    for at, key in repeated:
+        ctx.finding("suspicious", f"tar PAX header repeats {key!r}: tarfile takes the last value, readers that take "
+                    "the first see another " + ("name" if key == "path" else "member"), where,
+                    offset=where.offset(at), kind="container")
+    seen = set()
+    for e in entries:
+        _tar_member(ctx, buf, where, e, torchscript)
+        seen.add((e.start, e.size))
+    # (names differ legitimately: a PAX path is the long name a ustar header cannot hold)
+    naive, _, _ = tar_members(buf, honor_pax=False)
+    extra = [e for e in naive if (e.start, e.size) not in seen]
+    if extra:
+        names = sorted({e.name for e in extra})
+        ctx.finding("suspicious", "tar archive read differently by readers that ignore PAX records (size and path "
+                    "override the header for tarfile): they see " + ", ".join(repr(x) for x in names[:5])
+                    + (" ..." if len(names) > 5 else "") + " (each reading was scanned)", where,
+                    offset=where.offset(extra[0].header), kind="container")
+        vw = Where(f"<{where.member}!without PAX>" if where.member else "<without PAX>", where.base, where.depth)
+        for e in extra:
+            _tar_member(ctx, buf, vw, e, torchscript)
     return True
+
+
+def _tar_member(ctx, buf, where, e: _TarEntry, torchscript) -> None:
+    data = buf[e.start:e.start + e.size]
+    mw = where.child(e.name, where.offset(e.start) if where.base is not None else None)
+    desig = e.name.lower().endswith(PICKLE_NAMES) or e.name.rsplit("/", 1)[-1] in ("pickle", "tensors", "storages")
+    scan_buffer(ctx, data, mw, designated="auto" if desig else False, name=e.name, torchscript=torchscript)
 
 
 # ==========================================================================================
