@@ -414,3 +414,34 @@ def test_benign_tar_archives_from_tarfile_are_safe(fmt):
             t.addfile(ti, io.BytesIO(BENIGN))
     r = scan(bio.getvalue())
     assert r.verdict == "safe", str(r)
+
+
+# ---- 7z ------------------------------------------------------------------------------------------
+
+def test_7z_without_py7zr_is_an_error_naming_it(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_py7zr(name, *a, **k):
+        if name == "py7zr" or name.startswith("py7zr."):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_py7zr)
+    r = scan(b"7z\xbc\xaf\x27\x1c" + bytes(100))
+    assert r.verdict == "error" and any("py7zr" in e for e in r.errors), str(r)
+
+
+def test_7z_members_are_scanned_with_py7zr():
+    py7zr = pytest.importorskip("py7zr")
+    bio = io.BytesIO()
+    with py7zr.SevenZipFile(bio, "w") as z:
+        z.writestr(PAYLOAD, "archive/data.pkl")
+        z.writestr(b"hello", "readme.txt")
+    assert_unsafe(scan(bio.getvalue()), glob="os.system", member="archive/data.pkl")
+    bio = io.BytesIO()
+    with py7zr.SevenZipFile(bio, "w") as z:
+        z.writestr(BENIGN, "model.pkl")
+    r = scan(bio.getvalue())
+    assert r.verdict == "safe", str(r)

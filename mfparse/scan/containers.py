@@ -525,6 +525,54 @@ def _strip_ext(name):
     return name
 
 
+def check_7z(ctx, buf, where, *, name=None, designated=False, torchscript=False, **_) -> bool:
+    """A 7z archive through the py7zr package when installed (every member extracted into
+    memory, bounded by the declared sizes and the inflation limits, and scanned by content);
+    without py7zr an error naming it, never safe."""
+    try:
+        import py7zr
+    except ImportError:
+        ctx.error("a 7z archive: its members cannot be judged without the 'py7zr' package (pip install py7zr)",
+                  where)
+        return False
+    import io
+
+    try:
+        with py7zr.SevenZipFile(io.BytesIO(bytes(buf)), "r") as z:
+            infos = [i for i in z.list() if not i.is_directory]
+            declared = sum(int(i.uncompressed or 0) for i in infos)
+            limit = _inflate_limit(ctx, len(buf))
+            if declared > limit:
+                ctx.finding("dangerous", f"7z archive declares {declared} bytes from {len(buf)} compressed: a "
+                            "decompression bomb; its members were not extracted", where, kind="resource")
+                return True
+            if z.needs_password():
+                ctx.error("7z archive is encrypted: its members cannot be judged", where)
+                return False
+            if hasattr(z, "readall"):  # py7zr < 1.0
+                products = {k: v.getvalue() for k, v in z.readall().items()}
+            else:
+                from py7zr.io import BytesIOFactory
+
+                factory = BytesIOFactory(max(limit, 1))
+                z.extractall(factory=factory)
+                products = {}
+                for k, v in factory.products.items():
+                    v.seek(0)
+                    products[k] = v.read()
+    except Exception as e:  # py7zr raises many types on bad archives; none of them is a verdict
+        ctx.error(f"7z archive could not be read by py7zr: {type(e).__name__}: {e}", where)
+        return False
+    ctx.inflated += sum(len(v) for v in products.values())
+    ctx.note(f"7z archive: {len(products)} member(s) extracted with py7zr and scanned")
+    for nm, data in products.items():
+        mw = where.child(nm, None)
+        desig = nm.lower().endswith(PICKLE_NAMES) or nm.rsplit("/", 1)[-1] in ("pickle", "data.pkl")
+        scan_buffer(ctx, memoryview(data), mw, designated="auto" if desig else False, name=nm,
+                    torchscript=torchscript)
+    return True
+
+
 def check_unreadable(ctx, buf, where, *, kind, **_) -> bool:
     what = {"zstd": "zstd-compressed data", "7z": "a 7z archive", "rar": "a RAR archive"}[kind]
     ctx.error(f"{what}: mfparse does not open it, so what it holds cannot be judged", where)
@@ -1419,7 +1467,7 @@ CHECKERS = {
     "gguf": check_gguf,
     "tflite": check_tflite,
     "protobuf": check_protobuf,
-    "7z": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="7z"),
+    "7z": check_7z,
     "rar": lambda ctx, buf, where, **kw: check_unreadable(ctx, buf, where, kind="rar"),
 }
 for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib", "zstd"):
