@@ -286,8 +286,8 @@ def _plain_header():
         typestr = r"[<>|=]?(?:[biufcSUVa]\d+|[?bBhHiIlLqQpPefdgFDG]|[Mm]8(?:\[\d*[A-Za-z]+\])?)"
         dim = r"(?:0|[1-9][0-9]*)"
         _PLAIN_HEADER = re.compile(
-            r"\{'descr': '(?P<descr>" + typestr + r")', 'fortran_order': (?:True|False), "
-            r"'shape': \((?:" + dim + r",(?: " + dim + r",)*(?: " + dim + r")?)?\), \} *\n?\Z")
+            r"\{'descr': '(?P<descr>" + typestr + r")', 'fortran_order': (?P<fortran>True|False), "
+            r"'shape': \((?P<shape>(?:" + dim + r",(?: " + dim + r",)*(?: " + dim + r")?)?)\), \} *\n?\Z")
         _OBJECT_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
     return _PLAIN_HEADER
 
@@ -343,6 +343,13 @@ def _descr_object(d, depth: int) -> bool:
         else:
             raise ValueError(f"a field of {n} items")
     return obj
+
+
+def descr_to_dtype(descr):
+    """numpy's own descr_to_dtype (numpy.lib.format): the dtype numpy.load builds."""
+    from numpy.lib.format import descr_to_dtype as d2d
+
+    return d2d(descr)
 
 
 def _filter_python2(text: str) -> str:
@@ -405,7 +412,8 @@ def read_header(buf, base: int = 0) -> NpyHeader:
     if m is not None:
         h.descr = m.group("descr")
         h.is_object = False
-        h.shape = h.fortran_order = None
+        h.shape = tuple(int(x) for x in m.group("shape").replace(",", " ").split())
+        h.fortran_order = m.group("fortran") == "True"
         h.how = "plain"
         h.text = text
         return h

@@ -151,7 +151,16 @@ def scan_buffer(ctx: Context, buf, where: Where, *, designated, name=None, torch
         kind = check_polyglot(ctx, buf, where, name, kind)
     if kind is None:
         return check_pickle(ctx, buf, where, name=name, designated=designated, torchscript=torchscript, top=top)
-    return CHECKERS[kind](ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
+    return run_checker(kind, ctx, buf, where, name=name, designated=designated, torchscript=torchscript)
+
+
+def run_checker(kind: str, ctx, buf, where, **kw) -> bool:
+    """The checker of `kind`, then what the format leaves unaccounted for after its data
+    (check_trailing: whatever checker is registered for the kind)."""
+    ok = CHECKERS[kind](ctx, buf, where, **kw)
+    if kind in _DATA_END:
+        check_trailing(ctx, buf, where, kind)
+    return ok
 
 
 def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
@@ -188,6 +197,9 @@ def _is_text(buf) -> bool:
 def check_pickle(ctx, buf, where, *, name=None, designated=False, torchscript=False, top=False, **_) -> bool:
     mode = designated
     res = scan_stream(ctx, buf, where, designated=("auto" if mode else False), torchscript=torchscript)
+    if (name or "").lower().endswith((".onnx", ".pb", ".ort")) and len(buf) and buf[0] in OPCODES:
+        # a protobuf's first tag byte can be a pickle opcode ('2' = doc_string, 'B' = opset_import)
+        return _pickle_or_protobuf(ctx, buf, where, name, res, designated)
     if res.judged:
         return True
     if not mode:
@@ -222,6 +234,43 @@ def prefetch(ctx, where: Where, start: int, length: int) -> None:
         mm.madvise(mmap.MADV_WILLNEED, lo, min(length + off - lo, len(mm) - lo))
     except (AttributeError, OSError, ValueError):
         pass
+
+
+def _opens_as(buf, fmt: str) -> bool:
+    import mfparse
+
+    try:
+        with mfparse.open(buf, format=fmt):
+            return True
+    except (MFParseError, ValueError, TypeError):
+        return False
+
+
+def _pickle_or_protobuf(ctx, buf, where, name, res, designated) -> bool:
+    """A file named like a protobuf model whose first byte is a pickle opcode: judged as the
+    protobuf onnx.load / TensorFlow read; if it is also a complete pickle (pickle.load and
+    torch.load read it), that is a polyglot, and both readings were judged."""
+    fmt = "onnx" if name.lower().endswith((".onnx", ".ort")) else "tf-graphdef"
+    is_proto = _opens_as(buf, fmt)
+    if res.judged and res.error is None and res.roots:
+        if is_proto:
+            ctx.finding("suspicious", f"polyglot: the file reads as a pickle (pickle.load, torch.load) and as "
+                        f"{_READERS['protobuf']}; a loader or scanner that sees one format misses what the other holds "
+                        "(each was scanned)", where, offset=where.offset(0), kind="polyglot")
+            CHECKERS["protobuf"](ctx, buf, where, name=name, designated=designated)
+        return True
+    return CHECKERS["protobuf"](ctx, buf, where, name=name, designated=designated)
+
+
+def _complete_pickle(buf) -> bool:
+    """Does buf start with a pickle that reads to its STOP (what pickle.load would run)?"""
+    from mfparse.scan.pickles import MAX_STACK
+
+    if not len(buf) or buf[0] not in OPCODES:
+        return False
+    parse = _native.PickleParse(len(buf), MAX_STACK)
+    parse.load(buf, 0, 0, raise_errors=False)
+    return parse.error is None
 
 
 # ==========================================================================================
@@ -806,7 +855,7 @@ def _zip_members(ctx, buf, where, rows, members, torchscript, skip=frozenset()) 
             continue
         kind = sniff(data, nm)
         if kind is not None:
-            if CHECKERS[kind](ctx, data, mw, name=nm, designated=desig, torchscript=ts) and \
+            if run_checker(kind, ctx, data, mw, name=nm, designated=desig, torchscript=ts) and \
                     _judged_whole(kind, data, m):
                 _crc(ctx, data, m, where)
             continue
@@ -1372,10 +1421,92 @@ def check_tflite(ctx, buf, where, **kw) -> bool:
 
 
 # ==========================================================================================
+# Bytes a format does not account for
+# ==========================================================================================
+
+def _safetensors_end(buf):
+    # the header's data offsets (the C parser refuses a file they do not cover, as the
+    # safetensors library does, so they are read from the JSON here)
+    import json
+
+    n = _native.safetensors_header_len(buf[:8], len(buf))
+    header = json.loads(bytes(buf[8:8 + n]))
+    ends = [e["data_offsets"][1] for k, e in header.items() if k != "__metadata__" and isinstance(e, dict)
+            and isinstance(e.get("data_offsets"), list) and len(e["data_offsets"]) == 2
+            and isinstance(e["data_offsets"][1], int)]
+    return 8 + n + max(ends, default=0), 1
+
+
+def _gguf_end(buf):
+    _v, _be, alignment, data_start, _kvs, rows = _native.gguf_parse(buf)
+    if not rows:
+        return None
+    return max([data_start] + [r[3] + r[4] for r in rows]), alignment or 32
+
+
+def _npy_end(buf):
+    from mfparse.formats.npy import read_header
+
+    h = read_header(buf)
+    if h.is_object:
+        return None  # the pickle's end: scan_stream reports bytes after it
+    from mfparse.formats.npy import descr_to_dtype
+
+    numel = 1
+    for d in h.shape:
+        numel *= d
+    return h.data_offset + numel * descr_to_dtype(h.descr).itemsize, 1
+
+
+#: kind -> function(buf) giving (end of the data the format accounts for, alignment) or None
+_DATA_END = {"safetensors": _safetensors_end, "gguf": _gguf_end, "npy": _npy_end}
+_FORMAT_LOADERS = {
+    "safetensors": "safetensors (safe_open, load_file)",
+    "gguf": "GGUF (llama.cpp, gguf-py)",
+    "npy": "numpy.load",
+    "hdf5": "h5py / libhdf5 (the superblock's end-of-file address)",
+}
+
+
+def check_trailing(ctx, buf, where, kind, end=None, alignment=1) -> None:
+    """Bytes after the end of the data a format defines (safetensors: the header's largest
+    data offset; GGUF: the last tensor; .npy: shape x itemsize; HDF5: the superblock's
+    end-of-file address): its loader ignores them, a loader of another format may read them
+    (a pickle appended to a safetensors file). Zero padding up to the format's alignment is
+    not a finding; anything else is a finding of kind "polyglot", and the bytes are scanned."""
+    n = len(buf)
+    if end is None:
+        try:
+            got = _DATA_END[kind](buf)
+        except (MFParseError, ValueError, TypeError, OverflowError, KeyError, RecursionError):
+            return  # the checker reports an unreadable format
+        if got is None:
+            return
+        end, alignment = got
+    aligned = -(-end // alignment) * alignment
+    if aligned <= n and not bytes(buf[end:aligned]).strip(b"\x00"):
+        end = aligned  # the writer's alignment padding
+    if end >= n:
+        return
+    rest = buf[end:]
+    sample = bytes(rest[:1 << 20])
+    if not sample.strip(b"\x00") and (len(rest) < max(alignment, 4096) or len(rest) == len(sample)):
+        ctx.note(f"{n - end} zero bytes of padding after the {kind} data" + (f" ({where.member})" if where.member
+                                                                           else ""))
+        return
+    ctx.finding("suspicious", f"polyglot: the {kind} data ends at byte {where.offset(end)}, and {n - end} more bytes "
+                f"follow that {_FORMAT_LOADERS[kind]} does not read; a loader of another format may (they were "
+                "scanned)", where, offset=where.offset(end), kind="polyglot")
+    tw = where.child(f"<after the {kind} data>", where.offset(end) if where.base is not None else None)
+    scan_buffer(ctx, rest, tw, designated=False)
+
+
+# ==========================================================================================
 # Polyglots: one file, two formats
 # ==========================================================================================
 
 _READERS = {
+    "pickle": "a pickle (pickle.load; torch.load and numpy.load(allow_pickle=True) of a file that is not a zip)",
     "zip": "a zip archive (torch.load, numpy.load, zipfile: local header at byte 0)",
     "zip-end": "a zip archive (zipfile, keras: end record at the end of the file)",
     "torch-legacy": "a legacy torch checkpoint (torch.load)",
@@ -1412,6 +1543,10 @@ def check_polyglot(ctx, buf, where, name, kind):
     sb = _native.h5_find_superblock(buf) if start != "hdf5" and n > 512 else -1
     if sb > 0 and not _is_zip_member_start(buf, sb):
         readings.append("hdf5")
+    if start is None and readings and _complete_pickle(buf):
+        # pickle.load (and torch.load / numpy.load(allow_pickle) of a file that is not a zip) runs
+        # it; the other format's checker scans these first bytes as a pickle too
+        readings.insert(0, "pickle")
     if len(readings) < 2 or readings == ["tflite", "zip-end"]:
         return "tflite" if start == "tflite" else kind
     what = " and as ".join(_READERS[r] + (f" at byte {sb}" if r == "hdf5" and r != start else "")
