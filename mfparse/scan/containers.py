@@ -1502,6 +1502,77 @@ def check_trailing(ctx, buf, where, kind, end=None, alignment=1) -> None:
 
 
 # ==========================================================================================
+# HDF5: the other files a reader opens
+# ==========================================================================================
+
+_H5_LOADER = {
+    "external storage": ("hdf5.external_storage", "libhdf5 reads this dataset's raw data from that file (h5py, "
+                         "keras, any read of the dataset)"),
+    "external link": ("hdf5.external_link", "libhdf5 opens that file when the link is followed (h5py f[path], "
+                      "visititems, keras walking its groups)"),
+    "virtual dataset": ("hdf5.virtual_dataset", "libhdf5 opens that file when the virtual dataset is read (h5py, "
+                        "keras)"),
+}
+
+
+def outside_folder(name: str) -> str | None:
+    """Why a file name a model refers to escapes the model's folder (an absolute path, a drive,
+    a UNC share, a '..' component), or None when it stays inside."""
+    if not name:
+        return None
+    if name.startswith(("/", "\\")):
+        return "an absolute path"
+    if len(name) >= 2 and name[1] == ":" and name[0].isalpha():
+        return "a drive path"
+    if ".." in re.split(r"[/\\]", name):
+        return "a '..' component climbs out of the folder"
+    return None
+
+
+def check_hdf5_files(ctx, m, buf, where) -> None:
+    """Called with an open HDF5 model (mfparse.scan.formats.check_hdf5): external storage files,
+    external links and virtual dataset sources that point outside the model's folder are
+    dangerous findings (libhdf5 opens those files on a read, as an ONNX loader reads external
+    data); inside the folder they are noted; a virtual dataset whose sources cannot be read is
+    a suspicious finding. Bytes after the superblock's end-of-file address are checked like
+    any format's trailing bytes."""
+    f = getattr(getattr(m, "_reader", None), "file", None)
+    if f is None or not hasattr(f, "other_files"):
+        return
+    try:
+        files = f.other_files()
+    except MFParseError as e:
+        ctx.error(f"HDF5 external files could not be listed: {e}", where)
+        return
+    inside = []
+    for kind, path, fname, target, at, status in files:
+        module, loader = _H5_LOADER[kind]
+        off = where.offset(at) if at is not None and where.base is not None else None
+        if status:
+            ctx.finding("suspicious", f"HDF5 {kind} /{path}: its source files could not be read ("
+                        + ("the block is unreadable" if status < 0 else f"encoding version {status}")
+                        + f"); {loader}", where, module=module, qualname=f"/{path}", kind="path")
+            continue
+        if kind == "virtual dataset" and fname == ".":
+            continue  # a source in the same file
+        why = outside_folder(fname)
+        if why is None:
+            inside.append(fname)
+            continue
+        tgt = f" (object {target})" if kind != "external storage" else ""
+        ctx.finding("dangerous", f"HDF5 {kind} /{path} points at {fname!r}{tgt}, outside the model's folder ({why}): "
+                    f"{loader}", where, offset=off, module=module, qualname=fname, kind="path")
+    if inside:
+        ctx.note(f"HDF5 file refers to other files inside its folder: {', '.join(sorted(set(inside))[:5])}")
+    try:
+        eof = f.h5.superblock[4]
+    except (AttributeError, ValueError, IndexError):
+        return
+    if eof:
+        check_trailing(ctx, buf, where, "hdf5", end=eof)
+
+
+# ==========================================================================================
 # Polyglots: one file, two formats
 # ==========================================================================================
 
