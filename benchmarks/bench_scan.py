@@ -334,9 +334,10 @@ def cold_npz(repeat: int, baseline: str | None, write: bool) -> None:
     if baseline:
         rev = subprocess.run(["git", "-C", baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip()
-    for label, where in (("this checkout", root), (f"baseline {baseline} ({rev})", baseline and os.path.abspath(baseline))):
-        if where is None:
-            continue
+    runs = [("this checkout", root)]
+    if baseline:
+        runs.append((f"baseline {baseline} ({rev})", os.path.abspath(baseline)))
+    for label, where in runs:
         times, touched = [], []
         for _ in range(repeat):
             _drop_cache(path)

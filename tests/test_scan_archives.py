@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import torch
 
-from pickle_asm import call_pickle, torch_zip, zip_bytes
+from pickle_asm import call_pickle, zip_bytes
 from scan_helpers import assert_unsafe, has, scan
 
 PAYLOAD = call_pickle("os", "system", "touch /tmp/never")

@@ -7,14 +7,13 @@ without following them.
 
 from __future__ import annotations
 
-import pickle
 
 import numpy as np
 import pytest
 
 import mfparse
 from pickle_asm import call_pickle
-from scan_helpers import assert_unsafe, has, scan
+from scan_helpers import assert_unsafe, scan
 
 h5py = pytest.importorskip("h5py")
 PAYLOAD = call_pickle("os", "system", "touch /tmp/never")

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from pickle_asm import call_pickle, zip_bytes
-from scan_helpers import assert_unsafe, has, scan
+from scan_helpers import assert_unsafe, scan
 
 PAYLOAD = call_pickle("os", "system", "touch /tmp/never")
 BENIGN = pickle.dumps({"w": [1.0, 2.0]}, protocol=2)

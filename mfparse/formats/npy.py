@@ -154,7 +154,8 @@ class NpyReader(Reader):
                         raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
                     data = archive.read(m, max_size=n)
                     a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
-                    extras = {"zip_member": mname, "compression": {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)}
+                    method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
+                    extras = {"zip_member": mname, "compression": method}
                     self._members[name] = m
                     self._add(name, a, m.size, None, extras)
 

@@ -1489,6 +1489,8 @@ def check_trailing(ctx, buf, where, kind, end=None, alignment=1) -> None:
     if end >= n:
         return
     rest = buf[end:]
+    if where.depth == 0 and _head(rest, 4) == b"PK\x03\x04" and _eocd_ok(buf):
+        return  # a zip appended to the file: check_polyglot reports that reading and it is scanned
     sample = bytes(rest[:1 << 20])
     if not sample.strip(b"\x00") and (len(rest) < max(alignment, 4096) or len(rest) == len(sample)):
         ctx.note(f"{n - end} zero bytes of padding after the {kind} data" + (f" ({where.member})" if where.member
