@@ -913,7 +913,11 @@ static int h5_parse_layout(mf_h5ctx *h, const h5_msg *m, mf_h5_dataset *d) {
             if (h5_addr(h, &c, &d->index_addr, "chunk index address")) return 1;
         } else if (cls == 3) {
             d->layout = 3;
-            return 0; /* virtual: listed, not readable */
+            /* virtual: listed, not readable; its source files are read by h5_parse_vds */
+            if (h5_addr(h, &c, &d->vds_heap, "virtual dataset heap address") ||
+                mf_u32le(&c, &d->vds_index, "virtual dataset heap index"))
+                return 1;
+            return 0;
         } else {
             return mf_fail(h->err, MF_ERR_CORRUPT, at, "layout class %u", cls);
         }
@@ -1293,6 +1297,177 @@ static int h5_seen_add(h5_walk *w, uint64_t addr, int32_t idx) {
 
 static mf_h5_object *h5_obj(h5_walk *w, int32_t i) { return &((mf_h5_object *)w->objects.items)[i]; }
 
+/* ========================================================================================== */
+/* The other files a dataset reads                                                             */
+/* ========================================================================================== */
+
+/* External Data Files message (0x0007): version 1, 3 reserved bytes, allocated and used slot
+ * counts, the local heap that holds the names, then per used slot the name's heap offset, the
+ * offset in that file and the size there. */
+static int h5_parse_external(mf_h5ctx *h, const h5_msg *m, mf_h5_dataset *d) {
+    mf_cursor c;
+    const char *what = "external data files message";
+    if (h5_at(h, m->off, m->size, what, &c)) return 1;
+    uint8_t version;
+    uint16_t alloc, used;
+    uint64_t heap;
+    if (mf_u8(&c, &version, what) || mf_skip(&c, 3, what) || mf_u16le(&c, &alloc, what) ||
+        mf_u16le(&c, &used, what) || h5_addr(h, &c, &heap, "external data files heap"))
+        return 1;
+    if (version != 1)
+        return mf_fail(h->err, MF_ERR_UNSUPPORTED, h5_rep(h, m->off), "%s version %u", what, version);
+    if (used > alloc || (uint64_t)used * 3 * h->sl > mf_remaining(&c))
+        return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, m->off), "%s lists %u of %u slots in %u bytes", what, used,
+                       alloc, m->size);
+    if (used == 0) return 0;
+    h5_lheap lh;
+    if (heap == MF_H5_UNDEF) return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, m->off), "%s without a name heap", what);
+    if (h5_local_heap(h, heap, &lh)) return 1;
+    mf_h5_extfile *f = (mf_h5_extfile *)mf_arena_calloc(h->arena, used, sizeof *f, h->err, h5_rep(h, m->off));
+    if (f == NULL) return 1;
+    for (uint16_t i = 0; i < used; i++) {
+        uint64_t name_off, at = mf_tell(&c);
+        if (h5_length(h, &c, &name_off, what) || h5_length(h, &c, &f[i].offset, what) ||
+            h5_length(h, &c, &f[i].size, what) || h5_work(h, 1, at))
+            return 1;
+        if (h->sl < 8 && f[i].size == (((uint64_t)1 << (8 * h->sl)) - 1)) f[i].size = UINT64_MAX;
+        if (h5_heap_str(h, &lh, name_off, m->off, &f[i].name, &f[i].name_len)) return 1;
+        f[i].at = h5_rep(h, (uint64_t)(f[i].name - h->data));
+    }
+    d->files = f;
+    d->n_files = used;
+    return 0;
+}
+
+/* a NUL-terminated string at the cursor (bounded by the object that holds it) */
+static int h5_cstr(mf_h5ctx *h, mf_cursor *c, const uint8_t **s, uint32_t *n, const char *what) {
+    const uint8_t *z = (const uint8_t *)memchr(c->pos, 0, mf_remaining(c));
+    if (z == NULL) return mf_fail(h->err, MF_ERR_CORRUPT, mf_tell(c), "%s is not NUL-terminated", what);
+    *s = c->pos;
+    *n = (uint32_t)(z - c->pos);
+    return mf_skip(c, (size_t)(z - c->pos) + 1, what);
+}
+
+/* a serialized dataspace selection (H5S_SELECT_SERIALIZE: none / points / hyperslabs / all,
+ * versions 1-3): stepped over, every count checked against the bytes left */
+static int h5_skip_selection(mf_h5ctx *h, mf_cursor *c) {
+    const char *what = "virtual dataset selection";
+    uint32_t type, version, rank;
+    uint64_t at = mf_tell(c), n = 0, bytes;
+    if (mf_u32le(c, &type, what) || mf_u32le(c, &version, what)) return 1;
+    if (type == 0 || type == 3) return mf_skip(c, 8, what); /* none / all: reserved, length */
+    unsigned enc = 4;
+    if (type == 1) { /* points */
+        if (version == 1) {
+            uint32_t np;
+            if (mf_skip(c, 8, what) || mf_u32le(c, &rank, what) || mf_u32le(c, &np, what)) return 1;
+            n = np;
+        } else if (version == 2) {
+            uint8_t e;
+            if (mf_u8(c, &e, what) || mf_u32le(c, &rank, what)) return 1;
+            if (e != 2 && e != 4 && e != 8) return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s encoding size %u", what, e);
+            enc = e;
+            if (h5_uvar(c, enc, &n, what)) return 1;
+        } else {
+            return mf_fail(h->err, MF_ERR_UNSUPPORTED, at, "%s: point selection version %u", what, version);
+        }
+        if (mf_mul_u64(n, rank, &bytes) || mf_mul_u64(bytes, enc, &bytes) || bytes > mf_remaining(c))
+            return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s: %llu points overrun the block", what, (unsigned long long)n);
+        return mf_skip(c, (size_t)bytes, what);
+    }
+    if (type != 2) return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s type %u", what, type);
+    uint8_t flags = 0;
+    if (version == 1) {
+        uint32_t nb;
+        if (mf_skip(c, 8, what) || mf_u32le(c, &rank, what) || mf_u32le(c, &nb, what)) return 1;
+        n = (uint64_t)nb * 2;
+    } else if (version == 2) {
+        if (mf_u8(c, &flags, what) || mf_skip(c, 4, what) || mf_u32le(c, &rank, what)) return 1;
+        if (!(flags & 1)) return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s: version 2 hyperslab not regular", what);
+        enc = 8;
+        n = 4;
+    } else if (version == 3) {
+        uint8_t e;
+        if (mf_u8(c, &flags, what) || mf_u8(c, &e, what) || mf_u32le(c, &rank, what)) return 1;
+        if (e != 2 && e != 4 && e != 8) return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s encoding size %u", what, e);
+        enc = e;
+        if (flags & 1) {
+            n = 4;
+        } else {
+            if (h5_uvar(c, enc, &n, what) || mf_mul_u64(n, 2, &n)) return 1;
+        }
+    } else {
+        return mf_fail(h->err, MF_ERR_UNSUPPORTED, at, "%s: hyperslab selection version %u", what, version);
+    }
+    if (mf_mul_u64(n, rank, &bytes) || mf_mul_u64(bytes, enc, &bytes) || bytes > mf_remaining(c))
+        return mf_fail(h->err, MF_ERR_CORRUPT, at, "%s overruns the block", what);
+    return mf_skip(c, (size_t)bytes, what);
+}
+
+/* The sources of a virtual dataset: the global heap object its layout names holds (encoding
+ * version 0) the entry count, then per entry the source file name, the source dataset name and
+ * two selections. Another encoding version is recorded, not read; a block that cannot be read
+ * leaves files_status -1 (the dataset is listed; libhdf5 fails on it when it is opened). */
+static int h5_parse_vds(mf_h5ctx *h, mf_h5_dataset *d) {
+    mf_error saved = *h->err;
+    const char *what = "virtual dataset block";
+    mf_cursor c;
+    if (d->vds_heap == MF_H5_UNDEF) return 0;
+    /* the collection's header, then its objects until the one with our index */
+    uint8_t version;
+    uint64_t size, osize = 0, obj = MF_H5_UNDEF;
+    if (h5_at(h, d->vds_heap, 8 + (uint64_t)h->sl, what, &c) || h5_sig(h, &c, "GCOL", what) ||
+        mf_u8(&c, &version, what) || mf_skip(&c, 3, what) || h5_length(h, &c, &size, what) ||
+        size < 8 + (uint64_t)h->sl || h5_at(h, d->vds_heap, size, what, &c) || mf_skip(&c, 8 + h->sl, what))
+        goto soft;
+    while (mf_remaining(&c) >= 8 + (uint64_t)h->sl) {
+        uint16_t index;
+        uint64_t len;
+        if (mf_u16le(&c, &index, what) || mf_skip(&c, 6, what) || h5_length(h, &c, &len, what)) goto soft;
+        if (index == 0 || len > mf_remaining(&c)) break;
+        if (h5_work(h, 1, mf_tell(&c))) return 1;
+        if (index == d->vds_index) {
+            obj = (uint64_t)(c.pos - h->data);
+            osize = len;
+            break;
+        }
+        uint64_t padded = (len + 7) & ~(uint64_t)7;
+        if (padded > mf_remaining(&c)) break;
+        mf_skip(&c, (size_t)padded, what);
+    }
+    if (obj == MF_H5_UNDEF) goto soft;
+    uint8_t enc;
+    uint64_t count;
+    if (h5_at(h, obj, osize, what, &c) || mf_u8(&c, &enc, what)) goto soft;
+    if (enc != 0) {
+        d->files_status = enc;
+        return 0;
+    }
+    if (h5_length(h, &c, &count, what) || count > mf_remaining(&c) / 2) goto soft;
+    if (count == 0) return 0;
+    mf_h5_extfile *f = (mf_h5_extfile *)mf_arena_calloc(h->arena, (size_t)count, sizeof *f, h->err,
+                                                        h5_rep(h, obj));
+    if (f == NULL) return 1;
+    for (uint64_t i = 0; i < count; i++) {
+        if (h5_work(h, 1, mf_tell(&c))) return 1;
+        f[i].at = mf_tell(&c);
+        if (h5_cstr(h, &c, &f[i].name, &f[i].name_len, "virtual dataset source file name") ||
+            h5_cstr(h, &c, &f[i].dset, &f[i].dset_len, "virtual dataset source dataset name") ||
+            h5_skip_selection(h, &c) || h5_skip_selection(h, &c))
+            goto soft;
+    }
+    d->files = f;
+    d->n_files = (uint32_t)count;
+    return 0;
+soft:
+    if (h->err->code == MF_ERR_LIMIT) return 1; /* the work budget: never swallowed */
+    *h->err = saved;
+    d->files_status = -1;
+    d->files = NULL;
+    d->n_files = 0;
+    return 0;
+}
+
 /* Parse the object header of objects[idx]: dataset, group (its links pushed), datatype. */
 static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
     mf_h5ctx *h = &w->h;
@@ -1307,6 +1482,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
     const h5_msg *space = NULL, *dtype = NULL, *layout = NULL, *fill = NULL, *fill_old = NULL, *filters = NULL;
     const h5_msg *stab = NULL, *linfo = NULL, *ainfo = NULL;
     int has_links = 0, has_ginfo = 0, external = 0;
+    const h5_msg *ext = NULL;
     for (size_t i = 0; i < n; i++) {
         const h5_msg *m = &msgs[i];
         switch (m->type) {
@@ -1321,7 +1497,7 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
         case H5M_ATTR_INFO: ainfo = m; break;
         case H5M_LINK: has_links = 1; break;
         case H5M_GROUP_INFO: has_ginfo = 1; break;
-        case H5M_EXTERNAL: external = 1; break;
+        case H5M_EXTERNAL: external = 1; ext = m; break;
         default:
             if (m->type >= H5M_MAX_KNOWN && (m->flags & 0x80)) {
                 return mf_fail(h->err, MF_ERR_UNSUPPORTED, h5_rep(h, m->off),
@@ -1385,8 +1561,11 @@ static int h5_visit(h5_walk *w, int32_t idx, unsigned depth) {
             if (h5_parse_fill(h, fill_old, &d)) return 1;
         }
         if (filters && h5_parse_filters(h, filters, &d)) return 1;
+        d.vds_heap = MF_H5_UNDEF;
         if (h5_parse_layout(h, layout, &d)) return 1;
         if (h5_check_storage(h, &d, layout->off)) return 1;
+        if (ext && h5_parse_external(h, ext, &d)) return 1;
+        if (d.layout == 3 && h5_parse_vds(h, &d)) return 1;
         mf_h5_dataset *slot = (mf_h5_dataset *)mf_vec_push(&w->datasets, sizeof d, h->arena, h->err, h5_rep(h, addr));
         if (slot == NULL) return 1;
         *slot = d;

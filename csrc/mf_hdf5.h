@@ -145,7 +145,25 @@ typedef struct mf_h5_dataset {
     uint64_t fill_offset;  /* MF_H5_FILL_USER: absolute offset of the value, else MF_H5_UNDEF */
     uint32_t fill_size;    /* MF_H5_FILL_USER: its size in bytes (> 0), else 0 */
     uint8_t external;      /* external file list message present (data lives in other files) */
+    /* the other files a dataset reads: external storage files (message 0x7) or the sources of a
+     * virtual dataset (layout class 3, read from its global heap block) */
+    uint32_t n_files;
+    struct mf_h5_extfile *files;
+    int32_t files_status;  /* 0 read (or none); -1 the VDS block could not be read; > 0 its encoding
+                              version, which is not read */
+    uint64_t vds_heap;     /* layout class 3: global heap collection (absolute), MF_H5_UNDEF if none */
+    uint32_t vds_index;
 } mf_h5_dataset;
+
+typedef struct mf_h5_extfile {
+    const uint8_t *name;   /* the file name, pointing into the file (not NUL-terminated) */
+    uint32_t name_len;
+    const uint8_t *dset;   /* virtual datasets: the source dataset's path; NULL otherwise */
+    uint32_t dset_len;
+    uint64_t offset;       /* external storage: where the data starts in that file (else 0) */
+    uint64_t size;         /* external storage: bytes it holds there, UINT64_MAX unlimited (else 0) */
+    uint64_t at;           /* file offset where the name was found */
+} mf_h5_extfile;
 
 typedef struct mf_h5_attr {
     const uint8_t *name;   /* points into the file */

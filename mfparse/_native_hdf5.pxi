@@ -69,6 +69,18 @@ cdef extern from "mf_hdf5.h":
         uint64_t fill_offset
         uint32_t fill_size
         uint8_t external
+        uint32_t n_files
+        mf_h5_extfile *files
+        int32_t files_status
+
+    ctypedef struct mf_h5_extfile:
+        const uint8_t *name
+        uint32_t name_len
+        const uint8_t *dset
+        uint32_t dset_len
+        uint64_t offset
+        uint64_t size
+        uint64_t at
 
     ctypedef struct mf_h5_attr:
         const uint8_t *name
@@ -290,6 +302,22 @@ cdef class H5File:
                 u64_tuple(d.chunk, d.space.rank) if d.layout == 2 else None, d.chunk_bytes, _opt(d.index_addr),
                 filters, (d.fill_status, d.fill_time, _opt(d.fill_offset), d.fill_size, d.alloc_time),
                 d.external)
+
+    def files(self, size_t i):
+        """(status, [(file name, source dataset | None, offset, size | None, name offset)]): the other
+        files dataset i reads: its external storage files (offset and size in that file; size None
+        when unlimited) or the sources of a virtual dataset (names as bytes). status 0 when they were
+        read, -1 when a virtual dataset's block could not be read, > 0 its unread encoding version."""
+        cdef mf_h5_dataset *d
+        cdef uint32_t k
+        self._check()
+        if i >= self.r.n_datasets:
+            raise IndexError(i)
+        d = &self.r.datasets[i]
+        return (d.files_status, [(_raw(d.files[k].name, d.files[k].name_len),
+                                  _raw(d.files[k].dset, d.files[k].dset_len) if d.files[k].dset != NULL else None,
+                                  d.files[k].offset, None if d.files[k].size == <uint64_t>-1 else d.files[k].size,
+                                  d.files[k].at) for k in range(d.n_files)])
 
     def attrs(self, size_t obj):
         """[(name, charset, dtype, space, numel, data_offset, data_size, crt_order)] of an object."""

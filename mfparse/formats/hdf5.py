@@ -322,6 +322,31 @@ class HDF5File:
             raise KeyError(path)
         return i
 
+    def other_files(self) -> list:
+        """The other files reading this one touches, as libhdf5 would open them:
+        [(kind, object path, file name, target, name offset, status)] where kind is "external
+        storage" (a dataset's raw data in other files: External Data Files message; target
+        (offset, size) there), "external link" (target: the object path in that file) or
+        "virtual dataset" (a source of a virtual dataset; target: its dataset path); names are
+        str (undecodable bytes escaped). status: 0, or for a virtual dataset whose source block
+        could not be read -1 (unreadable) / its encoding version (not read), with file name None."""
+        out = []
+        objs = self.objects
+        for path, kind, _parent, ds, *rest in objs:
+            if kind == EXTERNAL:
+                parts = rest[2][1:].split(b"\x00")  # version/flags byte, file, NUL, object path
+                out.append(("external link", path, _text(parts[0]), _text(parts[1]) if len(parts) > 1 else "",
+                            None, 0))
+            elif kind == DATASET and ds is not None and ds >= 0:
+                status, files = self.h5.files(ds)
+                layout = self.h5.dataset(ds)[4]
+                what = "virtual dataset" if layout == 3 else "external storage"
+                if status:
+                    out.append((what, path, None, None, None, status))
+                for name, dset, off, size, at in files:
+                    out.append((what, path, _text(name), _text(dset) if dset is not None else (off, size), at, 0))
+        return out
+
     def resolve(self, i: int, depth: int = 0) -> int:
         """Follow aliases and soft links (within this file) to the object they name."""
         o = self.objects[i]
@@ -1080,3 +1105,7 @@ def open_reader(source, flags: int = 0):
     except BaseException:
         f.close()
         raise
+
+
+def _text(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")

@@ -154,7 +154,8 @@ class NpyReader(Reader):
                         raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
                     data = archive.read(m, max_size=n)
                     a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
-                    extras = {"zip_member": mname, "compression": "deflate" if m.method == 8 else m.method}
+                    method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
+                    extras = {"zip_member": mname, "compression": method}
                     self._members[name] = m
                     self._add(name, a, m.size, None, extras)
 
@@ -211,3 +212,248 @@ def open_npz(source, archive=None):
 
         archive = ZipArchive(source)
     return NpyReader(source, archive)
+
+
+# ==========================================================================================
+# The header as numpy.load reads it (mfparse scan): is the array an object array?
+# ==========================================================================================
+
+#: the largest header judged (numpy.load(allow_pickle=True) reads headers of any size; a larger
+#: one is an error, never safe)
+MAX_JUDGED_HEADER = 1 << 20
+_NPY_VERSIONS = {(1, 0): (2, "latin1"), (2, 0): (4, "latin1"), (3, 0): (4, "utf8")}
+# a header exactly as numpy writes one for a plain (non-object) type: judged without parsing
+_PLAIN_HEADER = None
+# tokens of a dtype string that make an object dtype in some numpy version: 'O', 'O8' (and
+# 'O4'), 'object', 'object_', 'object0'/'Object0' (numpy 1.x), 'T' (numpy 2 StringDType, whose
+# data np.load also unpickles)
+_OBJECT_TOKEN = None
+
+
+class NpyHeader:
+    """A .npy header as numpy.load reads it.
+
+    Attributes:
+        version: (major, minor).
+        descr: the descr literal; shape, fortran_order: as numpy reads them.
+        is_object: numpy.load would unpickle the data (numpy.dtype(descr).hasobject in this
+            numpy, or an object type in the descr that another numpy version reads as one).
+        data_offset: where the data (the pickle of an object array) starts.
+        how: "plain" (numpy's own layout, judged by pattern) or "literal" (parsed as numpy does).
+    """
+
+    __slots__ = ("version", "descr", "shape", "fortran_order", "is_object", "data_offset", "how", "text")
+
+    def hidden_object(self) -> str | None:
+        """For an object array: how its header hides the object type from a reader of the raw
+        text (escapes, string prefixes, concatenated literals, no plain 'O' / '|O' / 'O8'),
+        or None when numpy could have written it so."""
+        import io
+        import re
+        import tokenize
+
+        if not self.is_object or self.how != "literal":
+            return None
+        strings, adjacent = [], False
+        prev = None
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(self.text).readline):
+                if tok.type == tokenize.STRING:
+                    strings.append(tok.string)
+                    adjacent = adjacent or prev == tokenize.STRING
+                if tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT,
+                                    tokenize.DEDENT):
+                    prev = tok.type
+        except (tokenize.TokenError, SyntaxError):
+            return "a header the tokenizer rejects"
+        if any("\\" in t for t in strings):
+            return "escape sequences in a string"
+        if any(t[0] not in "'\"" for t in strings):
+            return "string prefixes"
+        if adjacent:
+            return "concatenated string literals"
+        if not any(re.fullmatch(r"([\'\"])[<>|=]?O[48]?\1", t) for t in strings):
+            return "no plain 'O' type string"
+        return None
+
+
+def _plain_header():
+    global _PLAIN_HEADER, _OBJECT_TOKEN
+    if _PLAIN_HEADER is None:
+        import re
+
+        # the type strings numpy writes for non-object dtypes: '<f4', '|b1', '<U10', '|V8',
+        # '<M8[ns]'; no quotes, escapes or other keys can hide in this pattern
+        typestr = r"[<>|=]?(?:[biufcSUVa]\d+|[?bBhHiIlLqQpPefdgFDG]|[Mm]8(?:\[\d*[A-Za-z]+\])?)"
+        dim = r"(?:0|[1-9][0-9]*)"
+        _PLAIN_HEADER = re.compile(
+            r"\{'descr': '(?P<descr>" + typestr + r")', 'fortran_order': (?P<fortran>True|False), "
+            r"'shape': \((?P<shape>(?:" + dim + r",(?: " + dim + r",)*(?: " + dim + r")?)?)\), \} *\n?\Z")
+        _OBJECT_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+    return _PLAIN_HEADER
+
+
+def _refused(why: str, at: int):
+    return CorruptFileError(f"npy header: numpy.load refuses it ({why})", at)
+
+
+def _typestr_object(s: str) -> bool:
+    """Could numpy read this dtype string (comma-separated fields and subarray prefixes
+    included) as one holding objects?"""
+    for tok in _OBJECT_TOKEN.findall(s):
+        low = tok.lower()
+        if low.startswith("object") or (tok[0] in "OT" and tok[1:].isdigit()) or tok in ("O", "T"):
+            return True
+    return False
+
+
+def _maybe_dtype_object(x, depth: int) -> bool:
+    """A literal numpy.dtype() may read as a dtype ((base, new) forms, dict specs): any object
+    type string in it counts (conservative; numpy refuses object unions anyway)."""
+    if depth > 64:
+        raise RecursionError
+    if isinstance(x, str):
+        return _typestr_object(x)
+    if isinstance(x, dict):
+        return any(_maybe_dtype_object(k, depth + 1) or _maybe_dtype_object(v, depth + 1) for k, v in x.items())
+    if isinstance(x, (list, tuple, set, frozenset)):
+        return any(_maybe_dtype_object(v, depth + 1) for v in x)
+    return False
+
+
+def _descr_object(d, depth: int) -> bool:
+    """Walk a descr as numpy.lib.format.descr_to_dtype does (a str is numpy.dtype(str); a
+    tuple is (descr, shape); anything else is iterated as fields (name, descr[, shape]), which
+    for a dict means its keys and for a 2-character string its characters)."""
+    if depth > 64:
+        raise RecursionError
+    if isinstance(d, str):
+        return _typestr_object(d)
+    if isinstance(d, tuple):
+        if not d:
+            raise IndexError("empty tuple")
+        return _descr_object(d[0], depth + 1) or (len(d) > 1 and _maybe_dtype_object(d[1], depth + 1))
+    obj = False
+    for field in d:  # TypeError for numbers, None, ... (numpy refuses those too)
+        n = len(field)
+        parts = list(field)
+        if n == 2:
+            obj = _descr_object(parts[1], depth + 1) or obj
+        elif n == 3:
+            obj = _descr_object(parts[1], depth + 1) or _maybe_dtype_object(parts[2], depth + 1) or obj
+        else:
+            raise ValueError(f"a field of {n} items")
+    return obj
+
+
+def descr_to_dtype(descr):
+    """numpy's own descr_to_dtype (numpy.lib.format): the dtype numpy.load builds."""
+    from numpy.lib.format import descr_to_dtype as d2d
+
+    return d2d(descr)
+
+
+def _filter_python2(text: str) -> str:
+    """Python 2 long literals ('3L'): numpy drops an 'L' name token that follows a number
+    (numpy.lib.format._filter_header) before parsing a version 1.0/2.0 header again."""
+    import io
+    import tokenize
+
+    out = []
+    last_number = False
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if last_number and tok[0] == tokenize.NAME and tok[1] == "L":
+            continue
+        out.append(tok)
+        last_number = tok[0] == tokenize.NUMBER
+    return tokenize.untokenize(out)
+
+
+def read_header(buf, base: int = 0) -> NpyHeader:
+    """Read a .npy header the way numpy.load does and decide whether the data is a pickle.
+
+    numpy evaluates the header with ast.literal_eval (literals only: strings with any escapes,
+    concatenated string literals, tuples, lists, dicts, sets, numbers) and builds the dtype with
+    numpy.lib.format.descr_to_dtype. This does the same (literal_eval, never eval), bounded to
+    MAX_JUDGED_HEADER bytes, then decides object-ness twice: with this numpy's descr_to_dtype
+    (exact for this version) and by walking the literal for any type string that some numpy
+    version reads as an object (so 'O', '|O', 'O8', 'object', 'object_', 'object0', 'T',
+    'i4,O', '(2,)O', subarray tuples, structured fields at any depth, dict descrs).
+
+    Raises CorruptFileError when numpy would refuse the header (np.load fails before the
+    data, so nothing is unpickled, but the file cannot be called safe either) and
+    ResourceLimitError when it is too large to judge.
+    """
+    n = len(buf)
+    if n < 10 or bytes(buf[:6]) != MAGIC:
+        raise CorruptFileError("not a .npy file (magic or length)", base)
+    version = (buf[6], buf[7])
+    if version not in _NPY_VERSIONS:
+        raise _refused(f"format version {version[0]}.{version[1]}", base + 6)
+    width, encoding = _NPY_VERSIONS[version]
+    if n < 8 + width:
+        raise CorruptFileError("npy header length truncated", base + 8)
+    hlen = int.from_bytes(bytes(buf[8:8 + width]), "little")
+    start = 8 + width
+    if hlen > MAX_JUDGED_HEADER:
+        from mfparse.errors import ResourceLimitError
+
+        raise ResourceLimitError(f"npy header of {hlen} bytes is larger than the {MAX_JUDGED_HEADER} judged", base + 8)
+    if start + hlen > n:
+        raise CorruptFileError(f"npy header of {hlen} bytes runs past the end of the data", base + 8)
+    raw = bytes(buf[start:start + hlen])
+    h = NpyHeader()
+    h.version = version
+    h.data_offset = start + hlen
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise _refused(f"not {encoding}: {e.reason}", base + start + e.start) from None
+    m = _plain_header().match(text)
+    if m is not None:
+        h.descr = m.group("descr")
+        h.is_object = False
+        h.shape = tuple(int(x) for x in m.group("shape").replace(",", " ").split())
+        h.fortran_order = m.group("fortran") == "True"
+        h.how = "plain"
+        h.text = text
+        return h
+    h.how = "literal"
+    h.text = text
+    at = base + start
+    try:
+        try:
+            d = ast.literal_eval(text)
+        except SyntaxError:
+            if version > (2, 0):
+                raise
+            d = ast.literal_eval(_filter_python2(text))
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError, UnicodeError) as e:
+        raise _refused(f"not a Python literal: {type(e).__name__}", at) from None
+    except Exception as e:  # tokenize.TokenError and the like: numpy.load fails the same way
+        raise _refused(f"not a Python literal: {type(e).__name__}", at) from None
+    if not isinstance(d, dict):
+        raise _refused(f"the header is a {type(d).__name__}, not a dict", at)
+    if set(d) != {"descr", "fortran_order", "shape"} or len(d) != 3:
+        raise _refused(f"keys {sorted(map(repr, d))} are not descr, fortran_order and shape", at)
+    shape = d["shape"]
+    if not isinstance(shape, tuple) or not all(isinstance(x, int) for x in shape):
+        raise _refused("shape is not a tuple of integers", at)
+    if not isinstance(d["fortran_order"], bool):
+        raise _refused("fortran_order is not a bool", at)
+    h.descr, h.shape, h.fortran_order = d["descr"], shape, d["fortran_order"]
+    try:
+        walked = _descr_object(h.descr, 0)
+    except (TypeError, ValueError, IndexError, RecursionError):
+        walked = False  # a shape numpy's walk refuses too (decided below)
+    from numpy.lib.format import descr_to_dtype
+
+    try:
+        exact = bool(descr_to_dtype(h.descr).hasobject)
+    except Exception as e:  # numpy.dtype of a literal runs no code; every failure means np.load fails
+        if walked:  # ...in this numpy; another version may read it, and then it holds objects
+            h.is_object = True
+            return h
+        raise _refused(f"descr {str(h.descr)[:80]!r} is not a dtype: {type(e).__name__}: {e}", at) from None
+    h.is_object = exact or walked
+    return h

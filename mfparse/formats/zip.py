@@ -7,6 +7,8 @@ slices of one map and cost nothing until touched.
 
 from __future__ import annotations
 
+import bz2
+import lzma
 import zlib
 from collections import namedtuple
 
@@ -88,7 +90,8 @@ class ZipArchive:
         return ZipMember(*self.directory.entry(i))
 
     def read(self, name_or_member, max_size: int | None = None):
-        """A member's bytes: a zero-copy memoryview when stored, decompressed bytes when deflated.
+        """A member's bytes: a zero-copy memoryview when stored, decompressed bytes when deflated
+        (or bzip2 / LZMA compressed, as zipfile writes them).
 
         Decompression never produces more than the central directory's size (or max_size).
         """
@@ -104,21 +107,43 @@ class ZipArchive:
                     m.local_offset,
                 )
             return raw
-        if m.method == 8:
+        if m.method in (8, 12, 14):
             limit = m.size if max_size is None else min(m.size, max_size)
-            d = zlib.decompressobj(-15)
+            d, skip = _decoder(m, raw)
             try:
-                out = d.decompress(raw, limit)
-            except zlib.error as e:
+                out = d.decompress(bytes(raw[skip:]) if m.method != 8 else raw, limit)
+            except (zlib.error, OSError, EOFError, ValueError, lzma.LZMAError) as e:
                 raise CorruptFileError(f"zip member {m.name!r} does not inflate: {e}", start) from None
             if len(out) != m.size and (max_size is None or len(out) < limit):
                 raise CorruptFileError(
                     f"zip member {m.name!r} inflates to {len(out)} bytes, the directory says {m.size}", start
                 )
-            if d.unconsumed_tail and max_size is None:
+            more = d.unconsumed_tail if m.method == 8 else not (d.eof or d.needs_input)
+            if more and max_size is None:
                 raise ResourceLimitError(
                     f"zip member {m.name!r} inflates to more than the {m.size} bytes the directory declares",
                     start,
                 )
             return out
         raise UnsupportedFormatError(f"zip member {m.name!r} uses compression method {m.method}", m.local_offset)
+
+
+def _decoder(m: ZipMember, raw):
+    """(decompressor, bytes of raw to skip) for a deflate (8), bzip2 (12) or LZMA (14) member, as
+    zipfile decodes them (LZMA: version, properties length, LZMA1 properties, raw stream)."""
+    if m.method == 8:
+        return zlib.decompressobj(-15), 0
+    if m.method == 12:
+        return bz2.BZ2Decompressor(), 0
+    head = bytes(raw[:9])
+    psize = int.from_bytes(head[2:4], "little") if len(head) >= 4 else 0
+    if len(head) < 9 or psize != 5 or head[4] >= 225:
+        raise CorruptFileError(f"zip member {m.name!r}: LZMA header is invalid", m.data_offset)
+    props = head[4]
+    # no match reaches further back than the declared output: a larger dictionary is not allocated
+    dict_size = max(4096, min(int.from_bytes(head[5:9], "little"), m.size + 1))
+    flt = {"id": lzma.FILTER_LZMA1, "lc": props % 9, "lp": props // 9 % 5, "pb": props // 45, "dict_size": dict_size}
+    try:
+        return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[flt]), 9
+    except lzma.LZMAError as e:
+        raise CorruptFileError(f"zip member {m.name!r}: LZMA properties are invalid ({e})", m.data_offset) from None

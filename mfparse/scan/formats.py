@@ -42,6 +42,9 @@ def check_hdf5(ctx, buf, where, *, name=None, **kw) -> bool:
     try:
         with _open(ctx, buf, where, name, "hdf5") as m:
             config = keras.model_config(m)
+            from mfparse.scan.containers import check_hdf5_files
+
+            check_hdf5_files(ctx, m, buf, where)  # external files, links, virtual sources; trailing bytes
     except MFParseError as e:
         ctx.error(f"HDF5 file could not be read ({e}); searched byte-wise for a Keras config instead", where)
         keras_check.check_hdf5_bytes(ctx, buf, where)
