@@ -84,14 +84,16 @@ def _cmd_convert(args) -> int:
 
     try:
         r = convert(args.src, args.dst, args.to, overwrite=args.force, skip_unsupported=args.skip_unsupported,
-                    progress=False if args.no_progress else None, fsync=args.fsync)
+                    progress=False if args.no_progress else None, fsync=args.fsync,
+                    max_shard_size=args.max_shard_size, weights_only=args.weights_only)
     except (MFParseError, OSError, WriteError) as e:
         return _fail(e)
     if args.json:
         json.dump(r.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"wrote {r.dst} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s")
+        what = f"{len(r.files)} files, " if r.files else ""
+        print(f"wrote {r.dst} ({r.format}): {what}{r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s")
         for name, why in r.skipped:
             print(f"  skipped {name}: {why}")
         for note in r.notes:
@@ -148,7 +150,9 @@ EXIT_CODES = {
 
 
 def _args_inspect(p) -> None:
-    p.add_argument("files", nargs="+", metavar="FILE", help="model files to list (any format mfparse reads)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="model files to list (any format mfparse reads), or model folders, index files or "
+                        "shards (the whole model: a per-file table and the total)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
     p.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
@@ -166,9 +170,16 @@ def _args_scan(p) -> None:
 def _args_convert(p) -> None:
     from mfparse.writers import FORMATS as OUT_FORMATS
 
-    p.add_argument("src", metavar="SRC", help="the model file to read (any format mfparse reads)")
-    p.add_argument("dst", metavar="DST", help="the file to write; its extension names the format unless --to")
+    p.add_argument("src", metavar="SRC", help="the model to read: any file mfparse reads, or a model folder, "
+                                              "index or shard (the whole model, never unpickled)")
+    p.add_argument("dst", metavar="DST", help="the file to write, its extension names the format unless --to; or a "
+                                              "folder (existing, ending in /, or without extension): safetensors "
+                                              "shards + index as transformers' save_pretrained writes them")
     p.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
+    p.add_argument("--max-shard-size", metavar="SIZE", default=None,
+                   help="folder output: largest shard, e.g. 5GB, 500MB (default 50GB, as transformers 5)")
+    p.add_argument("--weights-only", action="store_true",
+                   help="folder output: do not copy config, tokenizer and other files of the source folder")
     p.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
     p.add_argument("--skip-unsupported", action="store_true",
                    help="drop tensors the output format cannot hold instead of failing")
@@ -179,8 +190,11 @@ def _args_convert(p) -> None:
 
 
 def _args_quantize(p) -> None:
-    p.add_argument("src", metavar="SRC", help="the model file to quantize (any format mfparse reads)")
-    p.add_argument("-o", "--output", required=True, metavar="DST", help="output .safetensors")
+    p.add_argument("src", metavar="SRC", help="the model to quantize: any file mfparse reads, or a model "
+                                              "folder, index or shard")
+    p.add_argument("-o", "--output", required=True, metavar="DST",
+                   help="output .safetensors; for a source of several files without a .safetensors DST, a folder "
+                        "of one quantized shard per source file plus the index")
     p.add_argument("--scheme", choices=("int8", "int4", "fp8", "none"), default="int8",
                    help="int8 per channel, int4 per group, fp8 e4m3 per tensor; none = prune only")
     p.add_argument("--group-size", type=int, default=128, help="int4 group length (default 128)")
@@ -199,8 +213,9 @@ def _args_quantize(p) -> None:
 
 
 def _args_diff(p) -> None:
-    p.add_argument("a", metavar="A", help="first model file")
-    p.add_argument("b", metavar="B", help="second model file (any format: tensors are matched by name)")
+    p.add_argument("a", metavar="A", help="first model file, or a model folder, index or shard")
+    p.add_argument("b", metavar="B", help="second model (any format, one file or several: tensors are matched "
+                                          "by name)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     p.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")
