@@ -457,7 +457,7 @@ def convert_to_folder(src, dst, to=None, *, overwrite: bool = False, skip_unsupp
             fs, others = (None, []) if weights_only else _other_files(m)
             sizes = [st.estimate_size(sh, meta) for sh in shards]
             if check_space:
-                extra = sum(fs.open(f).size for f in others) if others else 0
+                extra = sum(_size_of(fs, f) for f in others)
                 folder.check_folder_space(dst, sum(sizes) + extra)
             bar = base.make_progress(progress, total, os.path.basename(os.path.normpath(dst)))
             try:
@@ -510,6 +510,14 @@ def writers_normalize(fmt: str) -> str:
     from mfparse import writers
 
     return writers.normalize(fmt)
+
+
+def _size_of(fs, rel: str) -> int:
+    src = fs.open(rel)
+    try:
+        return src.size
+    finally:
+        src.close()
 
 
 def _write_small(path: str, data: bytes, fsync: bool) -> None:

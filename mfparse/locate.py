@@ -471,7 +471,7 @@ def _no_duplicates(pairs):
     return d
 
 
-class _Duplicate(ValueError):
+class _Duplicate(Exception):
     pass
 
 
