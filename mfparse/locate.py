@@ -71,6 +71,9 @@ MAX_CONFIG_BYTES = 16 << 20
 CONFIG_KEYS = ("model_type", "architectures", "torch_dtype", "dtype", "transformers_version", "_class_name",
                "_diffusers_version", "auto_map")
 
+#: names that make a folder a Hugging Face model or pipeline (checked before TF's folder formats)
+_MARKERS = ("model_index.json", "config.json", "model.safetensors.index.json", "model.safetensors")
+
 # weight file families, in the order each loader tries them: (single file, index file)
 _TRANSFORMERS = (("model.safetensors", "model.safetensors.index.json"),
                  ("pytorch_model.bin", "pytorch_model.bin.index.json"))
@@ -211,12 +214,14 @@ def locate(location, format: str | None = None, variant: str | None = None, file
         return _locate_in(fileset, _norm(str(location)), str(location), variant)
     path = os.fspath(location)
     if os.path.isdir(path):
-        from mfparse.formats import resolve_path
+        fs = _local_fileset(path)
+        if not any(fs.exists(n) for n in _MARKERS):
+            from mfparse.formats import resolve_path
 
-        resolved = resolve_path(path, format)
-        if resolved is not path and resolved != path:  # a SavedModel or a TF checkpoint folder
-            return Layout("file", path, path=resolved)
-        return _locate_in(_local_fileset(path), "", path, variant)
+            resolved = resolve_path(path, format)
+            if resolved is not path and resolved != path:  # a SavedModel or a TF checkpoint folder
+                return Layout("file", path, path=resolved)
+        return _locate_in(fs, "", path, variant)
     name = os.path.basename(path)
     if SHARD_RE.match(name) is None and not _is_index_name(name):
         return Layout("file", path, path=location)
@@ -231,14 +236,13 @@ def _local_fileset(folder: str):
     repository's blobs/ folder are admitted too."""
     from mfparse.io.local import LocalFileSet
 
-    real = os.path.realpath(folder)
-    also = ()
-    parent = os.path.dirname(real)
+    fs = LocalFileSet(folder)
+    parent = os.path.dirname(fs._real)
     if os.path.basename(parent) == "snapshots":
         blobs = os.path.join(os.path.dirname(parent), "blobs")
         if os.path.isdir(blobs):
-            also = (blobs,)
-    return LocalFileSet(folder, also=also)
+            fs = LocalFileSet(folder, also=(blobs,))
+    return fs
 
 
 def _norm(rel: str) -> str:
@@ -370,16 +374,12 @@ def _prefix(name: str) -> str:
 
 
 def _note_others(fs, folder: str, chosen: str, lay: Layout) -> None:
-    """Notes about weight files beside the chosen ones that the model does not use."""
+    """Notes about the other frameworks' weights beside the chosen ones (not used)."""
     pre = folder + "/" if folder else ""
-    for f in _top_files(fs, folder):
-        rel = pre + f
-        if rel == chosen:
-            continue
-        if f == "flax_model.msgpack" or f.endswith(".msgpack"):
-            lay.notes.append(f"{rel}: Flax msgpack weights (not read)")
-        elif f == "tf_model.h5":
-            lay.notes.append(f"{rel}: TensorFlow weights beside {posixpath.basename(chosen)} (not used)")
+    if fs.exists(pre + "flax_model.msgpack"):
+        lay.notes.append(f"{pre}flax_model.msgpack: Flax msgpack weights (not read)")
+    if pre + "tf_model.h5" != chosen and fs.exists(pre + "tf_model.h5"):
+        lay.notes.append(f"{pre}tf_model.h5: TensorFlow weights beside {posixpath.basename(chosen)} (not used)")
 
 
 def _single_weights(fs, lay: Layout) -> Component:
@@ -463,11 +463,13 @@ def read_json(fs, rel: str, limit: int, object_pairs_hook=None):
 
 
 def _no_duplicates(pairs):
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise _Duplicate(k)
-        d[k] = v
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        for k, _v in pairs:
+            if k in seen:
+                raise _Duplicate(k)
+            seen.add(k)
     return d
 
 
@@ -490,25 +492,30 @@ def _index_component(fs, rel: str, name: str, folder: str) -> Component:
     meta = meta if isinstance(meta, dict) else {}
     base = posixpath.dirname(rel)
     pre = base + "/" if base else ""
-    weight_map = {}
-    shards = {}
-    for tname, shard in wm.items():
-        if not isinstance(shard, str) or not shard:
-            raise CorruptFileError(f"weight_map entry {tname!r} is not a file name", path=where)
-        target = shards.get(shard)
-        if target is None:
-            try:
-                target = pre + clean_relpath(shard)
-            except OutsideFolderError:
-                raise CorruptFileError(f"weight_map entry {tname!r} names {shard!r}, outside the folder",
-                                       path=where) from None
-            if target == rel:
-                raise CorruptFileError(f"weight_map entry {tname!r} names {shard!r}, not a weights file",
-                                       path=where)
-            shards[shard] = target
-        weight_map[tname] = target
-    if not weight_map:
+    if not wm:
         raise CorruptFileError("the index's weight_map is empty", path=where)
+    try:
+        names = set(wm.values())
+    except TypeError:  # an unhashable value: a list or an object
+        names = {None}
+    shards = {}
+    for shard in names:
+        if not isinstance(shard, str) or not shard:
+            tname = next(k for k, v in wm.items() if not isinstance(v, str) or not v)
+            raise CorruptFileError(f"weight_map entry {tname!r} is not a file name", path=where)
+        try:
+            target = pre + clean_relpath(shard)
+        except OutsideFolderError:
+            tname = next(k for k, v in wm.items() if v == shard)
+            raise CorruptFileError(f"weight_map entry {tname!r} names {shard!r}, outside the folder",
+                                   path=where) from None
+        if target == rel:
+            raise CorruptFileError(f"the weight_map names the index itself ({shard!r})", path=where)
+        shards[shard] = target
+    if all(k == v for k, v in shards.items()):
+        weight_map = wm  # the common case: plain file names beside the index
+    else:
+        weight_map = {k: shards[v] for k, v in wm.items()}
     # transformers opens the shards in sorted order of their names (get_checkpoint_shard_files)
     parts = [Part(t, _prefix(name), name or None) for t in sorted(set(weight_map.values()))]
     return Component(name, folder, "index", parts, rel, weight_map, meta)

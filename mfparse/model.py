@@ -214,7 +214,7 @@ def open_layout(layout, format: str | None = None, strict: bool = False) -> Mult
     warnings: list = []
     try:
         for comp in layout.components:
-            first = len(parts)
+            first, first_info = len(parts), len(infos)
             where = fs.location(comp.index) if comp.index else None
             for part in comp.parts:
                 m = _open_part(fs, part, format, where)
@@ -222,7 +222,7 @@ def open_layout(layout, format: str | None = None, strict: bool = False) -> Mult
                 parts.append((part, m))
                 _add_infos(m, part, idx, infos, owner, parts, fs)
             if comp.weight_map is not None:
-                _check_index(comp, parts, first, owner, infos, warnings, fs)
+                _check_index(comp, parts, first, owner, infos[first_info:], warnings, fs)
             elif comp.kind == "gguf-split":
                 _check_gguf_split(comp, parts[first:], fs)
         if strict and warnings:
@@ -276,7 +276,8 @@ def _check_index(comp, parts, first: int, owner: dict, infos: list, warnings: li
         if i is None or file_of.get(i) != shard:
             held = f" (it is in {file_of[i]})" if i is not None and i in file_of else ""
             raise CorruptFileError(f"the index maps {tname!r} to {shard}, which does not hold it{held}", path=where)
-    extra = [t for t in infos if t.file in file_of.values() and t.name[len(prefix):] not in wm]
+    n = len(prefix)
+    extra = [t for t in infos if t.name[n:] not in wm] if len(infos) != len(wm) else []
     if extra:
         names = ", ".join(f"{t.name} ({t.file})" for t in extra[:5]) + (", ..." if len(extra) > 5 else "")
         warnings.append(f"{where}: {len(extra)} tensor(s) in the shards are missing from the index: {names}")
@@ -286,8 +287,8 @@ def _check_index(comp, parts, first: int, owner: dict, infos: list, warnings: li
     if not isinstance(declared, numbers.Real) or isinstance(declared, bool):
         warnings.append(f"{where}: total_size {declared!r} is not a number")
         return
-    listed = [t for t in infos if t.file in file_of.values() and t.name[len(prefix):] in wm]
-    if declared not in _total_sizes(listed):
+    listed = [t for t in infos if t.name[n:] in wm] if extra else infos
+    if declared != sum(t.nbytes for t in listed) and declared not in _total_sizes(listed):
         plain = sum(t.nbytes for t in listed)
         warnings.append(f"{where}: total_size {declared:,} does not match the {plain:,} bytes of the "
                         f"{len(listed)} tensors the index lists")

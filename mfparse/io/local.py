@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import stat
 
 from mfparse.io.base import ByteSource, FileSet, OutsideFolderError, SourceSpec, clean_relpath
 
@@ -113,6 +114,19 @@ class LocalFileSet(FileSet):
     def _resolve(self, relpath: str) -> str:
         rel = clean_relpath(relpath)
         path = os.path.join(self.root, rel)
+        # the common case at the cost of one lstat per component: no link under the real root
+        cur = self._real
+        for part in rel.split("/"):
+            cur = os.path.join(cur, part)
+            try:
+                if stat.S_ISLNK(os.lstat(cur).st_mode):
+                    break
+            except FileNotFoundError:
+                return path  # nothing below a missing component: it cannot lead out
+            except OSError:
+                break
+        else:
+            return path
         real = os.path.realpath(path)
         for allowed in self._allowed:
             if real == allowed or os.path.commonpath([real, allowed]) == allowed:
