@@ -24,6 +24,12 @@ What each target keeps (details in each writer's docstring, mfparse/writers/):
   a storage;
 * npz: tensors only; gguf: tensors of ggml's unquantized types, scalars as key-values;
 * onnx: see mfparse/writers/onnx.py.
+
+A source may be a model of several files (a folder, an index, any shard: mfparse.locate), and
+a destination may be a folder: then the model is written as a Hugging Face folder of
+safetensors shards plus their index, as transformers' save_pretrained writes them, with the
+source folder's other files (`convert_to_folder`, rules in mfparse/writers/folder.py). The
+folder is written beside its destination under a temporary name and renamed into place.
 """
 
 from __future__ import annotations

@@ -713,3 +713,55 @@ def test_diffusers_component_weights_choice(tmp_path):
         assert m.files == ["unet/diffusion_pytorch_model.bin"] and m["unet.w"][0] == 3.0
     with pytest.raises(IsADirectoryError, match="without component weights"):
         mfparse.open(d, variant="bf16")
+
+
+@pytest.mark.parametrize("text, match", [
+    ("[" * 100000 + "]" * 100000, "not valid JSON"),                       # nesting deeper than the parser
+    ('{"weight_map": {"a.w": ["x"]}}', "not a file name"),                 # unhashable value
+    ('{"weight_map": {"a.w": "model.safetensors.index.json"}}', "index itself"),
+    ('{"weight_map": {"a.w": "sub"}}', "is a folder"),
+])
+def test_hostile_index_files(tmp_path, text, match):
+    make_sharded(tmp_path, SHARDS, index=text)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(CorruptFileError, match=match):
+        mfparse.open(tmp_path)
+
+
+def test_index_size_bound(tmp_path, monkeypatch):
+    from mfparse import locate as loc
+
+    make_sharded(tmp_path, SHARDS)
+    monkeypatch.setattr(loc, "MAX_INDEX_BYTES", 100)
+    with pytest.raises(CorruptFileError, match="more than the 100 read for it"):
+        mfparse.open(tmp_path)
+
+
+def test_tied_name_kept_like_transformers():
+    from mfparse.writers.base import Item
+    from mfparse.writers.folder import drop_tied, plan_shards, shard_names
+
+    def it(name, alias, n=4):
+        return Item(name, "float32", (1,), n, None, None, alias)
+
+    items = [it("lm_head.weight", 1), it("transformer.wte.weight", 1), it("x", None),
+             it("decoder.embed_tokens.weight", 2), it("shared.weight", 2), it("encoder.embed_tokens.weight", 2),
+             it("cls.predictions.decoder.weight", 3), it("bert.embeddings.word_embeddings.weight", 3)]
+    kept, dropped = drop_tied(items)
+    assert [i.name for i in kept] == ["transformer.wte.weight", "x", "shared.weight",
+                                      "bert.embeddings.word_embeddings.weight"]
+    assert dict(dropped)["lm_head.weight"] == "transformer.wte.weight"
+    # huggingface_hub's greedy rule: a tensor over the limit gets its own shard where it is met
+    sizes = [3, 4, 10, 2, 5]
+    shards = plan_shards([it(str(i), None, n) for i, n in enumerate(sizes)], 8)
+    assert [[x.name for x in s] for s in shards] == [["2"], ["0", "1"], ["3", "4"]]
+    assert shard_names("model", ".safetensors", 1) == ["model.safetensors"]
+    assert shard_names("model", ".safetensors", 3)[1] == "model-00002-of-00003.safetensors"
+
+
+def test_closed_model_refuses_reads(tmp_path):
+    make_sharded(tmp_path, SHARDS)
+    m = mfparse.open(tmp_path)
+    m.close()
+    with pytest.raises(ValueError, match="closed"):
+        m["a.w"]
