@@ -40,11 +40,11 @@ from __future__ import annotations
 import numbers
 
 from mfparse.api import ModelFile, _open_source
-from mfparse.errors import CorruptFileError, MFParseError
+from mfparse.errors import CorruptFileError
 from mfparse.io.base import OutsideFolderError
 from mfparse.records import ObjectNode, TensorInfo
 
-__all__ = ["MultiFileModel", "open_layout"]
+__all__ = ["MultiFileModel", "open_layout", "is_multi"]
 
 _new = tuple.__new__
 
@@ -348,6 +348,4 @@ def is_multi(m) -> bool:
     """True for a ModelFile over several files."""
     return isinstance(m, MultiFileModel)
 
-
-__all__.append("is_multi")
 
