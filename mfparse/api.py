@@ -30,6 +30,9 @@ class ModelFile:
         size: file size in bytes.
     """
 
+    #: findings that do not stop a loader (models of several files: mfparse.model); none for one file
+    warnings: tuple = ()
+
     def __init__(self, reader, source):
         self._reader = reader
         self._source = source
@@ -38,6 +41,19 @@ class ModelFile:
         self.size: int = source.size
         self._infos = reader.tensors()
         self._by_name: dict[str, TensorInfo] | None = None
+
+    # ---- files --------------------------------------------------------------------------------
+
+    @property
+    def files(self) -> list[str]:
+        """The weight files of the model, relative to its folder: [the file's name] for one
+        file ([] for bytes and anonymous streams)."""
+        return [os.path.basename(self.path)] if self.path else []
+
+    def parts(self) -> list:
+        """[(name prefix, relative path, ModelFile)] for every file of the model: one entry,
+        ("", None, self), for one file."""
+        return [("", None, self)]
 
     # ---- listing ------------------------------------------------------------------------------
 
@@ -141,29 +157,57 @@ class ModelFile:
         return f"<mfparse.ModelFile {self.format} {where!r} tensors={len(self._infos)}>"
 
 
-def open(source, format: str | None = None) -> ModelFile:
-    """Open a model file without running or importing anything it names.
+def open(source, format: str | None = None, *, whole: bool = True, strict: bool = False,
+         variant: str | None = None) -> ModelFile:
+    """Open a model file, or a model of several files, without running or importing anything
+    it names.
 
     Args:
         source: a path (str or pathlib.Path), bytes, or a binary file object. A path may
-            also name a SavedModel or checkpoint folder, or a checkpoint prefix.
+            also name a model folder (Hugging Face, diffusers), an `*.index.json`, any shard
+            of a split set (`model-00001-of-00004.safetensors`, llama.cpp GGUF splits), a
+            SavedModel or checkpoint folder, or a checkpoint prefix (see mfparse.locate).
         format: force a format ("torch-zip", "safetensors", ...) instead of detecting it.
+        whole: with False, a shard path opens that one file only.
+        strict: for models of several files, make the findings of `m.warnings` (tensors
+            missing from the index, a total_size that does not add up) errors.
+        variant: in model folders, the weights variant to open ("fp16": model.fp16.safetensors).
 
     Returns:
-        A ModelFile; use it as a context manager.
+        A ModelFile (a mfparse.model.MultiFileModel over several files); use it as a
+        context manager.
 
     Raises:
         UnsupportedFormatError: the bytes are not a format mfparse reads.
-        CorruptFileError: the file is damaged (the message names the byte offset).
+        CorruptFileError: the file is damaged (the message names the byte offset), or the
+            files of a model disagree (the message names the file).
 
     Example:
         >>> with mfparse.open("model.safetensors") as m:
         ...     print(m.format, len(m))
+        >>> with mfparse.open("llama-folder/") as m:     # every shard, one state dict
+        ...     print(m.files, m.metadata.get("config.model_type"))
     """
-    from mfparse.formats import open_reader, resolve_path
+    from mfparse.formats import resolve_path
+
+    if whole and isinstance(source, (str, os.PathLike)):
+        from mfparse.locate import locate
+
+        layout = locate(source, format, variant)
+        if layout.kind != "file":
+            from mfparse.model import open_layout
+
+            return open_layout(layout, format, strict)
+        source = layout.path
     from mfparse.source import Source
 
-    src = Source(resolve_path(source, format))
+    return _open_source(Source(resolve_path(source, format)), format)
+
+
+def _open_source(src, format: str | None = None) -> ModelFile:
+    """A ModelFile over an opened ByteSource (closed again on failure)."""
+    from mfparse.formats import open_reader
+
     try:
         reader = open_reader(src, format)
         return ModelFile(reader, src)

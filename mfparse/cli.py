@@ -35,7 +35,7 @@ def error_text(e: BaseException, path=None) -> str:
 
         where = e.filename if e.filename is not None else path
         what = os_error_text(e)
-        if isinstance(e, IsADirectoryError):
+        if isinstance(e, IsADirectoryError) and what == "is a directory":
             what += " (not a SavedModel or TF checkpoint folder; `mfparse scan` walks folders)"
         if where is None:
             return what
@@ -353,7 +353,8 @@ def _cmd_convert(args) -> int:
                 dst = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="mfparse-convert-")),
                                    "output")
             r = convert(src, dst, args.to, overwrite=args.force, skip_unsupported=args.skip_unsupported,
-                        progress=False if args.no_progress or to_stdout else None, fsync=args.fsync)
+                        progress=False if args.no_progress or to_stdout else None, fsync=args.fsync,
+                        max_shard_size=args.max_shard_size, weights_only=args.weights_only)
             if to_stdout:
                 _copy_to_stdout(dst)
         except (MFParseError, OSError, WriteError) as e:
@@ -369,7 +370,9 @@ def _cmd_convert(args) -> int:
         out.write("\n")
     else:
         where = "standard output" if to_stdout else r.dst
-        print(f"wrote {where} ({r.format}): {r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s", file=out)
+        what = f"{len(r.files)} files, " if r.files else ""
+        print(f"wrote {where} ({r.format}): {what}{r.tensors} tensors, {r.bytes:,} bytes in {r.seconds:.2f} s",
+              file=out)
         for name, why in r.skipped:
             print(f"  skipped {name}: {why}", file=out)
         for note in r.notes:
@@ -462,7 +465,8 @@ def _max_stdin(p) -> None:
 
 def _args_inspect(p) -> None:
     p.add_argument("files", nargs="+", metavar="FILE",
-                   help="model files to list (any format mfparse reads); - reads standard input")
+                   help="model files to list (any format mfparse reads), or model folders, index files or "
+                        "shards (the whole model: a per-file table and the total); - reads standard input")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
                      help="one JSON document: {schema_version, mfparse_version, command, files: [one record per "
@@ -519,11 +523,18 @@ def _args_scan(p) -> None:
 def _args_convert(p) -> None:
     from mfparse.writers import FORMATS as OUT_FORMATS
 
-    p.add_argument("src", metavar="SRC", help="the model file to read (any format mfparse reads); - reads "
-                                              "standard input")
-    p.add_argument("dst", metavar="DST", help="the file to write; its extension names the format unless --to; - "
-                                              "writes to standard output (needs --to; not onnx)")
+    p.add_argument("src", metavar="SRC", help="the model to read: any file mfparse reads, or a model folder, "
+                                              "index or shard (the whole model, never unpickled); - reads standard "
+                                              "input")
+    p.add_argument("dst", metavar="DST", help="the file to write, its extension names the format unless --to; or a "
+                                              "folder (existing, ending in /, or without extension): safetensors "
+                                              "shards + index as transformers' save_pretrained writes them; - writes "
+                                              "to standard output (needs --to; not onnx)")
     p.add_argument("--to", choices=OUT_FORMATS, help="output format (default: from DST's extension)")
+    p.add_argument("--max-shard-size", metavar="SIZE", default=None,
+                   help="folder output: largest shard, e.g. 5GB, 500MB (default 50GB, as transformers 5)")
+    p.add_argument("--weights-only", action="store_true",
+                   help="folder output: do not copy config, tokenizer and other files of the source folder")
     p.add_argument("--force", action="store_true", help="replace DST if it exists (never SRC)")
     p.add_argument("--skip-unsupported", action="store_true",
                    help="drop tensors the output format cannot hold instead of failing")
@@ -535,8 +546,11 @@ def _args_convert(p) -> None:
 
 
 def _args_quantize(p) -> None:
-    p.add_argument("src", metavar="SRC", help="the model file to quantize (any format mfparse reads)")
-    p.add_argument("-o", "--output", required=True, metavar="DST", help="output .safetensors")
+    p.add_argument("src", metavar="SRC", help="the model to quantize: any file mfparse reads, or a model "
+                                              "folder, index or shard")
+    p.add_argument("-o", "--output", required=True, metavar="DST",
+                   help="output .safetensors; for a source of several files without a .safetensors DST, a folder "
+                        "of one quantized shard per source file plus the index")
     p.add_argument("--scheme", choices=("int8", "int4", "fp8", "none"), default="int8",
                    help="int8 per channel, int4 per group, fp8 e4m3 per tensor; none = prune only")
     p.add_argument("--group-size", type=int, default=128, help="int4 group length (default 128)")
@@ -555,9 +569,10 @@ def _args_quantize(p) -> None:
 
 
 def _args_diff(p) -> None:
-    p.add_argument("a", metavar="A", help="first model file (- reads standard input)")
-    p.add_argument("b", metavar="B", help="second model file (any format: tensors are matched by name; - reads "
-                                          "standard input)")
+    p.add_argument("a", metavar="A", help="first model file, or a model folder, index or shard; - reads "
+                                          "standard input")
+    p.add_argument("b", metavar="B", help="second model (any format, one file or several: tensors are matched "
+                                          "by name; - reads standard input)")
     p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0)")
     p.add_argument("--strict", action="store_true", help="dtype and metadata changes also count")

@@ -24,6 +24,12 @@ What each target keeps (details in each writer's docstring, mfparse/writers/):
   a storage;
 * npz: tensors only; gguf: tensors of ggml's unquantized types, scalars as key-values;
 * onnx: see mfparse/writers/onnx.py.
+
+A source may be a model of several files (a folder, an index, any shard: mfparse.locate), and
+a destination may be a folder: then the model is written as a Hugging Face folder of
+safetensors shards plus their index, as transformers' save_pretrained writes them, with the
+source folder's other files (`convert_to_folder`, rules in mfparse/writers/folder.py). The
+folder is written beside its destination under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -52,11 +58,15 @@ class ConvertResult:
     seconds: float = 0.0
     skipped: list = field(default_factory=list)   # [(name, reason)]
     notes: list = field(default_factory=list)
+    files: list = field(default_factory=list)     # folder outputs: the files written, relative to dst
 
     def to_dict(self) -> dict:
-        return {"src": self.src, "dst": self.dst, "format": self.format, "source_format": self.source_format,
-                "tensors": self.tensors, "bytes": self.bytes, "seconds": round(self.seconds, 4),
-                "skipped": [{"name": n, "reason": r} for n, r in self.skipped], "notes": list(self.notes)}
+        d = {"src": self.src, "dst": self.dst, "format": self.format, "source_format": self.source_format,
+             "tensors": self.tensors, "bytes": self.bytes, "seconds": round(self.seconds, 4),
+             "skipped": [{"name": n, "reason": r} for n, r in self.skipped], "notes": list(self.notes)}
+        if self.files:
+            d["files"] = list(self.files)
+        return d
 
 
 def _jsonable_value(v) -> str:
@@ -144,13 +154,21 @@ def _filter(items: list[Item], writer, skip_unsupported: bool, skipped: list) ->
 
 def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_unsupported: bool = False,
             progress=None, fsync: bool = False, check_space: bool = True, verify: bool = True,
-            force_zip64: bool = False) -> ConvertResult:
-    """Convert a model file to another format.
+            force_zip64: bool = False, max_shard_size=None, weights_only: bool = False) -> ConvertResult:
+    """Convert a model file, or a model of several files, to another format.
 
     Args:
-        src: path of any file mfparse reads.
-        dst: output path; its extension picks the format unless `to` is given.
+        src: path of any file mfparse reads, or a model folder / index / shard (the whole
+            model is converted).
+        dst: output path; its extension picks the format unless `to` is given. A folder (an
+            existing one, a path ending in "/", or a path without extension and no `to`)
+            gets a Hugging Face model folder: safetensors shards and their index as
+            transformers' save_pretrained writes them (mfparse/writers/folder.py), plus the
+            source folder's other files (config, tokenizer, ...).
         to: "safetensors", "torch-zip", "npz", "gguf" or "onnx".
+        max_shard_size: folder outputs: the largest shard ("5GB", "500MB", bytes); default
+            transformers' "50GB".
+        weights_only: folder outputs: do not copy the source folder's other files.
         overwrite: replace an existing dst (never the source itself).
         skip_unsupported: drop tensors the target cannot hold (listed in the result) instead of
             failing.
@@ -177,6 +195,10 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
 
     src = os.fspath(src)
     dst = os.fspath(dst)
+    if folder_output(dst, to):
+        return convert_to_folder(src, dst, to, overwrite=overwrite, skip_unsupported=skip_unsupported,
+                                 progress=progress, fsync=fsync, check_space=check_space, verify=verify,
+                                 max_shard_size=max_shard_size, weights_only=weights_only)
     fmt = writers.normalize(to) if to else writers.format_for_path(dst)
     writer = writers.module(fmt)
     t0 = time.perf_counter()
@@ -357,3 +379,178 @@ def _verify(path: str, items: list[Item], fmt: str, result: ConvertResult) -> No
             if tuple(t.shape) != tuple(it.shape) or (t.dtype != it.dtype and fmt != "torch-zip"):
                 raise WriteError(f"verification failed: {it.name!r} reads back as {t.dtype}{list(t.shape)}, "
                                  f"written as {it.dtype}{list(it.shape)}")
+
+
+# ---- model folders (sharded safetensors as transformers writes them) ------------------------------
+
+def folder_output(dst: str, to: str | None) -> bool:
+    """True when dst names a folder: an existing one, a path ending in a separator, or a path
+    without extension when no format is given."""
+    if os.path.isdir(dst) or dst.endswith(("/", os.sep)):
+        return True
+    return to is None and os.path.splitext(os.path.basename(dst))[1] == ""
+
+
+def _other_files(m) -> tuple:
+    """(FileSet, [relative paths]) of the files beside the weights that a model folder carries
+    (config, tokenizer, README, ...): every file of the source folder except weight files of any
+    framework, indexes and hidden paths; for one file, its folder's files when it holds a
+    config.json, else none."""
+    from mfparse import locate as loc
+
+    layout = getattr(m, "layout", None)
+    if layout is None:
+        if not m.path or not os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(m.path)), "config.json")):
+            return None, []
+        fs = loc._local_fileset(os.path.dirname(os.path.abspath(m.path)))
+        used = {os.path.basename(m.path)}
+        files = [f for f in fs.list() if "/" not in f]
+    else:
+        fs = layout.fileset
+        used = set(layout.weight_files) | set(layout.index_files)
+        files = layout.files
+    out = []
+    for f in files:
+        low = f.lower()
+        if f in used or any(p.startswith(".") for p in f.split("/")):
+            continue
+        if low.endswith(loc.ALL_WEIGHT_EXTS) or loc._is_index_name(os.path.basename(f)):
+            continue
+        if loc.SHARD_RE.match(os.path.basename(f)):
+            continue
+        out.append(f)
+    return fs, out
+
+
+def convert_to_folder(src, dst, to=None, *, overwrite: bool = False, skip_unsupported: bool = False, progress=None,
+                      fsync: bool = False, check_space: bool = True, verify: bool = True, max_shard_size=None,
+                      weights_only: bool = False) -> ConvertResult:
+    """Write a model (one file or several) as a Hugging Face folder of safetensors shards; see
+    convert() and mfparse/writers/folder.py. Nothing is unpickled: tensors are copied from the
+    source files' bytes (in the kernel where they lie contiguous), one shard at a time."""
+    import mfparse
+    from mfparse.writers import folder
+    from mfparse.writers import safetensors as st
+
+    if to is not None and writers_normalize(to) != "safetensors":
+        raise WriteError(f"a model folder is written as safetensors shards, not {to}")
+    limit = folder.parse_size(max_shard_size if max_shard_size is not None else folder.DEFAULT_MAX_SHARD_SIZE)
+    t0 = time.perf_counter()
+    src_abs, dst_abs = os.path.realpath(src), os.path.realpath(dst)
+    if src_abs == dst_abs or os.path.commonpath([src_abs, dst_abs]) == src_abs and os.path.isdir(src_abs):
+        raise WriteError(f"refusing to write {dst}: it is (inside) the source {src}")
+    with mfparse.open(src) as m:
+        layout = getattr(m, "layout", None)
+        if layout is not None and layout.kind == "diffusers":
+            raise WriteError(f"{src} is a diffusers pipeline: convert each component folder (unet/, vae/, ...) "
+                             "to its own folder, or the whole pipeline to one file")
+        result = ConvertResult(src, dst, "safetensors", m.format)
+        with _SourceSession(m) as si:
+            items = si.items()
+            result.skipped.extend(si.skipped)
+            items = _filter(items, st, skip_unsupported, result.skipped)
+            items, dropped = folder.drop_tied(items)
+            if dropped:
+                result.notes.append(f"{len(dropped)} tied tensor(s) not written (the same bytes as the kept one; "
+                                    "transformers ties them again on load): "
+                                    + ", ".join(f"{d} = {k}" for d, k in dropped[:8])
+                                    + (" ..." if len(dropped) > 8 else ""))
+            shards = folder.plan_shards(items, limit)
+            stem = folder.weights_stem(m.files)
+            names = folder.shard_names(stem, ".safetensors", len(shards))
+            meta = {"format": "pt"}
+            total = sum(it.nbytes for it in items)
+            fs, others = (None, []) if weights_only else _other_files(m)
+            sizes = [st.estimate_size(sh, meta) for sh in shards]
+            if check_space:
+                extra = sum(_size_of(fs, f) for f in others)
+                folder.check_folder_space(dst, sum(sizes) + extra)
+            bar = base.make_progress(progress, total, os.path.basename(os.path.normpath(dst)))
+            try:
+                with folder.atomic_folder(dst, overwrite) as tmp:
+                    for name, shard, size in zip(names, shards, sizes):
+                        path = os.path.join(tmp, name)
+                        with open(path, "xb", buffering=0) as f:
+                            out = base.Output(f, bar, path)
+                            out.preallocate(size)
+                            st.write(out, shard, meta)
+                            out.finish()
+                            if fsync:
+                                os.fsync(f.fileno())
+                    result.files = list(names)
+                    if len(shards) > 1:
+                        wm = {it.name: n for n, shard in zip(names, shards) for it in shard}
+                        index_name = f"{stem}.safetensors.index.json"
+                        _write_small(os.path.join(tmp, index_name),
+                                     folder.index_bytes(wm, total, _index_extra(layout)), fsync)
+                        result.files.append(index_name)
+                    for rel in others:
+                        _copy_from(fs, rel, os.path.join(tmp, *rel.split("/")), fsync)
+                        result.files.append(rel)
+                    if others:
+                        result.notes.append(f"copied {len(others)} other file(s) of the source folder")
+                        py = [f for f in others if f.endswith(".py")]
+                        if py:
+                            result.notes.append(f"{len(py)} Python file(s) copied ({', '.join(py[:3])}"
+                                                f"{' ...' if len(py) > 3 else ''}): trust_remote_code=True runs them")
+                    if verify:
+                        _verify(tmp, items, "safetensors", result)
+            finally:
+                bar.close()
+            result.tensors = len(items)
+            result.bytes = sum(os.path.getsize(os.path.join(dst, *f.split("/"))) for f in result.files)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _index_extra(layout) -> dict:
+    """The source index's total_parameters (the model's parameter count, which converting does
+    not change), when the source had one."""
+    if layout is None or len(layout.components) != 1:
+        return {}
+    v = layout.components[0].index_metadata.get("total_parameters")
+    return {"total_parameters": v} if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else {}
+
+
+def writers_normalize(fmt: str) -> str:
+    from mfparse import writers
+
+    return writers.normalize(fmt)
+
+
+def _size_of(fs, rel: str) -> int:
+    src = fs.open(rel)
+    try:
+        return src.size
+    finally:
+        src.close()
+
+
+def _write_small(path: str, data: bytes, fsync: bool) -> None:
+    with open(path, "xb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _copy_from(fs, rel: str, path: str, fsync: bool) -> None:
+    """Copy one file of a FileSet (its containment check applies) to a local path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    src = fs.open(rel)
+    try:
+        with open(path, "xb", buffering=0) as f:
+            out = base.Output(f)
+            if src.path is not None and src.size:
+                fd = os.open(src.path, os.O_RDONLY)
+                try:
+                    out.write_item(Item(rel, "uint8", (src.size,), src.size, None, (fd, 0)))
+                finally:
+                    os.close(fd)
+            else:
+                for off in range(0, src.size, base.CHUNK):
+                    out.write(src.read(off, min(base.CHUNK, src.size - off)))
+            if fsync:
+                os.fsync(f.fileno())
+    finally:
+        src.close()

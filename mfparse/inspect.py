@@ -134,6 +134,7 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
         "path": m.path,
         "size": m.size,
         "format": m.format,
+        "files": _files(m),
         "tensor_count": len(tensors),
         "parameters": params,
         "elements": elements,
@@ -142,11 +143,29 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
         "metadata": _jsonable(m.metadata),
         "tensors": tensors,
     }
+    if m.warnings:
+        out["warnings"] = list(m.warnings)
+    layout = getattr(m, "layout", None)
+    if layout is not None:
+        out["layout"] = layout.kind
+        if layout.notes:
+            out["notes"] = list(layout.notes)
     graph = m.graph
     if graph is not None:
         out["graph"] = _jsonable(graph.to_dict() if hasattr(graph, "to_dict") else graph)
     if tree:
         out["tree"] = _jsonable(m.tree())
+    return out
+
+
+def _files(m: ModelFile) -> list:
+    """One entry per weight file: its path relative to the model's folder, format, size, tensors
+    and data bytes (a single file: one entry)."""
+    out = []
+    for prefix, rel, part in m.parts():
+        data = sum(t.nbytes for t in part.tensors())
+        out.append({"file": rel if rel is not None else (m.files[0] if m.files else None), "format": part.format,
+                    "size": part.size, "tensors": len(part), "data_bytes": data})
     return out
 
 
@@ -190,6 +209,14 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
     lines.append(f"Parameters: {s['parameters']:,}" + (
         f"  (all tensors: {s['elements']:,} elements)" if s["elements"] != s["parameters"] else ""))
     lines.append(f"Data:       {human_bytes(s['data_bytes'])}")
+    files = s.get("files") or []
+    if len(files) > 1:
+        lines.append("")
+        lines.extend(render_files(files))
+    for w in s.get("warnings") or []:
+        lines.append(f"Warning:    {w}")
+    for n in s.get("notes") or []:
+        lines.append(f"Note:       {n}")
     if s["metadata"]:
         lines.append("")
         lines.append("Metadata:")
@@ -205,19 +232,23 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
         lines.extend(render_graph(s["graph"]))
     lines.append("")
     rows = []
+    by_file = len(files) > 1
     for t in s["tensors"]:
         shape = "[" + ", ".join(str(d) for d in t["shape"]) + "]"
         row = [t["name"], shape, t["dtype"], human_bytes(t["nbytes"])]
+        if by_file:
+            row.append(t.get("file") or "-")
         if stats:
             st = t.get("stats") or {}
             zeros = st.get("zeros")
             row += [_fmt_num(st.get("min")), _fmt_num(st.get("max")), _fmt_num(st.get("mean")),
                     _fmt_num(st.get("std")), "-" if zeros is None else f"{zeros * 100:.1f}%"]
         rows.append(row)
-    head = ["name", "shape", "dtype", "bytes"] + (["min", "max", "mean", "std", "zeros"] if stats else [])
+    head = ["name", "shape", "dtype", "bytes"] + (["file"] if by_file else []) + (
+        ["min", "max", "mean", "std", "zeros"] if stats else [])
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
     widths[0] = min(widths[0], 60)
-    right = {3, 4, 5, 6, 7, 8}
+    right = {3} | ({5, 6, 7, 8, 9} if by_file else {4, 5, 6, 7, 8})
     fmt_row = lambda r: "  ".join(  # noqa: E731
         (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
     lines.append(fmt_row(head))
@@ -234,6 +265,19 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
         lines.append("Structure:")
         lines.extend(render_tree(tree_obj))
     return "\n".join(lines)
+
+
+def render_files(files: list) -> list[str]:
+    """The per-file table of a model of several files, with a total row."""
+    head = ["file", "format", "tensors", "data", "size"]
+    rows = [[f["file"] or "-", f["format"], f"{f['tensors']:,}", human_bytes(f["data_bytes"]), human_bytes(f["size"])]
+            for f in files]
+    rows.append([f"total ({len(files)} files)", "", f"{sum(f['tensors'] for f in files):,}",
+                 human_bytes(sum(f["data_bytes"] for f in files)), human_bytes(sum(f["size"] for f in files))])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = lambda r: "  ".join(c.rjust(w) if i >= 2 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()  # noqa: E731
+    return [fmt(head), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[:-1]] + [
+        "  ".join("-" * w for w in widths), fmt(rows[-1])]
 
 
 def render_graph(g: dict, max_ops: int = 30) -> list[str]:

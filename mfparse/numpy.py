@@ -25,7 +25,8 @@ def load_file(path, names=None) -> dict[str, np.ndarray]:
     """Every tensor of a model file as numpy arrays, zero-copy where the layout allows.
 
     Args:
-        path: any file mfparse reads.
+        path: any file mfparse reads, or a model of several files (a model folder, an index,
+            any shard): the whole state dict, each file mapped once.
         names: optional iterable of tensor names to load (default: all).
 
     Returns:

@@ -416,9 +416,11 @@ def quantize(src, dst, scheme: str = "int8", *, group_size: int = 128, include=N
     threads = threads or default_threads()
     src, dst = os.fspath(src), os.fspath(dst)
     t0 = time.perf_counter()
-    base.refuse_overwrite(dst, [src], overwrite)
     report = QuantizeReport(src, dst, scheme, group_size if scheme == "int4" else None)
     with mfparse.open(src) as m, SourceItems(m) as si:
+        to_folder = len(m.parts()) > 1 and not dst.lower().endswith(st_writer.EXTENSIONS)
+        if not to_folder:
+            base.refuse_overwrite(dst, [src], overwrite)
         report.bytes_before = m.size
         infos = list(m.tensors())
         chosen = {}
@@ -439,80 +441,144 @@ def quantize(src, dst, scheme: str = "int8", *, group_size: int = 128, include=N
                 for n, i in chosen.items():
                     key, le, _, _ = magnitude_threshold([m.read(i)], prune, threads)
                     thresholds[n] = (key, le)
-        # the output layout: every tensor's name, dtype, shape and size
-        out_items: list[Item] = []
-        companions: dict[str, dict] = {}
-        names = {i.name for i in infos}
-        for info in infos:
-            if info.name in chosen:
-                spec = _output_spec(info, scheme, group_size)
-                for sub_name, dt, shape in spec:
-                    if sub_name != info.name and sub_name in names:
-                        raise WriteError(f"cannot add {sub_name!r}: the source already has a tensor of that name")
-                    out_items.append(Item(sub_name, dt, shape, dtypes.nbytes(dt, _numel(shape))))
-                companions[info.name] = {"scheme": scheme if scheme != "none" else "pruned", "dtype": info.dtype,
-                                         "shape": list(info.shape)}
-                if scheme in ("int8", "int4", "fp8"):
-                    companions[info.name]["scale"] = info.name + ".scale"
-                if scheme == "int4":
-                    companions[info.name].update(zero_point=info.name + ".zero_point", group_size=group_size,
-                                                 axis=0)
-                if scheme == "int8":
-                    companions[info.name]["axis"] = 0
-            else:
-                it = si.item(info)
-                if it is None:
-                    continue
-                if st_writer.unsupported(it):
-                    raise WriteError(f"tensor {info.name!r}: {st_writer.unsupported(it)}")
-                out_items.append(it)
-        tree, kind = _source_state(m)
-        text = state.dumps(tree) if kind == "tree" else (json.dumps(tree) if kind == "encoded" else None)
-        meta = safetensors_metadata(m, text)
-        meta[SCHEME_KEY] = scheme
-        meta[META_KEY] = json.dumps({"version": 1, "scheme": scheme,
-                                     "group_size": group_size if scheme == "int4" else None,
-                                     "tensors": companions}, separators=(",", ":"))
-        ordered = st_writer.order(out_items)
-        header = st_writer.header_bytes(ordered, meta)
-        offsets = {}
-        pos = len(header)
-        for it in ordered:
-            offsets[it.name] = pos
-            pos += it.nbytes
-        if check_space:
-            base.check_free_space(dst, pos)
-        bar = base.make_progress(progress, sum(i.nbytes for i in infos), os.path.basename(dst))
-        try:
-            with base.atomic_output(dst, fsync=fsync) as af:
-                out = base.Output(af.file, bar)
-                out.write(header)
-                out.preallocate(pos)
-                for info in infos:
-                    if info.name in chosen:
-                        rep = _quantize_one(m, info, scheme, group_size, thresholds.get(info.name, (0, False)),
-                                            threads, out, offsets, report)
-                        bar.update(info.nbytes)
-                    elif info.name in offsets:
-                        it = next(i for i in out_items if i.name == info.name)
-                        out.write_item_at(it, offsets[info.name])
-                        rep = TensorReport(info.name, tuple(info.shape), info.dtype, "copied", info.nbytes,
-                                           info.nbytes, note=reasons.get(info.name))
-                    else:
-                        rep = TensorReport(info.name, tuple(info.shape), info.dtype, "skipped", info.nbytes, 0,
-                                           note="no data in the file")
-                    report.tensors.append(rep)
-                _check_written(af.tmp_path, ordered)
-        finally:
-            bar.close()
+        job = _Job(m, si, scheme, group_size, threads, chosen, reasons, thresholds, {i.name for i in infos}, report)
+        if to_folder:
+            _quantize_folder(job, infos, dst, overwrite, progress, check_space, fsync)
+        else:
+            tree, kind = _source_state(m)
+            text = state.dumps(tree) if kind == "tree" else (json.dumps(tree) if kind == "encoded" else None)
+            meta = safetensors_metadata(m, text)
+            bar = base.make_progress(progress, sum(i.nbytes for i in infos), os.path.basename(dst))
+            try:
+                with base.atomic_output(dst, fsync=fsync) as af:
+                    _write_quantized(job, infos, af.file, af.tmp_path, meta, dst if check_space else None, bar)
+            finally:
+                bar.close()
+            report.bytes_after = os.path.getsize(dst)
         if prune:
             sel = [t for t in report.tensors if t.name in chosen and t.zeros is not None]
             total = sum(_numel(t.shape) for t in sel)
             zeros = sum(t.zeros * _numel(t.shape) for t in sel)
             report.prune = {"mode": prune_mode, "target": prune, "reached": zeros / total if total else 0.0}
-    report.bytes_after = os.path.getsize(dst)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+@dataclass
+class _Job:
+    """What every output file of one quantization shares."""
+
+    m: object
+    si: object
+    scheme: str
+    group_size: int
+    threads: int
+    chosen: dict
+    reasons: dict
+    thresholds: dict
+    names: set
+    report: QuantizeReport
+
+
+def _write_quantized(job: _Job, infos: list, f, tmp_path: str, meta: dict, space_for, bar) -> list:
+    """Write the safetensors file of `infos` (quantized or copied) to the open file f; returns
+    (name, bytes) of the tensors written. `meta` gets the quantization keys for these tensors."""
+    from mfparse.writers import safetensors as st_writer
+
+    scheme, group_size = job.scheme, job.group_size
+    out_items: list[Item] = []
+    companions: dict[str, dict] = {}
+    for info in infos:
+        if info.name in job.chosen:
+            spec = _output_spec(info, scheme, group_size)
+            for sub_name, dt, shape in spec:
+                if sub_name != info.name and sub_name in job.names:
+                    raise WriteError(f"cannot add {sub_name!r}: the source already has a tensor of that name")
+                out_items.append(Item(sub_name, dt, shape, dtypes.nbytes(dt, _numel(shape))))
+            companions[info.name] = {"scheme": scheme if scheme != "none" else "pruned", "dtype": info.dtype,
+                                     "shape": list(info.shape)}
+            if scheme in ("int8", "int4", "fp8"):
+                companions[info.name]["scale"] = info.name + ".scale"
+            if scheme == "int4":
+                companions[info.name].update(zero_point=info.name + ".zero_point", group_size=group_size, axis=0)
+            if scheme == "int8":
+                companions[info.name]["axis"] = 0
+        else:
+            it = job.si.item(info)
+            if it is None:
+                continue
+            if st_writer.unsupported(it):
+                raise WriteError(f"tensor {info.name!r}: {st_writer.unsupported(it)}")
+            out_items.append(it)
+    meta = dict(meta)
+    meta[SCHEME_KEY] = scheme
+    meta[META_KEY] = json.dumps({"version": 1, "scheme": scheme,
+                                 "group_size": group_size if scheme == "int4" else None,
+                                 "tensors": companions}, separators=(",", ":"))
+    ordered = st_writer.order(out_items)
+    header = st_writer.header_bytes(ordered, meta)
+    offsets = {}
+    pos = len(header)
+    for it in ordered:
+        offsets[it.name] = pos
+        pos += it.nbytes
+    if space_for is not None:
+        base.check_free_space(space_for, pos)
+    by_name = {it.name: it for it in out_items}
+    out = base.Output(f, bar)
+    out.write(header)
+    out.preallocate(pos)
+    report = job.report
+    for info in infos:
+        if info.name in job.chosen:
+            rep = _quantize_one(job.m, info, scheme, group_size, job.thresholds.get(info.name, (0, False)),
+                                job.threads, out, offsets, report)
+            bar.update(info.nbytes)
+        elif info.name in offsets:
+            out.write_item_at(by_name[info.name], offsets[info.name])
+            rep = TensorReport(info.name, tuple(info.shape), info.dtype, "copied", info.nbytes,
+                               info.nbytes, note=job.reasons.get(info.name))
+        else:
+            rep = TensorReport(info.name, tuple(info.shape), info.dtype, "skipped", info.nbytes, 0,
+                               note="no data in the file")
+        report.tensors.append(rep)
+    _check_written(tmp_path, ordered)
+    return [(it.name, it.nbytes) for it in ordered]
+
+
+def _quantize_folder(job: _Job, infos: list, dst: str, overwrite: bool, progress, check_space: bool,
+                     fsync: bool) -> None:
+    """A source of several files: one quantized safetensors shard per source file, named and
+    indexed as transformers names shards (model-0000i-of-0000n.safetensors and
+    model.safetensors.index.json), written atomically as a folder. config and tokenizer files
+    are not copied: the quantized tensors are mfparse's own layout, not the model class's."""
+    from mfparse.writers import folder
+
+    parts = job.m.parts()
+    names = folder.shard_names("model", ".safetensors", len(parts))
+    by_file: dict = {}
+    for info in infos:
+        by_file.setdefault(info.file, []).append(info)
+    bar = base.make_progress(progress, sum(i.nbytes for i in infos), os.path.basename(os.path.normpath(dst)))
+    weight_map: dict = {}
+    total = 0
+    try:
+        with folder.atomic_folder(dst, overwrite) as tmp:
+            for name, (_prefix, rel, _pm) in zip(names, parts):
+                path = os.path.join(tmp, name)
+                with open(path, "xb", buffering=0) as f:
+                    written = _write_quantized(job, by_file.get(rel, []), f, path, {"format": "pt"},
+                                               path if check_space else None, bar)
+                    if fsync:
+                        os.fsync(f.fileno())
+                weight_map.update((n, name) for n, _size in written)
+                total += sum(size for _n, size in written)
+            if len(names) > 1:
+                with open(os.path.join(tmp, "model.safetensors.index.json"), "xb") as f:
+                    f.write(folder.index_bytes(weight_map, total))
+    finally:
+        bar.close()
+    job.report.bytes_after = sum(os.path.getsize(os.path.join(dst, n)) for n in os.listdir(dst))
 
 
 def _numel(shape) -> int:
@@ -573,7 +639,7 @@ def _quantize_one(m, info, scheme, group, prune, threads, out, offsets, report) 
 def _check_written(path: str, items: list[Item]) -> None:
     import mfparse
 
-    with mfparse.open(path) as m:
+    with mfparse.open(path, whole=False) as m:
         got = {t.name: (t.dtype, tuple(t.shape)) for t in m.tensors()}
     for it in items:
         if got.get(it.name) != (it.dtype, tuple(it.shape)):
@@ -583,7 +649,26 @@ def _check_written(path: str, items: list[Item]) -> None:
 # ---- reading back -------------------------------------------------------------------------------
 
 def quantization_info(m) -> dict | None:
-    """The parsed `mfparse.quantization` metadata of an open ModelFile, or None."""
+    """The parsed `mfparse.quantization` metadata of an open ModelFile, or None. For a model of
+    several files (a folder written by quantize), every file's entries, names prefixed as the
+    model lists them."""
+    parts = m.parts()
+    if len(parts) > 1 or parts[0][2] is not m:
+        merged = None
+        for prefix, _rel, pm in parts:
+            qi = quantization_info(pm)
+            if qi is None:
+                continue
+            if merged is None:
+                merged = {k: v for k, v in qi.items() if k != "tensors"}
+                merged["tensors"] = {}
+            for name, e in qi["tensors"].items():
+                e = dict(e)
+                for k in ("scale", "zero_point"):
+                    if isinstance(e.get(k), str):
+                        e[k] = prefix + e[k]
+                merged["tensors"][prefix + name] = e
+        return merged
     text = (m.metadata or {}).get(META_KEY)
     if not isinstance(text, str):
         return None

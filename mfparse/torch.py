@@ -64,7 +64,8 @@ def load_file(path, device="cpu", names=None, staging_bytes: int = STAGING_BYTES
     """Every tensor of a model file as torch tensors.
 
     Args:
-        path: any file mfparse reads (.pth, .safetensors, .h5, .onnx, .gguf, ...).
+        path: any file mfparse reads (.pth, .safetensors, .h5, .onnx, .gguf, ...), or a model
+            of several files (a model folder, an index, any shard: the whole state dict).
         device: "cpu" (zero-copy views of a private map) or a CUDA device.
         names: optional iterable of tensor names to load (default: all).
         staging_bytes: size of each pinned staging buffer for device loads.
@@ -83,23 +84,32 @@ def load_file(path, device="cpu", names=None, staging_bytes: int = STAGING_BYTES
 
     dev = torch.device(device)
     wanted = set(names) if names is not None else None
-    with mfparse.open(path) as m, SourceItems(m) as si:
-        pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
-        si.probe_map = pmap.map if pmap is not None else None
-        items = [it for it in si if wanted is None or it.name in wanted]
-        if dev.type == "cpu":
-            out = {}
-            for it in items:
-                dt = torch_dtype(it.dtype)
-                if it.file_range is not None and pmap is not None and it.nbytes:
-                    # a writable view of the private map (count in elements of dt)
-                    t = torch.frombuffer(pmap.map, dtype=dt, count=it.nbytes // dt.itemsize, offset=it.file_range[1])
-                    out[it.name] = t if it.dtype in _packed() else t.view(it.shape)
-                else:
-                    out[it.name] = _tensor_from_array(host_copy(it), dt)
-            return out
-        pairs = [(it, pmap.array(it) if it.file_range is not None and pmap is not None else host_copy(it))
-                 for it in items]
+    out = {}
+    pairs = []
+    with mfparse.open(path) as m:
+        for prefix, _rel, part in m.parts():  # a model of several files: file by file, one map each
+            with SourceItems(part) as si:
+                pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
+                si.probe_map = pmap.map if pmap is not None else None
+                for it in si:
+                    if prefix:
+                        it.name = prefix + it.name
+                    if wanted is not None and it.name not in wanted:
+                        continue
+                    if dev.type != "cpu":
+                        pairs.append((it, pmap.array(it) if it.file_range is not None and pmap is not None
+                                      else host_copy(it)))
+                        continue
+                    dt = torch_dtype(it.dtype)
+                    if it.file_range is not None and pmap is not None and it.nbytes:
+                        # a writable view of the private map (count in elements of dt)
+                        t = torch.frombuffer(pmap.map, dtype=dt, count=it.nbytes // dt.itemsize,
+                                             offset=it.file_range[1])
+                        out[it.name] = t if it.dtype in _packed() else t.view(it.shape)
+                    else:
+                        out[it.name] = _tensor_from_array(host_copy(it), dt)
+    if dev.type == "cpu":
+        return out
     return _load_staged(pairs, dev, staging_bytes, _CudaTransfer(dev))
 
 

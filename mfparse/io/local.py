@@ -133,19 +133,41 @@ class LocalSource(ByteSource):
 
 class LocalFileSet(FileSet):
     """The files of a local folder. A relative path is opened only when it stays inside the
-    folder after symbolic links are resolved."""
+    folder after symbolic links are resolved.
 
-    def __init__(self, root):
+    Args:
+        root: the folder.
+        also: further folders that links in the folder may point into (a Hugging Face cache
+            snapshot's files are links into the repository's blobs/ folder); nothing else
+            outside the root is admitted.
+    """
+
+    def __init__(self, root, also=()):
         self.root = os.path.abspath(os.fspath(root))
         self._real = os.path.realpath(self.root)
+        self._allowed = (self._real,) + tuple(os.path.realpath(os.fspath(a)) for a in also)
 
     def _resolve(self, relpath: str) -> str:
         rel = clean_relpath(relpath)
         path = os.path.join(self.root, rel)
+        # the common case at the cost of one lstat per component: no link under the real root
+        cur = self._real
+        for part in rel.split("/"):
+            cur = os.path.join(cur, part)
+            try:
+                if stat.S_ISLNK(os.lstat(cur).st_mode):
+                    break
+            except FileNotFoundError:
+                return path  # nothing below a missing component: it cannot lead out
+            except OSError:
+                break
+        else:
+            return path
         real = os.path.realpath(path)
-        if real != self._real and os.path.commonpath([real, self._real]) != self._real:
-            raise OutsideFolderError(f"{relpath!r} resolves to {real}, outside {self.root}")
-        return path
+        for allowed in self._allowed:
+            if real == allowed or os.path.commonpath([real, allowed]) == allowed:
+                return path
+        raise OutsideFolderError(f"{relpath!r} resolves to {real}, outside {self.root}")
 
     def open(self, relpath: str) -> LocalSource:
         return LocalSource(self._resolve(relpath))

@@ -39,17 +39,27 @@ class SourceItems:
         self.m = m
         self.fd: int | None = None
         self.size = 0
-        if m.path is not None and os.path.isfile(m.path):
-            self.fd = os.open(m.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            self.size = os.fstat(self.fd).st_size
         self.skipped: list[tuple[str, str]] = []
         #: a map of the same file to probe from memory instead of with pread (set by loaders)
         self.probe_map = None
+        self.base = None
+        #: a model of several files: one SourceItems per part, opened when first needed
+        self._subs: dict | None = None
+        if len(m.parts()) > 1 or m.parts()[0][2] is not m:
+            self._subs = {}
+            return
+        if m.path is not None and os.path.isfile(m.path):
+            self.fd = os.open(m.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            self.size = os.fstat(self.fd).st_size
         #: address of m's own map of the file: an array that starts at base + offset is a view of
         #: exactly those bytes, no probe needed
         self.base = m._buffer_address() if self.fd is not None else None
 
     def close(self) -> None:
+        if self._subs:
+            for sub in self._subs.values():
+                sub.close()
+            self._subs.clear()
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -91,6 +101,8 @@ class SourceItems:
 
     def item(self, info: TensorInfo) -> Item | None:
         """The Item for one TensorInfo, or None (recorded in `skipped`) when it has no data."""
+        if self._subs is not None:
+            return self._part_item(info)
         extras = dict(info.extras)
         if info.offset is None and extras.get("device") == "meta":
             self.skipped.append((info.name, "meta tensor: no data in the file"))
@@ -111,6 +123,23 @@ class SourceItems:
         if off is not None:
             return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, a, (self.fd, off), alias, extras)
         return Item(info.name, info.dtype, tuple(info.shape), info.nbytes, a, None, alias, extras)
+
+    def _part_item(self, info: TensorInfo) -> Item | None:
+        """The Item of a tensor of a model of several files, from the SourceItems of its file
+        (its file range points into that file; aliases only match within one file)."""
+        i, inner = self.m._inner(info)
+        sub = self._subs.get(i)
+        if sub is None:
+            sub = self._subs[i] = SourceItems(self.m.parts()[i][2])
+        n = len(sub.skipped)
+        it = sub.item(inner)
+        if it is None:
+            self.skipped.extend((info.name, why) for _name, why in sub.skipped[n:])
+            return None
+        it.name = info.name
+        if it.alias is not None:
+            it.alias = (i, it.alias)
+        return it
 
     def items(self) -> list[Item]:
         return [it for it in (self.item(t) for t in self.m.tensors()) if it is not None]
@@ -150,15 +179,19 @@ class PrivateMap:
 
 def load_arrays(m: ModelFile) -> Iterator[tuple[Item, np.ndarray, bool]]:
     """(item, array, zero_copy) for every tensor of an open ModelFile with data: a writable
-    copy-on-write view of the file where the tensor's bytes map, else a copy."""
-    with SourceItems(m) as si:
-        pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
-        si.probe_map = pmap.map if pmap is not None else None
-        for it in si:
-            if it.file_range is not None and pmap is not None:
-                yield it, pmap.array(it), True
-            else:
-                yield it, host_copy(it), False
+    copy-on-write view of the file where the tensor's bytes map, else a copy. A model of
+    several files is loaded file by file (one private map each), items named as m lists them."""
+    for prefix, _rel, part in m.parts():
+        with SourceItems(part) as si:
+            pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
+            si.probe_map = pmap.map if pmap is not None else None
+            for it in si:
+                if prefix:
+                    it.name = prefix + it.name
+                if it.file_range is not None and pmap is not None:
+                    yield it, pmap.array(it), True
+                else:
+                    yield it, host_copy(it), False
 
 
 def host_copy(item: Item) -> np.ndarray:
