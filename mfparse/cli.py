@@ -17,9 +17,7 @@ Machine output (`--json`) has one shape whatever the number of inputs:
 
 from __future__ import annotations
 
-import argparse
 import errno
-import json
 import os
 import sys
 
@@ -51,6 +49,8 @@ def _print_error(e: BaseException, path=None) -> None:
 
 
 def _dump_json(obj) -> None:
+    import json
+
     json.dump(obj, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
@@ -103,6 +103,8 @@ def _summary_record(command: str, summary: dict, **extra) -> dict:
 
 
 def _print_jsonl(obj) -> None:
+    import json
+
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 
@@ -234,6 +236,8 @@ def _cmd_scan(args) -> int:
         from mfparse.scan.sarif import to_sarif
 
         try:
+            import json
+
             _write_text_atomic(args.sarif, json.dumps(to_sarif(reports, __version__, policy), indent=2) + "\n")
         except OSError as e:
             _print_error(e, args.sarif)
@@ -366,6 +370,8 @@ def _cmd_convert(args) -> int:
         r.dst = STDIO
     out = sys.stderr if to_stdout else sys.stdout
     if args.json:
+        import json
+
         json.dump(r.to_dict(), out, indent=2)
         out.write("\n")
     else:
@@ -403,6 +409,8 @@ def _cmd_quantize(args) -> int:
     if args.report:
         try:
             with open(args.report, "w") as f:
+                import json
+
                 json.dump(rep.to_dict(), f, indent=2)
                 f.write("\n")
         except OSError as e:
@@ -601,10 +609,12 @@ def _chosen_command(argv) -> str | None:
     return None
 
 
-def build_parser(commands=None) -> argparse.ArgumentParser:
+def build_parser(commands=None):
     """The argument parser, with the arguments of the subcommands in `commands` (default: all).
     The others are listed with their help line only, so that `mfparse scan` never imports the
     code of bench or convert."""
+    import argparse
+
     p = argparse.ArgumentParser(prog="mfparse", description="Read model files without running them.")
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -627,10 +637,53 @@ def _version() -> str:
     return f"mfparse {__version__}"
 
 
+class _Declared:
+    """Stands in for an argparse parser in a command's `_args_*` function and keeps what argparse
+    would put in the namespace when no option is given: each option's default (the first
+    declaration of a dest wins, as in argparse) and the command's function."""
+
+    description = None
+
+    def __init__(self):
+        self.values = {}
+        self.positional = None
+
+    def add_argument(self, *flags, **kw):
+        if not flags[0].startswith("-"):
+            self.positional = kw.get("dest", flags[0])
+            return
+        dest = kw.get("dest") or next((f[2:] for f in flags if f.startswith("--")), flags[0][1:]).replace("-", "_")
+        if dest not in self.values:
+            self.values[dest] = kw.get("default", False if kw.get("action") == "store_true" else None)
+
+    def add_mutually_exclusive_group(self, **_kw):
+        return self
+
+    def set_defaults(self, **kw):
+        self.values.update(kw)
+
+
+#: commands that a hook runs on plain paths, parsed without argparse when nothing else is given
+_PATHS_ONLY = ("scan", "inspect")
+
+
+def _paths_only(argv):
+    """The namespace of `mfparse scan|inspect PATH...` (paths only, "-" included), built from the
+    command's own declarations without importing argparse (its import and parser cost about as
+    much as scanning a small file); None for any other command line."""
+    if len(argv) < 2 or argv[0] not in _PATHS_ONLY or any(a.startswith("-") and a != "-" for a in argv[1:]):
+        return None
+    from types import SimpleNamespace
+
+    d = _Declared()
+    COMMANDS[argv[0]][1](d)
+    return SimpleNamespace(command=argv[0], **d.values, **{d.positional: list(argv[1:])})
+
+
 def main(argv=None) -> int:
     if argv is None:
         argv = sys.argv[1:]
-    args = build_parser([_chosen_command(argv)]).parse_args(argv)
+    args = _paths_only(argv) or build_parser([_chosen_command(argv)]).parse_args(argv)
     try:
         return args.func(args)
     except BrokenPipeError:

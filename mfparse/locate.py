@@ -44,11 +44,9 @@ repository's `blobs` folder, and no other link out of the folder.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import posixpath
 import re
-from dataclasses import dataclass, field
 
 from mfparse.errors import CorruptFileError, MFParseError, UnsupportedFormatError
 from mfparse.io.base import OutsideFolderError, clean_relpath
@@ -83,7 +81,6 @@ _DIFFUSERS = (("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.s
 _ADAPTERS = (("adapter_model.safetensors", None), ("adapter_model.bin", None))
 
 
-@dataclass
 class Part:
     """One weight file of a model.
 
@@ -93,12 +90,15 @@ class Part:
         component: the diffusers component it belongs to, or None.
     """
 
-    relpath: str
-    prefix: str = ""
-    component: str | None = None
+    def __init__(self, relpath: str, prefix: str = "", component: str | None = None):
+        self.relpath = relpath
+        self.prefix = prefix
+        self.component = component
+
+    def __repr__(self) -> str:
+        return f"Part({self.relpath!r}, prefix={self.prefix!r}, component={self.component!r})"
 
 
-@dataclass
 class Component:
     """A group of parts that form one state dict: one model, or one diffusers component.
 
@@ -114,21 +114,25 @@ class Component:
         config: config.json essentials of the component's folder (CONFIG_KEYS), or {}.
     """
 
-    name: str
-    folder: str
-    kind: str
-    parts: list
-    index: str | None = None
-    weight_map: dict | None = None
-    index_metadata: dict = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
+    def __init__(self, name: str, folder: str, kind: str, parts: list, index: str | None = None,
+                 weight_map: dict | None = None, index_metadata: dict | None = None, config: dict | None = None):
+        self.name = name
+        self.folder = folder
+        self.kind = kind
+        self.parts = parts
+        self.index = index
+        self.weight_map = weight_map
+        self.index_metadata = {} if index_metadata is None else index_metadata
+        self.config = {} if config is None else config
+
+    def __repr__(self) -> str:
+        return f"Component({self.name!r}, {self.folder!r}, {self.kind!r}, {len(self.parts)} parts)"
 
     @property
     def prefix(self) -> str:
         return self.name + "." if self.name else ""
 
 
-@dataclass
 class Layout:
     """What a location means.
 
@@ -147,17 +151,21 @@ class Layout:
         model_index: for diffusers, model_index.json essentials ({"_class_name", ...}).
     """
 
-    kind: str
-    location: str
-    fileset: object = None
-    path: object = None
-    components: list = field(default_factory=list)
-    config: dict = field(default_factory=dict)
-    auto_map: dict | None = None
-    notes: list = field(default_factory=list)
-    model_index: dict = field(default_factory=dict)
-    _files: list | None = field(default=None, repr=False)
-    _raw_config: dict = field(default_factory=dict, repr=False)
+    def __init__(self, kind: str, location: str, fileset=None, path=None, components: list | None = None):
+        self.kind = kind
+        self.location = location
+        self.fileset = fileset
+        self.path = path
+        self.components = [] if components is None else components
+        self.config: dict = {}
+        self.auto_map: dict | None = None
+        self.notes: list = []
+        self.model_index: dict = {}
+        self._files: list | None = None
+        self._raw_config: dict = {}
+
+    def __repr__(self) -> str:
+        return f"Layout({self.kind!r}, {self.location!r}, {len(self.components)} components)"
 
     @property
     def parts(self) -> list:
@@ -460,6 +468,8 @@ def read_json(fs, rel: str, limit: int, object_pairs_hook=None):
     finally:
         src.close()
     try:
+        import json
+
         return json.loads(data.decode("utf-8"), object_pairs_hook=object_pairs_hook)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise CorruptFileError(f"{rel} is not valid JSON: {e}", path=fs.location(rel)) from None

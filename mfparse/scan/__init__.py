@@ -299,7 +299,3 @@ def register_checker(kind: str, checker, sniffer=None, before: str | None = None
 
     containers.register_checker(kind, checker, sniffer, before, first_bytes)
 
-
-from mfparse.scan import formats as _formats  # noqa: E402  (the reader-backed checkers)
-
-_formats.register()

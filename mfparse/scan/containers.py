@@ -11,17 +11,20 @@ interpreted the bytes (so the caller verifies the member's CRC), False otherwise
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import re
 import zlib
 
 from mfparse import _native, dtypes
+from mfparse._lazy import LazyModule
 from mfparse.errors import MFParseError, ResourceLimitError
 from mfparse.scan import keras as keras_check
 from mfparse.scan import nonmodel
 from mfparse.scan.pickles import OPCODES, check_tensors, scan_stream, storage_itembytes, walk_torch
 from mfparse.scan.report import Context, Where
+
+# decompressors imported when a stream needs them (most files are not bz2 or xz)
+bz2 = LazyModule("bz2")
+lzma = LazyModule("lzma")
 
 INFLATE_FLOOR = 64 << 20   # a stream may always inflate to this much...
 INFLATE_RATIO = 1024       # ...plus this many times its compressed size (more is a bomb)
@@ -1687,3 +1690,11 @@ CHECKERS = {
 }
 for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib", "zstd"):
     CHECKERS[_kind] = (lambda k: (lambda ctx, buf, where, **kw: check_compressed(ctx, buf, where, kind=k, **kw)))(_kind)
+
+
+# the reader-backed checkers (HDF5, protobuf, GGUF, text) and zip inspectors (Keras, chat
+# templates, TorchScript code) plug in here, when the scanner is first used rather than when
+# `import mfparse` runs
+from mfparse.scan import formats as _formats  # noqa: E402
+
+_formats.register()

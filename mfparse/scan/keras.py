@@ -25,10 +25,12 @@ searched byte-wise for that JSON (``check_hdf5_bytes``).
 
 from __future__ import annotations
 
-import json
 import re
 
+from mfparse._lazy import LazyModule
 from mfparse.scan import policy
+
+json = LazyModule("json")  # imported on first use: Keras configs are rare among scanned files
 
 LOADER = "keras.models.load_model"
 KERAS_NAMESPACES = ("keras", "keras_core", "tf_keras", "keras_hub", "keras_nlp", "keras_cv", "tensorflow.keras",

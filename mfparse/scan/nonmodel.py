@@ -12,11 +12,13 @@ their checkers run first, so a damaged .safetensors is still an error.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
+from mfparse._lazy import LazyModule
 from mfparse.scan import keras as keras_check
+
+json = LazyModule("json")  # imported on first use: only JSON files need it
 
 #: file names (lower case) that hold a pickle for some loader: a text-looking file with one of
 #: these names that fails to parse as a pickle stays an error

@@ -393,21 +393,19 @@ class Policy:
 
     def judge(self, f):
         """The finding as this policy sees it (the same object when nothing changes)."""
-        from dataclasses import replace
-
         name = f.global_name
         if f.kind != "import" or name is None:
             return f
         if f.severity == "info" and not self.known_benign and name in KNOWN_BENIGN:
-            f = replace(f, severity="suspicious", why="known-benign list turned off by the policy: " + f.why)
+            f = f._replace(severity="suspicious", why="known-benign list turned off by the policy: " + f.why)
         level = self._level(name)
         if level is not None:
             if level == f.severity or f.severity == "dangerous":
                 return f
-            return replace(f, severity=level, why=f"{level} by the policy (was {f.severity}: {f.why})")
+            return f._replace(severity=level, why=f"{level} by the policy (was {f.severity}: {f.why})")
         p = self._allowed(name)
         if p is not None and f.severity == "suspicious":
-            return replace(f, severity="info", why=f"allowed by the policy ({p})")
+            return f._replace(severity="info", why=f"allowed by the policy ({p})")
         return f
 
     def apply(self, report):
@@ -415,12 +413,10 @@ class Policy:
         findings = [self.judge(f) for f in report.findings]
         if all(a is b for a, b in zip(findings, report.findings)):
             return report
-        from dataclasses import replace
-
         from mfparse.scan.report import sort_findings, verdict_of
 
         findings = sort_findings(findings)
-        return replace(report, findings=findings, verdict=verdict_of(findings, report.errors))
+        return report.replace(findings=findings, verdict=verdict_of(findings, report.errors))
 
     def fails(self, report) -> bool:
         """True when the report has a finding at or above fail_on."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections import namedtuple
 
 #: finding severities, worst first: "dangerous" and "suspicious" make a file unsafe, "info" (a
 #: known-benign import, or one the user's policy allows) never does
@@ -15,8 +15,11 @@ VERDICTS = ("safe", "unsafe", "error")
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Finding:
+_FINDING_FIELDS = ("severity", "why", "module", "qualname", "member", "pickle", "offset", "kind", "count",
+                   "offset_in")
+
+
+class Finding(namedtuple("Finding", _FINDING_FIELDS, defaults=(None, None, None, None, None, "import", 1, None))):
     """One reason not to load a file.
 
     Attributes:
@@ -39,16 +42,7 @@ class Finding:
             offset into the decompressed bytes of `member`; None without an offset.
     """
 
-    severity: str
-    why: str
-    module: str | None = None
-    qualname: str | None = None
-    member: str | None = None
-    pickle: int | None = None
-    offset: int | None = None
-    kind: str = "import"
-    count: int = 1
-    offset_in: str | None = None
+    __slots__ = ()
 
     @property
     def global_name(self) -> str | None:
@@ -89,7 +83,6 @@ class Finding:
         return ", ".join(parts) or "file"
 
 
-@dataclass
 class ScanReport:
     """What `mfparse.scan` found in one file.
 
@@ -110,15 +103,37 @@ class ScanReport:
         size: file size in bytes.
     """
 
-    path: str | None
-    verdict: str = "safe"
-    findings: list = field(default_factory=list)
-    errors: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-    globals: dict = field(default_factory=dict)
-    pickles: int = 0
-    size: int = 0
-    seconds: float = 0.0
+    __slots__ = ("path", "verdict", "findings", "errors", "notes", "globals", "pickles", "size", "seconds")
+
+    def __init__(self, path: str | None, verdict: str = "safe", findings: list | None = None,
+                 errors: list | None = None, notes: list | None = None, globals: dict | None = None,
+                 pickles: int = 0, size: int = 0, seconds: float = 0.0):
+        self.path = path
+        self.verdict = verdict
+        self.findings = [] if findings is None else findings
+        self.errors = [] if errors is None else errors
+        self.notes = [] if notes is None else notes
+        self.globals = {} if globals is None else globals
+        self.pickles = pickles
+        self.size = size
+        self.seconds = seconds
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, k) for k in self.__slots__)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and self._fields() == other._fields()
+
+    __hash__ = None  # mutable
+
+    def replace(self, **changes) -> "ScanReport":
+        """A copy with some fields changed (the lists and dicts are shared, not copied)."""
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields.update(changes)
+        return ScanReport(**fields)
+
+    def __repr__(self) -> str:
+        return "ScanReport(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__) + ")"
 
     @property
     def safe(self) -> bool:

@@ -36,8 +36,10 @@ mangled name, escape-hatch name or ``attr`` filter in it is suspicious, never sa
 
 from __future__ import annotations
 
-import json
 import re
+from mfparse._lazy import LazyModule
+
+json = LazyModule("json")  # imported on first use: only JSON files need it
 
 #: names every renderer provides (Jinja's defaults + transformers' / llama-cpp-python's)
 RENDERER_GLOBALS = frozenset(["range", "dict", "lipsum", "cycler", "joiner", "namespace", "raise_exception",
