@@ -99,6 +99,17 @@ class ModelFile:
             return None
         return np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
 
+    @property
+    def reader(self):
+        """The format's Reader (mfparse.formats.base.Reader): where format-specific operations
+        live, as h5py's high-level objects hand out their low-level `id`. Examples: a TF
+        SavedModel/GraphDef reader's `risky_ops()`, a TF checkpoint's `verify(names)`, a Keras
+        reader's `keras_config()`, a GGUF reader's `value_type(key)`; the module helpers
+        `formats.tf.risky_ops(m)`, `formats.keras.model_config(m)`, ... take a ModelFile and
+        call these."""
+        self._check_open()
+        return self._reader
+
     # ---- structure ----------------------------------------------------------------------------
 
     @property
