@@ -203,15 +203,6 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
     writer = writers.module(fmt)
     t0 = time.perf_counter()
     base.refuse_overwrite(dst, [src], overwrite)
-    if fmt == "onnx" and _onnx_without_reader(src):
-        from mfparse.writers import onnx as onnx_writer
-
-        result = ConvertResult(src, dst, fmt, "onnx")
-        onnx_writer.relayout(src, dst, result, progress=progress, fsync=fsync, check_space=check_space,
-                             overwrite=overwrite)
-        result.notes.append("source parsed with the onnx package (mfparse has no ONNX reader in this build)")
-        result.seconds = time.perf_counter() - t0
-        return result
     with mfparse.open(src) as m:
         if os.path.exists(dst):
             base.refuse_overwrite(dst, [src], overwrite)
@@ -249,20 +240,6 @@ def convert(src, dst, to: str | None = None, *, overwrite: bool = False, skip_un
             result.bytes = os.path.getsize(dst)
     result.seconds = time.perf_counter() - t0
     return result
-
-
-def _onnx_without_reader(src: str) -> bool:
-    """True for an ONNX source this build of mfparse cannot open itself."""
-    import mfparse
-    from mfparse.errors import UnsupportedFormatError
-
-    if not src.lower().endswith(".onnx"):
-        return False
-    try:
-        mfparse.open(src).close()
-        return False
-    except UnsupportedFormatError:
-        return True
 
 
 class _SourceSession:

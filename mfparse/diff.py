@@ -293,7 +293,7 @@ def diff(a, b, atol: float = 0.0, rtol: float = 0.0, strict: bool = False) -> Di
         True
     """
     import mfparse
-    from mfparse.api import _jsonable
+    from mfparse.records import to_jsonable as _jsonable
 
     with mfparse.open(a) as ma, mfparse.open(b) as mb:
         sa, sb = _Side(ma), _Side(mb)

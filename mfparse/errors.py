@@ -73,9 +73,3 @@ C_ERRORS = {
     "ERR_UNSAFE": UnsafeContentError,
 }
 
-
-def error_from_code(code: int, offset: int | None, message: str) -> Exception:
-    """The exception instance of a C error record (code, byte offset, message)."""
-    from mfparse import _native  # the codes' values come from the C headers, through the extension
-
-    return _native.exception_for(code, offset, message)

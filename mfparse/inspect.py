@@ -11,7 +11,8 @@ import re
 
 from mfparse._lazy import numpy as np
 
-from mfparse.api import ModelFile, ObjectNode, SharedRef, TensorInfo, _jsonable
+from mfparse.api import ModelFile, ObjectNode, SharedRef, TensorInfo
+from mfparse.records import to_jsonable as _jsonable
 
 #: elements converted to float64 at a time by --stats (8 MiB of float64)
 STATS_CHUNK = 1 << 20

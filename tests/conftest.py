@@ -20,10 +20,36 @@ if INSTALLED:
         raise pytest.UsageError(f"MFPARSE_TEST_INSTALLED=1 but mfparse comes from {_mfparse.__file__}")
 
 
+#: the reference libraries of the differential tests (requirements-dev.in). With
+#: MFPARSE_REQUIRE_REFS=1 (the Makefile's test targets set it; so does CI=true) a missing one fails
+#: the tests that import it instead of skipping them: a differential module must not turn into a
+#: silent skip. Optional features (tqdm progress bars, ...) keep skipping.
+REFERENCES = {"torch", "onnx", "onnxruntime", "h5py", "safetensors", "gguf", "tflite", "flatbuffers", "joblib",
+              "matplotlib", "numpy", "ml_dtypes"}
+if os.environ.get("CI", "").lower() in ("1", "true") and "MFPARSE_REQUIRE_REFS" not in os.environ:
+    os.environ["MFPARSE_REQUIRE_REFS"] = "1"
+REQUIRE_REFS = os.environ.get("MFPARSE_REQUIRE_REFS") == "1"
+
+if REQUIRE_REFS:
+    _importorskip = pytest.importorskip
+
+    def _import_reference(modname, *args, **kwargs):
+        try:
+            return _importorskip(modname, *args, **kwargs)
+        except pytest.skip.Exception as e:
+            if modname.split(".")[0] not in REFERENCES:
+                raise
+            pytest.fail(f"MFPARSE_REQUIRE_REFS=1: reference library {modname!r} is missing ({e.msg}); "
+                        "install requirements-dev.txt", pytrace=False)
+
+    pytest.importorskip = _import_reference
+
+
 def pytest_report_header(config):
     import mfparse
 
-    return f"mfparse: {os.path.dirname(mfparse.__file__)}" + (" (installed)" if INSTALLED else "")
+    return (f"mfparse: {os.path.dirname(mfparse.__file__)}" + (" (installed)" if INSTALLED else "")
+            + (" (reference libraries required)" if REQUIRE_REFS else ""))
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_error_codes_come_from_mf_core_h():
 
 @pytest.mark.parametrize("name,cls", sorted(errors.C_ERRORS.items()))
 def test_each_code_raises_its_class(name, cls):
-    e = errors.error_from_code(getattr(_native, name), 17, "what went wrong")
+    e = _native.exception_for(getattr(_native, name), 17, "what went wrong")
     assert type(e) is cls
     if cls is MemoryError:
         assert str(e) == "what went wrong"
@@ -48,7 +48,7 @@ def test_each_code_raises_its_class(name, cls):
 
 
 def test_an_unknown_code_is_a_corrupt_file():
-    assert type(errors.error_from_code(99, 3, "x")) is mfparse.CorruptFileError
+    assert type(_native.exception_for(99, 3, "x")) is mfparse.CorruptFileError
 
 
 def test_hdf5_object_kinds():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mfparse
-from helpers import check_robust
+from helpers import Known, assert_view_of, check_robust
 from mfparse.formats import gguf as mg
 
 gguf = pytest.importorskip("gguf")
@@ -118,6 +118,7 @@ def compare_with_gguf_py(path):
                 assert arr.shape == rt.data.shape
             assert arr.tobytes() == rt.data.tobytes()
             assert not arr.flags.writeable
+            assert_view_of(m, arr, info)
         return m.metadata, ref
 
 
@@ -294,9 +295,22 @@ def test_no_tensors_and_no_padding():
         assert list(m.tensors()) == [] and m.metadata == {"k": "v"}
 
 
+#: where mfparse and gguf-py part ways on damaged files, on purpose
+GGUF_KNOWN = [
+    Known("laxer", r"UnicodeDecodeError",
+          "a GGUF string that is not UTF-8: mfparse decodes it with backslashreplace (llama.cpp keeps strings as "
+          "bytes), gguf-py raises"),
+    Known("stricter", r"is not a multiple of the alignment",
+          "a tensor offset off the file's alignment: llama.cpp's gguf loader refuses it, gguf-py does not check"),
+]
+
+
 def test_robust(quant_file, plain_file, seed):
     for p in (plain_file, quant_file):
-        assert "ok" in check_robust(p, fmt="gguf", seed=seed, flips=150, sampled=1500)
+        r = check_robust(p, fmt="gguf", seed=seed, flips=150, sampled=1500, ref="gguf", ref_max=250,
+                         ref_timeout=0.5, known=GGUF_KNOWN)
+        assert r.flipped["ok"] > 0 and r.flipped["error"] > 0 and r.truncated["error"] > 0
+        assert r.agree > 0 and r.both_error > 0  # cuts in the final padding still agree: both read them
 
 
 def test_version_2_and_file_objects(tmp_path):

@@ -4,6 +4,7 @@ user blocks; errors; truncation and byte-flip robustness."""
 
 from __future__ import annotations
 
+import ast
 import os
 
 import h5py
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import mfparse
-from helpers import ROOT, check_robust
+from helpers import ROOT, Known, assert_view_of, check_robust
 from mfparse import _native
 from mfparse.formats import hdf5 as h5fmt
 
@@ -261,11 +262,13 @@ def test_contiguous_reads_are_zero_copy_views(sink):
         info = m.info("dtypes/f8")
         assert info.offset is not None and info.extras["layout"] == "contiguous"
         a = m["dtypes/f8"]
-        assert not a.flags.writeable and not a.flags.owndata
+        assert not a.flags.writeable
+        assert_view_of(m, a, info)
         raw = sink.read_bytes()
         assert raw[info.offset:info.offset + info.nbytes] == a.tobytes()
         c = m["other/compact"]
-        assert m.info("other/compact").extras["layout"] == "compact" and not c.flags.owndata
+        assert m.info("other/compact").extras["layout"] == "compact"
+        assert_view_of(m, c, m.info("other/compact"))  # compact data lives in the object header
         np.testing.assert_array_equal(c, np.arange(6).reshape(2, 3))
 
 
@@ -431,9 +434,33 @@ def small_files(tmp_path_factory):
     return out
 
 
+#: where mfparse and h5py part ways on damaged files, on purpose: mfparse walks and checks the whole
+#: file when it opens it, the HDF5 library reads lazily what each call touches
+HDF5_KNOWN = [
+    Known("stricter", r".",
+          "mfparse walks every object header, attribute, heap and B-tree at open and verifies every checksum; "
+          "listing datasets and reading them with h5py touches less (attributes, unused heap blocks)"),
+    Known("laxer", r"Object visitation failed|Object specific failed|Can't visit links|Unable to synchronously open (file|object)|"
+          r"ran off end of input buffer|OverflowError|UnicodeDecodeError|filter returned failure during read|"
+          r"No NumPy equivalent",
+          "the HDF5 library also checks what mfparse does not use to list and read datasets (heap free lists, "
+          "symbol-table cache types, message flags and alignment, superblock status flags, link names as "
+          "UTF-8, float and integer datatype bit fields; the last are a known gap: mfparse takes a float or "
+          "integer datatype by its size and byte order, not its bit layout). Seen too: a deflated chunk that "
+          "zlib inflates to the chunk's values (its Adler-32 checked) while HDF5's deflate filter fails it"),
+    Known("differs", r": mfparse \('[^']*', 'unknown',",
+          "a float datatype whose bit layout is not IEEE's (damaged sign, exponent or mantissa fields): the HDF5 "
+          "library converts the values to a native float, mfparse lists the type as 'unknown' and hands out the "
+          "stored bytes (a known gap, the same one as above)"),
+]
+
+
 @pytest.mark.parametrize("libver", LIBVERS)
 def test_robust_truncation_and_flips(small_files, libver, seed):
-    print(check_robust(small_files[libver], fmt="hdf5", seed=seed, flips=300))
+    r = check_robust(small_files[libver], fmt="hdf5", seed=seed, flips=300, ref="hdf5", ref_max=300,
+                     known=HDF5_KNOWN)
+    assert r.truncated["error"] > 0 and r.flipped["ok"] > 0 and r.flipped["error"] > 0
+    assert r.agree > 0 and r.both_error > 0
 
 
 _DEEP = r"""
@@ -487,7 +514,10 @@ def test_robust_deep_without_checksums(small_files, libver, seed):
     code = _DEEP.format(root=ROOT, path=os.fspath(small_files[libver]), seed=seed, flips=400)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"seed {seed}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
-    print(r.stdout.strip())
+    counts = ast.literal_eval(r.stdout.strip().splitlines()[-1])
+    n = os.path.getsize(small_files[libver])
+    assert counts["ok"] + counts["error"] == len(range(0, n, 7)) + 400
+    assert counts["ok"] > 0 and counts["error"] > 0  # flips get past the checks and some still parse
 
 
 def test_hostile_sizes_are_refused():

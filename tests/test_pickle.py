@@ -11,7 +11,7 @@ import struct
 import pytest
 
 from mfparse import _native
-from mfparse.errors import CorruptFileError, MFParseError, TruncatedFileError, UnsupportedFormatError
+from mfparse.errors import CorruptFileError, TruncatedFileError, UnsupportedFormatError
 
 
 def to_py(pv, depth=0):
@@ -202,7 +202,8 @@ def test_errors_name_what_and_where(data, exc, msg):
     with pytest.raises(exc) as e:
         p.load(data)
     assert msg in str(e.value)
-    assert isinstance(e.value, MFParseError)
+    assert type(e.value) is exc  # pytest.raises also takes subclasses: the exact class is the check
+    assert e.value.offset is not None and str(e.value).endswith(f"(byte {e.value.offset})")
 
 
 def test_events_survive_an_error():

@@ -15,7 +15,7 @@ from safetensors.numpy import save_file as np_save_file
 from safetensors.torch import save_file
 
 import mfparse
-from helpers import check_robust
+from helpers import assert_view_of, check_robust
 
 
 def _torch_bytes(t: torch.Tensor) -> bytes:
@@ -54,7 +54,7 @@ def test_every_dtype_against_safe_open(tmp_path):
         for info in m.tensors():
             r = ref.get_tensor(info.name)
             assert info.shape == tuple(r.shape)
-            assert info.dtype == TORCH_DTYPES.get(r.dtype, info.dtype)
+            assert info.dtype == TORCH_DTYPES[r.dtype]
             a = m[info.name]
             assert not a.flags.writeable
             assert a.tobytes() == _torch_bytes(r), info.name
@@ -69,7 +69,7 @@ def test_numpy_writer_and_zero_copy(tmp_path):
     with mfparse.open(p) as m:
         a = m["a"]
         np.testing.assert_array_equal(a, arrs["a"])
-        assert a.base is not None  # a view of the map, not a copy
+        assert_view_of(m, a, m.info("a"))  # a view of the map, not a copy
         assert m.info("b").nbytes == 72
         assert m.tree()["a"] == m.info("a")
 
@@ -167,7 +167,10 @@ def test_robust(tmp_path, seed):
     p = tmp_path / "r.safetensors"
     save_file({"a": torch.ones(3, 2), "b": torch.arange(4), "c": torch.zeros(2, dtype=torch.bfloat16)}, str(p),
               metadata={"k": "v"})
-    print(check_robust(p, seed=seed))
+    r = check_robust(p, seed=seed, ref="safetensors")
+    assert r.truncated["ok"] == 0  # every cut loses header or data
+    assert r.flipped["ok"] > 0 and r.flipped["error"] > 0
+    assert r.agree > 0 and r.both_error > 0 and not r.known  # mfparse and the crate agree on every mutant
 
 
 # A header with every kind of token: escapes, non-ASCII names, metadata, an unknown field holding

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import mfparse
-from helpers import ROOT, check_robust
+from helpers import ROOT, assert_view_of, check_robust
 from helpers import field as _field
 from helpers import varint as _varint
 from helpers import vfield as _vfield
@@ -203,7 +203,7 @@ def test_graphdef_fill_rule_and_zero_copy():
         assert list(m["string"]) == [b"x", b"\xff\x00y", b"\xff\x00y"]
         assert m.info("float_fill").extras["stored_as"] == "float_val"
         c = m.info("content")
-        assert c.offset is not None and m["content"].base is not None
+        assert_view_of(m, m["content"], c)
     with mfparse.open(os.path.join(FIX, "frozen.pb")) as m:
         assert all(t.offset is not None for t in m.tensors())
 

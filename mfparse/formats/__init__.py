@@ -38,7 +38,7 @@ def _zip_reader(source):
 
 
 def _openers():
-    from mfparse.formats import gguf, hdf5, keras, npy, onnx, safetensors, tf, tflite, torch
+    from mfparse.formats import gguf, keras, npy, onnx, safetensors, tf, tflite, torch
 
     return {
         "torch-zip": torch.open_zip,
@@ -49,7 +49,7 @@ def _openers():
         "gguf": gguf.open_reader,
         "npy": npy.open_npy,
         "npz": npy.open_npz,
-        "hdf5": hdf5.open_reader,
+        "hdf5": keras.open_hdf5,
         "keras": keras.open_reader,
         "onnx": onnx.open_reader,
         "onnx-tensor": onnx.open_tensor,

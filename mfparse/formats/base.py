@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from mfparse._lazy import numpy as np
 
 from mfparse import dtypes
@@ -58,6 +60,38 @@ def is_contiguous(shape, stride) -> bool:
             return False
         expected *= d
     return True
+
+
+def reader_of(obj) -> Reader | None:
+    """The Reader behind `obj`: a Reader itself, or an open mfparse.ModelFile (its public
+    `reader`); None for anything else (a path, bytes, a file object). The format helpers that
+    take "a ModelFile or a path" (formats.tf.risky_ops, formats.keras.model_config, ...) use it,
+    and `opened` for the path case, so no format module imports the API above it."""
+    if isinstance(obj, Reader):
+        return obj
+    r = getattr(obj, "reader", None) if not isinstance(obj, (str, bytes, bytearray, memoryview)) else None
+    return r if isinstance(r, Reader) else None
+
+
+@contextmanager
+def opened(obj, opener):
+    """`opener(source)` (a format's own open function, returning a Reader or None) over a byte
+    source for `obj` (a path, bytes, a binary file), both closed on exit."""
+    from mfparse.source import Source
+
+    src = Source(obj)
+    try:
+        reader = opener(src)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        yield reader
+    finally:
+        close = getattr(reader, "close", None)
+        if close is not None:
+            close()
+        src.close()
 
 
 def view(buf, info: TensorInfo, byteorder: str = "<", base=None) -> np.ndarray:

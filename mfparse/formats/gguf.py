@@ -25,7 +25,7 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
-from mfparse.formats.base import Reader, view
+from mfparse.formats.base import Reader, opened, reader_of, view
 
 MAGIC = b"GGUF"
 
@@ -213,7 +213,7 @@ def dequantize(m, name: str) -> np.ndarray:
     """A GGUF tensor decoded to float32, in its logical (numpy-order) shape.
 
     Args:
-        m: an open ModelFile of a GGUF file (from mfparse.open), or a path to one.
+        m: an open ModelFile of a GGUF file (from mfparse.open), its Reader, or a path to one.
         name: the tensor's name.
 
     Returns:
@@ -229,17 +229,16 @@ def dequantize(m, name: str) -> np.ndarray:
         >>> with mfparse.open("model-Q4_K_M.gguf") as m:
         ...     w = mfparse.formats.gguf.dequantize(m, "blk.0.attn_q.weight")
     """
-    if isinstance(m, (str, bytes)) or hasattr(m, "__fspath__"):
-        import mfparse
-
-        with mfparse.open(m) as f:
-            return dequantize(f, name)
-    info = m.info(name)
+    reader = reader_of(m)
+    if reader is None:
+        with opened(m, GGUFReader) as reader:
+            return dequantize(reader, name)
+    info = {t.name: t for t in reader.tensors()}[name]
     if "ggml_type_id" not in info.extras:
         raise UnsupportedFormatError(f"tensor {name!r} is not a GGUF tensor")
     tid = info.extras["ggml_type_id"]
     tname, block, _bytes, _dcode, can = ggml_types()[tid]
-    data = m.read(info)
+    data = reader.read(info)
     if block == 1:
         return np.asarray(data, dtype=np.float32)
     if not can:

@@ -634,6 +634,8 @@ def unfilter(data, filters, mask: int, chunk_bytes: int, itemsize: int, path: st
                 raise CorruptFileError(f"chunk of dataset {path!r} does not inflate: {e}", addr) from None
             if d.unconsumed_tail:
                 raise ResourceLimitError(f"chunk of dataset {path!r} inflates past its {chunk_bytes} bytes", addr)
+            if not d.eof:  # as HDF5's deflate filter: the stream must end, its Adler-32 checked
+                raise CorruptFileError(f"chunk of dataset {path!r}: deflate stream ends early", addr)
             data = out
         elif fid == 2:
             size = values[0] if values else itemsize
@@ -1093,14 +1095,10 @@ def build_tree(f: HDF5File, by_name: dict, attrs: bool = True):
 
 
 def open_reader(source, flags: int = 0):
-    """An HDF5 file: Keras files get the Keras reader, everything else the generic one."""
-    from mfparse.formats import keras
-
+    """An HDF5 file, read generically. The registry's "hdf5" opener is formats.keras.open_hdf5,
+    which gives Keras files the Keras reader (keras.py builds on this module, not the reverse)."""
     f = HDF5File(source, flags=flags)
     try:
-        kind = keras.classify(f)
-        if kind is not None:
-            return keras.KerasH5Reader(source, f, kind)
         return HDF5Reader(source, f)
     except BaseException:
         f.close()

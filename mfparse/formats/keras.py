@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 from mfparse.records import TensorInfo
 from mfparse.errors import UnsupportedFormatError
+from mfparse.formats.base import opened, reader_of
 from mfparse.formats.hdf5 import GROUP, HDF5File, HDF5Reader
 
 #: dtype names Keras 3 writes in a dataset's "dtype" attribute for types HDF5 lacks
@@ -254,6 +255,20 @@ class KerasZipReader(HDF5Reader):
         return super().attrs(path)
 
 
+def open_hdf5(source, flags: int = 0):
+    """An HDF5 file (format="hdf5"): Keras files get the Keras reader, everything else the
+    generic one."""
+    f = HDF5File(source, flags=flags)
+    try:
+        kind = classify(f)
+        if kind is not None:
+            return KerasH5Reader(source, f, kind)
+        return HDF5Reader(source, f)
+    except BaseException:
+        f.close()
+        raise
+
+
 def open_reader(source):
     """A .keras archive (format="keras")."""
     from mfparse.formats.zip import ZipArchive
@@ -290,22 +305,34 @@ def model_config(obj) -> dict | None:
     non-Keras HDF5).
 
     Args:
-        obj: a path, bytes or binary file (.h5 / .keras), or an open mfparse.ModelFile.
+        obj: a path, bytes or binary file (.h5 / .keras: any other file has no Keras config),
+            an open mfparse.ModelFile, or a Reader.
 
     Returns:
         The JSON of the ``model_config`` root attribute (.h5) or of ``config.json`` (.keras),
         parsed with json.loads (never evaluated). A malformed document gives
         ``{"__error__": "..."}``.
     """
-    import mfparse
-    from mfparse.api import ModelFile
+    reader = reader_of(obj)
+    if reader is None:
+        with opened(obj, _open_keras) as reader:
+            return None if reader is None else model_config(reader)
+    get = getattr(reader, "keras_config", None)
+    return get() if get is not None else None
 
-    if isinstance(obj, ModelFile):
-        reader = obj._reader
-        get = getattr(reader, "keras_config", None)
-        return get() if get is not None else None
-    with mfparse.open(obj) as m:
-        return model_config(m)
+
+def _open_keras(source):
+    """The Keras (or plain HDF5) reader of an .h5 file or a .keras archive; None for other files."""
+    from mfparse.formats.hdf5 import find_superblock, probe
+    from mfparse.formats.zip import ZipArchive
+
+    head = bytes(source.buf[:8])
+    if probe(head) or (source.size > 512 and find_superblock(source.buf) is not None):
+        return open_hdf5(source)
+    if head[:4] == b"PK\x03\x04":
+        archive = ZipArchive(source)
+        return open_zip(source, archive) if is_keras_zip(archive) else None
+    return None
 
 
 __all__ = ["model_config", "classify", "KerasH5Reader", "KerasZipReader", "open_zip", "is_keras_zip", "TensorInfo"]

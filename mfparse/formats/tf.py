@@ -38,7 +38,7 @@ from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats import tf_ops as _tf_ops
-from mfparse.formats.base import Reader, view
+from mfparse.formats.base import Reader, opened, reader_of, view
 from mfparse.formats.onnx import Unique
 
 #: Ops that reach outside the graph when the model runs: they read or write files, run Python,
@@ -640,31 +640,34 @@ def risky_ops(target) -> list:
     """[(op, node name, byte offset of the NodeDef)] for every op of a SavedModel or GraphDef
     listed in RISKY_OPS (functions' nodes are named ``<function>/<node>``).
 
-    target: a ModelFile opened on a SavedModel / GraphDef, or anything mfparse.open accepts.
+    target: a ModelFile (or Reader) opened on a SavedModel / GraphDef, or anything mfparse.open
+    accepts.
     """
-    from mfparse.api import ModelFile
-
-    if isinstance(target, ModelFile):
-        reader = target._reader
-        return reader.risky_ops() if isinstance(reader, TFGraphReader) else []
-    import mfparse
-
-    with mfparse.open(target) as m:
-        return risky_ops(m)
+    reader = reader_of(target)
+    if reader is None:
+        with opened(resolve_path(target), _open_tf) as reader:
+            return risky_ops(reader)
+    return reader.risky_ops() if isinstance(reader, TFGraphReader) else []
 
 
 def verify(target, names=None) -> list:
     """Verify the crc32c TensorFlow stored for each tensor of a checkpoint or SavedModel
-    (reading the data files): [(name, problem)], empty when all match."""
-    from mfparse.api import ModelFile
+    (reading the data files): [(name, problem)], empty when all match.
 
-    if isinstance(target, ModelFile):
-        reader = target._reader
-        return reader.verify(names) if hasattr(reader, "verify") else []
-    import mfparse
+    target: a ModelFile or Reader, or anything mfparse.open accepts."""
+    reader = reader_of(target)
+    if reader is None:
+        with opened(resolve_path(target), _open_tf) as reader:
+            return verify(reader, names)
+    return reader.verify(names) if hasattr(reader, "verify") else []
 
-    with mfparse.open(target) as m:
-        return verify(m, names)
+
+def _open_tf(source):
+    """A SavedModel, GraphDef or checkpoint reader for a source, by what its bytes are."""
+    found = probe(source, bytes(source.buf[:64]))
+    if found is None:
+        raise UnsupportedFormatError("not a TensorFlow SavedModel, GraphDef or checkpoint", 0)
+    return {"tf-savedmodel": open_saved_model, "tf-graphdef": open_graphdef, "tf-checkpoint": open_checkpoint}[found](source)
 
 
 def open_graphdef(source):

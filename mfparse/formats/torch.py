@@ -93,8 +93,13 @@ class TorchZipReader(_TorchReader):
         if self.zip.find(f"{prefix}/constants.pkl") is not None:
             self.format = "torchscript"
         order = self.zip.find(f"{prefix}/byteorder")
-        if order is not None and bytes(self.zip.read(order)).strip() == b"big":
-            self.byteorder = ">"
+        if order is not None:
+            text = bytes(self.zip.read(order))
+            if text not in (b"little", b"big"):  # as torch.load: anything else is damage, not a guess
+                raise CorruptFileError(f"torch byteorder record says {text[:16]!r}, not 'little' or 'big'",
+                                       order.data_offset)
+            if text == b"big":
+                self.byteorder = ">"
         pkl_member = self.zip.find(f"{prefix}/data.pkl")
         pkl = self.zip.read(pkl_member)
         base = pkl_member.data_offset if pkl_member.method == 0 else 0

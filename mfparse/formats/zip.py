@@ -93,11 +93,16 @@ class ZipArchive:
         """A member's bytes: a zero-copy memoryview when stored, decompressed bytes when deflated
         (or bzip2 / LZMA compressed, as zipfile writes them).
 
-        Decompression never produces more than the central directory's size (or max_size).
+        Decompression never produces more than the central directory's size (or max_size); a
+        member inflated whole must match its CRC-32 (stored members are not checked: they are
+        handed out as views, their bytes unread).
         """
         m = self.members[name_or_member] if isinstance(name_or_member, str) else name_or_member
         if m.flags & 0x1:
             raise UnsupportedFormatError(f"zip member {m.name!r} is encrypted", m.local_offset)
+        if m.flags & 0x60:  # as zipfile: these bytes are not the member's data as stored or deflated
+            what = "compressed patched data (flag 0x20)" if m.flags & 0x20 else "strongly encrypted (flag 0x40)"
+            raise UnsupportedFormatError(f"zip member {m.name!r} is {what}", m.local_offset)
         start = m.data_offset
         raw = self.source.buf[start:start + m.comp_size]
         if m.method == 0:
@@ -124,6 +129,10 @@ class ZipArchive:
                     f"zip member {m.name!r} inflates to more than the {m.size} bytes the directory declares",
                     start,
                 )
+            if len(out) == m.size and zlib.crc32(out) != m.crc32:
+                # inflating read every byte anyway: a damaged stream that still inflates is caught
+                # here, as zipfile catches it (stored members are mapped, never read whole)
+                raise CorruptFileError(f"zip member {m.name!r} fails its CRC-32 check", start)
             return out
         raise UnsupportedFormatError(f"zip member {m.name!r} uses compression method {m.method}", m.local_offset)
 

@@ -25,6 +25,7 @@ from mfparse.io.base import (
     StreamPositionError,
     check_range,
     clean_relpath,
+    is_url,
 )
 from mfparse.io.local import LocalFileSet, LocalSource
 from mfparse.io.stream import StreamSource
@@ -32,14 +33,6 @@ from mfparse.io.stream import StreamSource
 __all__ = ["ByteSource", "FileSet", "SourceSpec", "LocalSource", "LocalFileSet", "StreamSource", "OutsideFolderError",
            "SourceError", "SourceChangedError", "RangeNotSupportedError", "RemoteReadError", "StreamPositionError",
            "StreamLimitError", "check_range", "clean_relpath", "open_source", "open_fileset", "is_url"]
-
-
-def is_url(obj) -> bool:
-    """True for a string that starts with `scheme://` (file:// included)."""
-    if not isinstance(obj, str):
-        return False
-    scheme, sep, _ = obj.partition("://")
-    return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
 
 
 def _file_url_path(url: str) -> str:

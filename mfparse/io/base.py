@@ -79,6 +79,14 @@ class ByteSource:
         self.close()
 
 
+def is_url(obj) -> bool:
+    """True for a string that starts with `scheme://` (file:// included)."""
+    if not isinstance(obj, str):
+        return False
+    scheme, sep, _ = obj.partition("://")
+    return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
+
+
 def check_range(source: ByteSource, offset: int, n: int) -> None:
     """Raise TruncatedFileError unless 0 <= offset and offset + n <= source.size."""
     if offset < 0 or n < 0 or offset + n > source.size:

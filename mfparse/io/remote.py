@@ -32,7 +32,6 @@ import time
 from collections import OrderedDict, namedtuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from mfparse.io import is_url
 from mfparse.io.base import (
     ByteSource,
     FileSet,
@@ -44,6 +43,7 @@ from mfparse.io.base import (
     SourceSpec,
     check_range,
     clean_relpath,
+    is_url,
 )
 
 __all__ = ["RemoteSource", "RemoteFileSet", "open_stream", "redact_url", "public_options", "is_url"]

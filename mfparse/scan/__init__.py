@@ -80,7 +80,7 @@ def scan(path, policy=None) -> ScanReport:
             src.path = os.fspath(path)
     if src is None:
         src = Source(path)
-    ctx = Context(display_path(path), src.size)
+    ctx = Context(display_path(path), src.size, scan_buffer)
     ctx.mapped = _random_access(src)
     name = os.path.basename(src.path) if src.path else None
     try:

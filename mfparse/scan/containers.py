@@ -1539,7 +1539,7 @@ def check_hdf5_files(ctx, m, buf, where) -> None:
     data); inside the folder they are noted; a virtual dataset whose sources cannot be read is
     a suspicious finding. Bytes after the superblock's end-of-file address are checked like
     any format's trailing bytes."""
-    f = getattr(getattr(m, "_reader", None), "file", None)
+    f = getattr(getattr(m, "reader", None), "file", None)
     if f is None or not hasattr(f, "other_files"):
         return
     try:
@@ -1697,4 +1697,6 @@ for _kind in ("gzip", "bz2", "xz", "lzma", "lz4", "zlib", "zstd"):
 # `import mfparse` runs
 from mfparse.scan import formats as _formats  # noqa: E402
 
-_formats.register()
+for _kind, _checker in _formats.checkers(hdf5_files=check_hdf5_files).items():
+    register_checker(_kind, _checker)
+ZIP_INSPECTORS.extend(i for i in _formats.zip_inspectors() if i not in ZIP_INSPECTORS)

@@ -30,7 +30,9 @@ def _open(ctx, buf, where, name, fmt):
     return mfparse.open(src, format=fmt)
 
 
-def check_hdf5(ctx, buf, where, *, name=None, **kw) -> bool:
+def check_hdf5(ctx, buf, where, *, name=None, files=None, **kw) -> bool:
+    """An HDF5 file read with mfparse's HDF5 reader: its Keras config judged; `files(ctx, m,
+    buf, where)` (mfparse.scan.containers.check_hdf5_files) judges the other files it names."""
     from mfparse.formats import keras
     from mfparse.scan import keras as keras_check
 
@@ -42,9 +44,8 @@ def check_hdf5(ctx, buf, where, *, name=None, **kw) -> bool:
     try:
         with _open(ctx, buf, where, name, "hdf5") as m:
             config = keras.model_config(m)
-            from mfparse.scan.containers import check_hdf5_files
-
-            check_hdf5_files(ctx, m, buf, where)  # external files, links, virtual sources; trailing bytes
+            if files is not None:
+                files(ctx, m, buf, where)  # external files, links, virtual sources; trailing bytes
     except MFParseError as e:
         ctx.error(f"HDF5 file could not be read ({e}); searched byte-wise for a Keras config instead", where)
         keras_check.check_hdf5_bytes(ctx, buf, where)
@@ -96,7 +97,7 @@ def check_protobuf(ctx, buf, where, *, name=None, **kw) -> bool:
 def _judge_tf(ctx, m, where, tf) -> None:
     from mfparse.scan import tfgraph
 
-    reader = m._reader
+    reader = m.reader
     if not isinstance(reader, tf.TFGraphReader):
         return
     n = tfgraph.judge(ctx, where, reader, tf)
@@ -227,14 +228,19 @@ def inspect_zip_templates(ctx, buf, where, members, read) -> None:
                 templates.check_json(ctx, obj, data, mw, nm)
 
 
-def register() -> None:
-    from mfparse.scan import containers, torchscript
-    from mfparse.scan import keras as keras_check
+def checkers(hdf5_files=None) -> dict:
+    """The reader-backed checkers, by kind, for mfparse.scan.containers to plug in; hdf5_files
+    judges the other files an HDF5 file names (see check_hdf5)."""
+    import functools
 
-    containers.register_checker("hdf5", check_hdf5)
-    containers.register_checker("protobuf", check_protobuf)
-    containers.register_checker("gguf", check_gguf)
-    containers.register_checker("text", check_text)
-    for inspect in (keras_check.inspect_zip, inspect_zip_templates, torchscript.inspect_zip):
-        if inspect not in containers.ZIP_INSPECTORS:
-            containers.ZIP_INSPECTORS.append(inspect)
+    return {"hdf5": functools.partial(check_hdf5, files=hdf5_files), "protobuf": check_protobuf,
+            "gguf": check_gguf, "text": check_text}
+
+
+def zip_inspectors() -> list:
+    """The functions called on every zip archive (Keras configs, chat templates, TorchScript
+    code and packaged code), for mfparse.scan.containers."""
+    from mfparse.scan import keras as keras_check
+    from mfparse.scan import torchscript
+
+    return [keras_check.inspect_zip, inspect_zip_templates, torchscript.inspect_zip]

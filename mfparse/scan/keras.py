@@ -152,10 +152,8 @@ def _check_gadgets(ctx, d: dict, cn: str, at: str, where, source: str) -> None:
                     + ("; the pickle was scanned" if payload is not None else ""), where,
                     module="keras.layers", qualname="TorchModuleWrapper", kind="keras")
         if payload is not None and where.depth < ctx.MAX_DEPTH:
-            from mfparse.scan.containers import scan_buffer
-
-            scan_buffer(ctx, memoryview(payload), where.child(f"<TorchModuleWrapper module at {at}>", None),
-                        designated=True)
+            ctx.rescan(memoryview(payload), where.child(f"<TorchModuleWrapper module at {at}>", None),
+                       designated=True)
 
 
 def _bytes_value(v):

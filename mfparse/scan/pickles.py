@@ -494,9 +494,7 @@ def scan_stream(ctx: Context, buf, where: Where, *, designated: bool, torchscrip
             return
         data = payload.value
         inner = where.child(f"<{loader} argument at byte {off}>", None)
-        from mfparse.scan.containers import scan_buffer
-
-        scan_buffer(ctx, memoryview(bytes(data)), inner, designated=True)
+        ctx.rescan(memoryview(bytes(data)), inner, designated=True)
 
     judge.events(parse, events, nested_scan)
     judge.stats(parse, n)

@@ -267,9 +267,13 @@ class Context:
 
     MAX_DEPTH = 8  # containers nested deeper than this are a finding, not a recursion
 
-    def __init__(self, path: str | None, size: int):
+    def __init__(self, path: str | None, size: int, scan_bytes=None):
         self.path = path
         self.size = size
+        # the scanner's entry for bytes found inside the file (a pickle.loads argument, a payload
+        # in a Keras config): mfparse.scan passes mfparse.scan.containers.scan_buffer, so that
+        # the modules that find such payloads need not import the container scanner
+        self._scan_bytes = scan_bytes
         self._findings: dict = {}
         self.errors: list[str] = []
         self.notes: list[str] = []
@@ -290,6 +294,13 @@ class Context:
         else:
             self._findings[key] = Finding(f.severity, f.why, f.module, f.qualname, f.member, f.pickle, f.offset,
                                           f.kind, f.count + count, f.offset_in)
+
+    def rescan(self, buf, where: Where, **kw) -> bool:
+        """Scan bytes found inside the file as a file of their own (every container and pickle
+        they hold is judged), reporting into this context."""
+        if self._scan_bytes is None:
+            raise RuntimeError("this scan Context was made without a scanner (mfparse.scan passes one)")
+        return self._scan_bytes(self, buf, where, **kw)
 
     def error(self, message: str, where: Where | None = None, offset: int | None = None) -> None:
         text = message

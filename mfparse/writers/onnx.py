@@ -12,13 +12,11 @@ From a non-ONNX source (a checkpoint, safetensors, ...) the output is a weights-
 a graph named "weights" with no nodes whose initializers are the source's tensors (each a
 graph output, so runtimes and onnx.checker accept the model), external as above.
 
-Interim implementation note: mfparse's own ONNX reader (protobuf, in C) is being built on
-another branch. Until it lands, an ONNX source is parsed with the `onnx` package
-(`onnx.load(load_external_data=False)`): inline initializers are then held in memory once,
-as onnx holds them; initializers already stored externally are streamed from their file
-(a location escaping the model's folder is refused). When mfparse reads the source itself,
-every tensor it lists is streamed from its map instead, and only the graph goes through onnx.
-The `onnx` package is needed for this writer only (an optional dependency).
+From an ONNX source, mfparse's own reader lists the tensors and every one is streamed from
+its map (inline raw_data from the model's map, external data from its file); the graph itself
+(nodes, attributes, metadata) is taken from `onnx.load(load_external_data=False)`, which holds
+inline initializers in memory once while the model is rewritten. The `onnx` package is needed
+for this writer only (an optional dependency).
 """
 
 from __future__ import annotations
