@@ -6,7 +6,7 @@
 from libc.stdint cimport int64_t, uint64_t
 
 
-cdef extern from "mf_core.h":
+cdef extern from "mf_core.h" nogil:
     # error codes (mf_error.code); mfparse/errors.py says which exception each one raises
     enum:
         MF_OK
@@ -47,7 +47,7 @@ cdef extern from "mf_core.h":
     uint64_t mf_arena_test_live_chunks()
 
 
-cdef extern from "mf_hdf5.h":
+cdef extern from "mf_hdf5.h" nogil:
     # object kinds (mf_h5_object.kind)
     enum:
         MF_H5_GROUP
@@ -59,7 +59,7 @@ cdef extern from "mf_hdf5.h":
         MF_H5_OTHER
 
 
-cdef extern from "mf_zip.h":
+cdef extern from "mf_zip.h" nogil:
     # anomaly bits (mf_zip_entry.anomalies, mf_zip_eocd.anomalies)
     enum:
         MF_ZIP_ANOM_NAME_MISMATCH
@@ -74,7 +74,7 @@ cdef extern from "mf_zip.h":
         MF_ZIP_ANOM_OVERLAP
 
 
-cdef extern from "mf_magic.h":
+cdef extern from "mf_magic.h" nogil:
     # the bytes by which a format is known (MF_MAGIC_<F> holds MF_MAGIC_<F>_LEN bytes)
     const char *MF_MAGIC_NPY
     const char *MF_MAGIC_GGUF

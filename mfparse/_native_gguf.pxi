@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_gguf.c.
 
-cdef extern from "mf_gguf.h":
+cdef extern from "mf_gguf.h" nogil:
     ctypedef struct mf_gguf_value:
         uint32_t type
         uint64_t offset
@@ -98,10 +98,13 @@ def gguf_parse(const uint8_t[::1] buf):
     cdef mf_gguf_kv *kv
     cdef uint64_t i
     cdef uint32_t d
+    cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
+    cdef size_t n = buf.shape[0]
     clear_error(&err)
     mf_arena_init(&arena, mf_arena_cap_for(buf.shape[0], 16, 1 << 20))
     try:
-        mf_gguf_parse(&buf[0] if buf.shape[0] else NULL, buf.shape[0], &arena, &r, &err)
+        with nogil:
+            mf_gguf_parse(p, n, &arena, &r, &err)
         raise_error(&err)
         kvs = []
         for i in range(r.n_kv):

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_hdf5.c (HDF5 files).
 
-cdef extern from "mf_hdf5.h":
+cdef extern from "mf_hdf5.h" nogil:
     uint64_t MF_H5_UNDEF
     unsigned MF_H5_NO_VERIFY
     unsigned MF_H5_NO_EOF_CHECK
@@ -211,8 +211,10 @@ cdef class H5File:
         clear_error(&err)
         # records, names and dtype trees are bounded by the file's size
         self.arena.cap = mf_arena_cap_for(self.view.shape[0], 16, 64 << 20)
-        mf_h5_open(&self.view[0] if self.view.shape[0] else NULL, self.view.shape[0], report_base, flags,
-                   &self.arena, &self.r, &err)
+        cdef const uint8_t *p = &self.view[0] if self.view.shape[0] else NULL
+        cdef size_t n = self.view.shape[0]
+        with nogil:
+            mf_h5_open(p, n, report_base, flags, &self.arena, &self.r, &err)
         raise_error(&err)
 
     def __dealloc__(self):

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_npy.c.
 
-cdef extern from "mf_npy.h":
+cdef extern from "mf_npy.h" nogil:
     ctypedef struct mf_npy_header:
         uint8_t major, minor
         uint64_t header_len

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_onnx.c.
 
-cdef extern from "mf_onnx.h":
+cdef extern from "mf_onnx.h" nogil:
     ctypedef struct mf_onnx_kv:
         mf_pb_str key
         mf_pb_str value
@@ -129,12 +129,13 @@ cdef class OnnxParse:
         # records are ~100-200 bytes and the smallest message that makes one is 2 bytes
         mf_arena_init(&self.arena, mf_arena_cap_for(self.view.shape[0], 128, 16 << 20))
         clear_error(&err)
-        if bare:
-            mf_onnx_parse_tensor(&self.view[0] if self.view.shape[0] else NULL, self.view.shape[0], 0,
-                                 &self.arena, &self.m, &err)
-        else:
-            mf_onnx_parse_model(&self.view[0] if self.view.shape[0] else NULL, self.view.shape[0], 0,
-                                &self.arena, &self.m, &err)
+        cdef const uint8_t *p = &self.view[0] if self.view.shape[0] else NULL
+        cdef size_t n = self.view.shape[0]
+        with nogil:
+            if bare:
+                mf_onnx_parse_tensor(p, n, 0, &self.arena, &self.m, &err)
+            else:
+                mf_onnx_parse_model(p, n, 0, &self.arena, &self.m, &err)
         if err.code:
             self.close()
             raise_error(&err)

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_pickle.c and csrc/mf_torch.c.
 
-cdef extern from "mf_pickle.h":
+cdef extern from "mf_pickle.h" nogil:
     ctypedef struct mf_pv:
         uint8_t kind
         uint8_t flags
@@ -61,7 +61,7 @@ cdef extern from "mf_pickle.h":
     int mf_pkl_resume(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, mf_pv **root,
                       size_t *consumed)
 
-cdef extern from "mf_torch.h":
+cdef extern from "mf_torch.h" nogil:
     ctypedef struct mf_torch_storage:
         const uint8_t *key
         uint32_t key_len
@@ -399,12 +399,14 @@ cdef class PickleParse:
         self.buffers.append(buf)
         clear_error(&self.err)
         self.error = None
-        if resume:
-            rc = mf_pkl_resume(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
-                               base + start, &root, &consumed)
-        else:
-            rc = mf_pkl_load(&self.pkl, &view[0] + start if view.shape[0] else NULL, view.shape[0] - start,
-                             base + start, &root, &consumed)
+        cdef const uint8_t *p = &view[0] + start if view.shape[0] else NULL
+        cdef size_t n = view.shape[0] - start
+        cdef uint64_t at = base + start
+        with nogil:
+            if resume:
+                rc = mf_pkl_resume(&self.pkl, p, n, at, &root, &consumed)
+            else:
+                rc = mf_pkl_load(&self.pkl, p, n, at, &root, &consumed)
         if rc == MF_PKL_PAUSED and not self.err.code:
             return None, consumed
         if self.err.code:
@@ -523,8 +525,11 @@ cdef class PickleParse:
     def torch_walk(self, PV root, int flavor=0):
         """Walk a torch pickle's root (flavor 0: zip file, 1: legacy)."""
         clear_error(&self.err)
-        mf_torch_walk_ex(root.p, flavor, self.size_hint, self.pkl.shared_refs == 0, &self.arena, &self.torch,
-                         &self.err)
+        cdef mf_pv *r = root.p
+        cdef uint64_t hint = self.size_hint
+        cdef bint tree = self.pkl.shared_refs == 0
+        with nogil:
+            mf_torch_walk_ex(r, flavor, hint, tree, &self.arena, &self.torch, &self.err)
         raise_error(&self.err)
 
     def torch_legacy(self, file_buf):

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_proto.c (the protobuf wire walker).
 
-cdef extern from "mf_proto.h":
+cdef extern from "mf_proto.h" nogil:
     ctypedef struct mf_pb_str:
         const uint8_t *p
         uint32_t n

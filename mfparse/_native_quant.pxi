@@ -4,7 +4,7 @@
 
 from libc.stdint cimport int8_t
 
-cdef extern from "mf_quant.h":
+cdef extern from "mf_quant.h" nogil:
     ctypedef struct mf_qstats:
         double sum_sq
         double err_sq

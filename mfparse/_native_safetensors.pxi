@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_safetensors.c.
 
-cdef extern from "mf_safetensors.h":
+cdef extern from "mf_safetensors.h" nogil:
     ctypedef struct mf_st_tensor:
         const uint8_t *name
         uint32_t name_len
@@ -54,10 +54,13 @@ def safetensors_parse(const uint8_t[::1] buf, uint64_t file_size, info_cls=tuple
     cdef size_t i
     cdef uint32_t d
     cdef mf_st_tensor *t
+    cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
+    cdef size_t n = buf.shape[0]
     clear_error(&err)
     mf_arena_init(&arena, mf_arena_cap_for(buf.shape[0], 16, 1 << 20))
     try:
-        mf_safetensors_parse(&buf[0] if buf.shape[0] else NULL, buf.shape[0], file_size, &arena, &r, &err)
+        with nogil:
+            mf_safetensors_parse(p, n, file_size, &arena, &r, &err)
         raise_error(&err)
         tensors = []
         names = DTYPE_NAMES

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_sstable.c (SSTable, snappy, CRC32C).
 
-cdef extern from "mf_sstable.h":
+cdef extern from "mf_sstable.h" nogil:
     ctypedef struct mf_sst_entry:
         const uint8_t *key
         uint32_t key_len
@@ -44,11 +44,14 @@ def sst_entries(const uint8_t[::1] buf, bint verify_blocks=True):
     cdef mf_sst_info info
     cdef size_t i
     cdef mf_sst_entry *e
+    cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
+    cdef size_t n = buf.shape[0]
     memset(&v, 0, sizeof(mf_vec))
     clear_error(&err)
     mf_arena_init(&arena, mf_arena_cap_for(buf.shape[0], 64, 16 << 20))
     try:
-        mf_sst_read(&buf[0] if buf.shape[0] else NULL, buf.shape[0], &arena, verify_blocks, &v, &info, &err)
+        with nogil:
+            mf_sst_read(p, n, &arena, verify_blocks, &v, &info, &err)
         raise_error(&err)
         e = <mf_sst_entry *>v.items
         return [((<const char *>e[i].key)[:e[i].key_len], (<const char *>e[i].value)[:e[i].value_len],

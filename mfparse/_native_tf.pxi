@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_tf.c (GraphDef, SavedModel, tensor bundles).
 
-cdef extern from "mf_tf.h":
+cdef extern from "mf_tf.h" nogil:
     ctypedef struct mf_tf_tensor:
         int32_t tf_dtype
         int dtype
@@ -157,12 +157,13 @@ cdef class TfGraphParse:
         self.live = True
         mf_arena_init(&self.arena, mf_arena_cap_for(self.view.shape[0], 128, 16 << 20))
         clear_error(&err)
-        if saved_model:
-            mf_tf_parse_saved_model(&self.view[0] if self.view.shape[0] else NULL, self.view.shape[0], 0,
-                                    &self.arena, &self.g, &err)
-        else:
-            mf_tf_parse_graphdef(&self.view[0] if self.view.shape[0] else NULL, self.view.shape[0], 0,
-                                 &self.arena, &self.g, &err)
+        cdef const uint8_t *p = &self.view[0] if self.view.shape[0] else NULL
+        cdef size_t n = self.view.shape[0]
+        with nogil:
+            if saved_model:
+                mf_tf_parse_saved_model(p, n, 0, &self.arena, &self.g, &err)
+            else:
+                mf_tf_parse_graphdef(p, n, 0, &self.arena, &self.g, &err)
         if err.code:
             self.close()
             raise_error(&err)
@@ -252,10 +253,13 @@ def tf_bundle(buf, bint verify_blocks=True):
     cdef size_t i
     cdef mf_tf_entry *e
     cdef mf_tf_slice *sl
+    cdef const uint8_t *p = &view[0] if view.shape[0] else NULL
+    cdef size_t n = view.shape[0]
     clear_error(&err)
     mf_arena_init(&arena, mf_arena_cap_for(view.shape[0], 96, 16 << 20))
     try:
-        mf_tf_parse_bundle(&view[0] if view.shape[0] else NULL, view.shape[0], &arena, verify_blocks, &b, &err)
+        with nogil:
+            mf_tf_parse_bundle(p, n, &arena, verify_blocks, &b, &err)
         raise_error(&err)
         names = DTYPE_NAMES
         header = {"num_shards": b.num_shards, "big_endian": bool(b.big_endian), "producer": b.producer,

@@ -2,7 +2,7 @@
 
 from libc.stdint cimport int8_t
 
-cdef extern from "mf_tflite.h":
+cdef extern from "mf_tflite.h" nogil:
     ctypedef struct mf_tfl_str:
         const uint8_t *s
         uint32_t n
@@ -208,13 +208,16 @@ def tflite_parse(const uint8_t[::1] buf, bint require_ident=True):
     cdef mf_tfl_sig *g
     cdef uint32_t i, j
     cdef uint64_t fb_len = buf.shape[0]
+    cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
+    cdef size_t n = buf.shape[0]
     clear_error(&err)
     # the flatbuffer part of a file is under 2 GB (u32 offsets); buffers after it cost nothing
     if fb_len > (<uint64_t>1 << 31):
         fb_len = <uint64_t>1 << 31
     mf_arena_init(&arena, mf_arena_cap_for(fb_len, 32, 16 << 20))
     try:
-        mf_tflite_parse(&buf[0] if buf.shape[0] else NULL, buf.shape[0], require_ident, &arena, &m, &err)
+        with nogil:
+            mf_tflite_parse(p, n, require_ident, &arena, &m, &err)
         raise_error(&err)
         tensors = []
         for i in range(m.n_tensors):

@@ -1,6 +1,6 @@
 # Included by _native.pyx: bindings over csrc/mf_zip.c.
 
-cdef extern from "mf_zip.h":
+cdef extern from "mf_zip.h" nogil:
     ctypedef struct mf_zip_eocd:
         uint64_t eocd_offset
         uint64_t cd_offset
@@ -95,8 +95,10 @@ cdef class ZipDirectory:
         self.file_size = file_size
         # entries and growth are bounded by the directory's size
         self.arena.cap = mf_arena_cap_for(view.shape[0], 4, 1 << 20)
-        mf_zip_read_cd(&view[0] if view.shape[0] else NULL, view.shape[0], &e, file_size, &self.arena,
-                       &self.entries, &self.n, &err)
+        cdef const uint8_t *p = &view[0] if view.shape[0] else NULL
+        cdef size_t n = view.shape[0]
+        with nogil:
+            mf_zip_read_cd(p, n, &e, file_size, &self.arena, &self.entries, &self.n, &err)
         raise_error(&err)
 
     def __dealloc__(self):

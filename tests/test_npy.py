@@ -275,6 +275,9 @@ NPZ_KNOWN = [
     Known("stricter", r"zip central directory .*truncated|multi-disk zip archives",
           "a directory entry whose name, extra field or comment runs past the directory, or an end record naming "
           "another disk, is damage; zipfile reads what is there and ignores disk numbers"),
+    Known("stricter", r"zip end-of-central-directory record not found",
+          "an end record whose comment length runs past the end of the file is damage; zipfile takes the comment "
+          "as cut short (mfparse scan reads the archive as zipfile does too and reports the difference)"),
     Known("laxer", r"BadZipFile: File name in directory .* and header .* differ",
           "mfparse reads a member through its central-directory entry, the authoritative one (`mfparse scan` "
           "reports the mismatch); zipfile also demands the local header's name"),
