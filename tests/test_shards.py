@@ -774,3 +774,27 @@ def test_inspect_json_of_a_folder_matches_the_schema(hf):
     res = run_cli("inspect", "--json", hf["dir"] / "st")
     assert res.returncode == 0, res.stderr
     js.Draft202012Validator(schemas.load("inspect"), format_checker=js.FormatChecker()).validate(json.loads(res.stdout))
+
+
+def test_scan_reports_remote_code(tmp_path):
+    """A model folder whose config.json has an auto_map carries code that from_pretrained(...,
+    trust_remote_code=True) runs: a suspicious finding naming the modules; the .py files are
+    notes of their own; the weights stay safe."""
+    d = tmp_path / "remote_code"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({
+        "model_type": "foo", "architectures": ["FooModel"],
+        "auto_map": {"AutoConfig": "configuration_foo.FooConfig", "AutoModel": "modeling_foo.FooModel",
+                     "AutoTokenizer": ["tokenization_foo.FooTokenizer", None]}}))
+    (d / "modeling_foo.py").write_text("import os\nclass FooModel: pass\n")
+    st_save({"w": np.zeros(2, np.float32)}, str(d / "model.safetensors"))
+    from mfparse.scan import scan_paths
+
+    reports = {os.path.basename(r.path): r for r in scan_paths([str(d)])}
+    cfg = reports["config.json"]
+    assert cfg.verdict == "unsafe"
+    (f,) = cfg.findings
+    assert f.kind == "code" and f.severity == "suspicious" and f.module == "transformers.auto_map"
+    assert "configuration_foo.py, modeling_foo.py, tokenization_foo.py" in f.why and "trust_remote_code" in f.why
+    assert reports["model.safetensors"].verdict == "safe"
+    assert reports["modeling_foo.py"].verdict == "safe" and "Python source" in reports["modeling_foo.py"].notes[0]

@@ -180,7 +180,39 @@ def check_text(ctx, buf, where, *, name=None, **kw) -> bool:
         return True  # JSON that does not parse: no loader reads it (a note, mfparse/scan/nonmodel.py)
     templates.check_json(ctx, obj, buf, where, name)
     keras_check.check_json_obj(ctx, obj, where)
+    if isinstance(obj, dict) and "auto_map" in obj:
+        _check_auto_map(ctx, obj["auto_map"], where, name)
     return True
+
+
+def _auto_map_modules(value) -> list:
+    """The Python modules an `auto_map` names ("modeling_x.XModel", "org/repo--tok.Tok", lists of
+    them for tokenizers), as transformers resolves them."""
+    out = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str) and "." in v:
+            out.append(v.rsplit(".", 1)[0])
+    return sorted(set(out))
+
+
+def _check_auto_map(ctx, auto_map, where, name) -> None:
+    """config.json / tokenizer_config.json `auto_map`: transformers' from_pretrained(...,
+    trust_remote_code=True) imports the named modules (the .py files of the repository, or of
+    another repository for "org/repo--module") and runs them."""
+    modules = _auto_map_modules(auto_map)
+    if not modules:
+        return
+    shown = ", ".join(m.split("--")[-1] + ".py" + (f" of {m.split('--')[0]}" if "--" in m else "")
+                      for m in modules[:6]) + (", ..." if len(modules) > 6 else "")
+    ctx.finding("suspicious", f"{name or 'JSON file'} auto_map: loading with trust_remote_code=True imports and runs "
+                f"{shown} (Python code shipped with the model)", where, module="transformers.auto_map",
+                qualname=",".join(modules), kind="code")
 
 
 _MLMODEL_LOADER = re.compile(r"^\s*loader_module:\s*['\"]?([\w.]+)", re.M)
