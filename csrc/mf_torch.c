@@ -909,6 +909,9 @@ int mf_torch_zip_storages(const mf_torch_result *r, const mf_zip_entry *entries,
             return mf_fail(err, MF_ERR_CORRUPT, st[i].offset, "storage record '%.*s%.*s' is missing from the archive",
                            (int)prefix_len, (const char *)prefix, (int)st[i].key_len, (const char *)st[i].key);
         const mf_zip_entry *e = &entries[slots[j].index];
+        if (e->flags & 0x41) /* bit 0 encrypted, bit 6 strong encryption: torch.load refuses both */
+            return mf_fail(err, MF_ERR_UNSUPPORTED, e->local_offset, "storage record '%.*s' is an encrypted zip member",
+                           (int)e->name_len, (const char *)e->name);
         member[i] = slots[j].index;
         avail[i] = e->uncomp_size;
         data_offset[i] = e->method == 0 && e->data_offset != UINT64_MAX ? e->data_offset : UINT64_MAX;
