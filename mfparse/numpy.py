@@ -31,7 +31,7 @@ def load_file(path, names=None, dtype=None, prefix: str | None = None, strip_pre
         names: the tensors to load, by the names returned (after select / prefix /
             strip_prefix); a name that is not there raises KeyError (with close matches).
         dtype: cast floating-point arrays (float16, bfloat16, float32, float64) to this
-            floating dtype (a numpy dtype or a name, "bfloat16" included); integer, bool,
+            floating dtype (a numpy or torch dtype, or a name: "bfloat16", "fp16"); integer, bool,
             complex, float8, sub-byte and quantized tensors keep their dtype (as
             mfparse.torch.load_file). A cast array is a copy.
         prefix, strip_prefix, select: as mfparse.torch.load_file (a sub-tree such as
@@ -67,7 +67,13 @@ def _target_dtype(dtype):
         return None
     from mfparse import dtypes
 
-    name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    if isinstance(dtype, str):
+        name = dtype
+    elif type(dtype).__module__ == "torch":
+        name = str(dtype)  # torch.float16 & co, by name (torch is not imported here)
+    else:
+        name = np.dtype(dtype).name
+    name = name[len("torch."):] if name.startswith("torch.") else name
     name = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32", "fp64": "float64", "half": "float16",
             "single": "float32", "double": "float64"}.get(name, name)
     from mfparse.writers.items import CASTABLE

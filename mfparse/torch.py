@@ -4,7 +4,9 @@ safetensors.torch). torch is imported when a function here runs, never by `impor
 
     >>> import mfparse.torch
     >>> sd = mfparse.torch.load_file("model.pth")               # name -> torch.Tensor (CPU)
-    >>> sd = mfparse.torch.load_file("model.pth", device="cuda")
+    >>> sd = mfparse.torch.load_file("model.pth", device="cuda", dtype=torch.bfloat16)
+    >>> sd = mfparse.torch.load_file("checkpoint.pth", select="model_state_dict")
+    >>> sd = mfparse.torch.load_file("model.pth", device="meta")   # dtypes and shapes, nothing read
     >>> mfparse.torch.save_file(sd, "model.safetensors")
 
 On the CPU, tensors whose bytes lie contiguous in the file are views of a copy-on-write map of
@@ -12,11 +14,15 @@ it (like torch.load(mmap=True)): nothing is read until touched, the tensors are 
 writing to them never changes the file. Other tensors are copies. On a CUDA device, each
 tensor is allocated there and filled from the map through two pinned host buffers used in
 turn (`staging_bytes` each), so the copy of one chunk to the device overlaps the reading of
-the next, and host memory stays bounded by the staging buffers.
+the next, and host memory stays bounded by the staging buffers. On the meta device, tensors
+have the dtype and shape a CPU load gives and no data is read.
 
 dtypes: every torch dtype with a canonical mfparse name loads as itself (float8 included);
 torch quantized tensors load as their raw integer values (their scales are in
-TensorInfo.extras); packed sub-byte dtypes (int4, float4) as raw bytes (uint8).
+TensorInfo.extras); packed sub-byte dtypes (int4, float4) as raw bytes (uint8, flat); GGUF
+block-quantized tensors as their stored blocks (uint8, one row of blocks per row, as the
+reader gives them; mfparse.dequantize gives their values). `dtype=` casts floating-point
+tensors only (float16, bfloat16, float32, float64), as transformers does.
 """
 
 from __future__ import annotations
@@ -135,7 +141,7 @@ def load_file(path, device="cpu", dtype=None, names=None, prefix: str | None = N
             if dev.type == "cuda":
                 pairs.append((it, a))
                 continue
-            t = _tensor_from_array(a, torch_dtype(it.dtype))
+            t = _tensor_from_array(a, _held_dtype(it.dtype, a))
             if target is not None and it.dtype in _castable() and t.dtype != target:
                 t = t.to(target)
             out[it.name] = t if dev.type == "cpu" else t.to(dev)
@@ -170,6 +176,20 @@ def _target_dtype(dtype):
     return dt
 
 
+def _held_dtype(name: str, a):
+    """The torch dtype of a loaded array of mfparse dtype `name`: torch_dtype(name), or uint8
+    for the stored blocks of dtypes torch has no name for (GGUF block quantization)."""
+    try:
+        return torch_dtype(name)
+    except TypeError:
+        import numpy as np
+        import torch
+
+        if a.dtype == np.uint8:
+            return torch.uint8
+        raise
+
+
 def _castable():
     from mfparse.writers.items import CASTABLE
 
@@ -178,8 +198,10 @@ def _castable():
 
 def _meta_tensors(m, chosen: dict, target, requested) -> dict:
     """Tensors on the meta device, of the dtype and shape a CPU load gives, nothing read."""
+    import numpy as np
     import torch
 
+    from mfparse.errors import MFParseError
     from mfparse.writers.items import check_loaded
 
     packed = _packed()
@@ -193,14 +215,20 @@ def _meta_tensors(m, chosen: dict, target, requested) -> dict:
         if t.offset is None and t.extras.get("device") == "meta":
             skipped.append((t.name, "meta tensor: no data in the file"))
             continue
+        shape = (t.nbytes,) if t.dtype in packed else tuple(t.shape)
         try:
             dt = torch_dtype(t.dtype)
         except TypeError as e:
-            skipped.append((t.name, str(e)))
-            continue
+            try:  # stored blocks (GGUF block quantization): the shape of the reader's view
+                a = m.read(t, packed=True)
+            except (TypeError, MFParseError):
+                a = None
+            if a is None or a.dtype != np.uint8:
+                skipped.append((t.name, str(e)))
+                continue
+            dt, shape = torch.uint8, tuple(a.shape)
         if target is not None and t.dtype in castable:
             dt = target
-        shape = (t.nbytes,) if t.dtype in packed else tuple(t.shape)
         out[name] = torch.empty(shape, dtype=dt, device="meta")
     check_loaded(requested, chosen, skipped, m)
     return out
@@ -276,7 +304,7 @@ def _load_staged(pairs, device, staging_bytes: int, transfer, dtype=None) -> dic
     out = {}
     slot = 0
     for item, a in pairs:
-        src_dtype = torch_dtype(item.dtype)
+        src_dtype = _held_dtype(item.dtype, a)
         dst_dtype = dtype if dtype is not None and item.dtype in castable else src_dtype
         dst = transfer.empty(tuple(a.shape), dst_dtype)
         out[item.name] = dst

@@ -171,7 +171,14 @@ class PrivateMap:
     def array(self, item: Item) -> np.ndarray:
         """A writable zero-copy array of a file-range item (uint8 bytes for packed dtypes)."""
         _, off = item.file_range
-        dt = numpy_dtype_of(item)
+        try:
+            dt = numpy_dtype_of(item)
+        except TypeError:
+            # a dtype numpy has no name for (GGUF block quantization): the stored bytes, in the
+            # shape the reader gives them
+            ref = item.array if isinstance(item.array, np.ndarray) else None
+            shape = ref.shape if ref is not None and ref.dtype == np.uint8 and ref.nbytes == item.nbytes else -1
+            return np.frombuffer(self.map, dtype=np.uint8, count=item.nbytes, offset=off).reshape(shape)
         count = item.nbytes // dt.itemsize
         a = np.frombuffer(self.map, dtype=dt, count=count, offset=off)
         return a if item.dtype in dtypes.PACKED else a.reshape(item.shape)
