@@ -80,7 +80,8 @@ def load_file(path, device="cpu", dtype=None, names=None, prefix: str | None = N
             floating dtype while loading (a torch.dtype or its name: "float16", "bfloat16",
             "torch.float16", "fp16", "bf16"); as transformers' `torch_dtype`, integer, bool,
             complex, float8, sub-byte and quantized tensors keep their dtype. A CPU tensor that
-            is cast is a copy; one already of that dtype stays a view of the file.
+            is cast is a copy (tied tensors are then separate copies); one already of that
+            dtype stays a view of the file.
         names: the tensors to load, by the names returned (after select / prefix /
             strip_prefix); a name that is not there raises KeyError (with close matches).
         prefix: only tensors whose name starts with this string.

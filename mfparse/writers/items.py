@@ -196,6 +196,8 @@ def load_arrays(m: ModelFile, only=None, skipped: list | None = None) -> Iterato
             data (meta tensors, data mfparse cannot give as an array).
     """
     for prefix, _rel, part in m.parts():
+        if only is not None and not any((prefix + t.name if prefix else t.name) in only for t in part.tensors()):
+            continue  # a file none of whose tensors is wanted is not mapped
         with SourceItems(part) as si:
             pmap = PrivateMap(si.fd) if si.fd is not None and si.size else None
             si.probe_map = pmap.map if pmap is not None else None
