@@ -107,7 +107,8 @@ def test_selection_errors(ckpt, tmp_path):
     assert e.value.missing == ["model_state_dic"]
     with pytest.raises(KeyError, match=r"^no tensor of .* under 'model_state_dict' starts with prefix 'zz'$"):
         mfparse.torch.load_file(path, select="model_state_dict", prefix="zz")
-    with pytest.raises(ValueError, match="names a tensor of .*, not a sub-tree: use names=\\['model_state_dict.fc.bias'\\]"):
+    with pytest.raises(ValueError, match=r"names a tensor of .*, not a sub-tree: "
+                                         r"use names=\['model_state_dict.fc.bias'\]"):
         mfparse.torch.load_file(path, select="model_state_dict.fc.bias")
     with pytest.raises(ValueError, match="strip_prefix=True removes `prefix`, but no prefix was given"):
         mfparse.numpy.load_file(path, strip_prefix=True)
