@@ -1,4 +1,5 @@
-"""Command line: `mfparse inspect FILE... [--json|--jsonl] [--stats] [--tree]`,
+"""Command line: `mfparse inspect FILE... [--json|--jsonl] [--stats] [--tree] [--filter PATTERN] [--collapse]
+[--sort KEY]`,
 `mfparse scan PATH... [--json|--jsonl|--format sarif] [--sarif FILE] [--fail-on LEVEL] [--allow NAME]
 [--policy FILE] [--jobs N] [--max-stdin-bytes N]` (folders are walked; "-" is standard input),
 `mfparse convert SRC DST` ("-" is standard input / standard output), `mfparse quantize`,
@@ -110,25 +111,34 @@ def _print_jsonl(obj) -> None:
 
 
 def _cmd_inspect(args) -> int:
-    """Exit 0 when every input was listed, 2 when one could not be read. "-" reads standard
-    input (a pipe is read into memory, at most --max-stdin-bytes)."""
+    """Exit 0 when every input was listed, 2 when one could not be read (or a bad --filter).
+    "-" reads standard input (a pipe is read into memory, at most --max-stdin-bytes)."""
     import mfparse
-    from mfparse.inspect import render_text, summarize
+    from mfparse.inspect import add_totals, name_matcher, render_grand_total, render_text, summarize
 
     if args.files.count(STDIO) > 1:
         print("mfparse: standard input (-) can be read only once", file=sys.stderr)
         return 2
+    filters = getattr(args, "filter", None)
+    if filters:
+        try:
+            name_matcher(filters)
+        except ValueError as e:
+            print(f"mfparse: {e}", file=sys.stderr)
+            return 2
+    view = {"filters": filters, "sort": getattr(args, "sort", None), "collapse": getattr(args, "collapse", False)}
     fmt = "jsonl" if args.jsonl else ("json" if args.json else "text")
     status = 0
     records = []
     totals = {"files": 0, "listed": 0, "errors": 0, "tensor_count": 0, "parameters": 0, "data_bytes": 0}
+    grand: dict = {}
     for path in args.files:
         name = STDIN_NAME if path == STDIO else path
         totals["files"] += 1
         try:
             src = _stdin_source(args.max_stdin_bytes) if path == STDIO else path
             with mfparse.open(src) as m:
-                s = summarize(m, stats=args.stats, tree=args.tree and fmt != "text")
+                s = summarize(m, stats=args.stats, tree=args.tree and fmt != "text", **view)
                 tree = m.tree() if args.tree and fmt == "text" else None
             if path == STDIO:
                 s["path"] = STDIN_NAME
@@ -148,8 +158,7 @@ def _cmd_inspect(args) -> int:
                     records.append(rec)
             continue
         totals["listed"] += 1
-        for k in ("tensor_count", "parameters", "data_bytes"):
-            totals[k] += s[k]
+        add_totals(grand, s)
         if fmt == "text":
             if len(args.files) > 1:
                 print("=" * 78)
@@ -160,11 +169,17 @@ def _cmd_inspect(args) -> int:
             _print_jsonl(rec)
         else:
             records.append(rec)
-    totals["exit_status"] = status
+    for k in ("tensor_count", "parameters", "data_bytes"):
+        totals[k] = grand.get(k, 0)
+    totals.update(elements=grand.get("elements", 0), size=grand.get("size", 0),
+                  totals_by_dtype=grand.get("totals_by_dtype", {}), exit_status=status)
     if fmt == "json":
         _dump_json(_envelope("inspect", records, totals))
     elif fmt == "jsonl":
         _print_jsonl(_summary_record("inspect", totals))
+    elif len(args.files) > 1:
+        print("=" * 78)
+        print(render_grand_total(totals), flush=True)
     return status
 
 
@@ -483,6 +498,17 @@ def _args_inspect(p) -> None:
                      help="JSON lines: one record per FILE as it is listed, then a summary record")
     p.add_argument("--stats", action="store_true", help="min/max/mean/std and zero fraction per tensor")
     p.add_argument("--tree", action="store_true", help="show the checkpoint's structure")
+    p.add_argument("--filter", action="append", metavar="PATTERN",
+                   help="list only tensors whose name matches: a glob on the whole name ('*q_proj*', "
+                        "'model.layers.1?.*'), or re:REGEX searched in it ('re:layers\\.(0|31)\\.'); repeatable "
+                        "(any may match); counts, totals and --stats then cover the matching tensors only")
+    p.add_argument("--collapse", action="store_true",
+                   help="one row for tensors whose names differ only in one number and that have the same dtype "
+                        "and shape: model.layers.{0..31}.mlp.up_proj.weight  32 x  [11008, 4096] (bytes: all of "
+                        "them); JSON gets a \"groups\" list beside \"tensors\"")
+    p.add_argument("--sort", choices=("name", "size", "shape", "dtype", "offset"), default=None,
+                   help="order the rows: name (natural: layers.2 before layers.10), size (largest first), shape "
+                        "(equal shapes together), dtype, offset (in the file); default: file order")
     _max_stdin(p)
     p.set_defaults(func=_cmd_inspect)
 

@@ -2,6 +2,13 @@
 loading the file: size, format, every tensor's name, shape, dtype and bytes, totals by dtype,
 the parameter count; optional per-tensor statistics (computed in bounded memory) and the
 checkpoint's structure.
+
+For big models: `filters` (--filter: globs on the whole name, or `re:` regular expressions
+searched in it) keep the matching tensors, and every count, total and statistic then covers
+them only; `collapse` (--collapse) shows tensors whose names differ only in one numbered
+component (`model.layers.{0..31}.self_attn.q_proj.weight`) and that have the same dtype and
+shape as one row, repeatedly, so experts of every layer become one row too; `sort`
+(--sort name|size|shape|dtype|offset) orders the rows (default: file order).
 """
 
 from __future__ import annotations
@@ -59,12 +66,17 @@ def tensor_stats(a: np.ndarray) -> dict | None:
 
     Returns None for data without a real ordering (complex, packed or structured dtypes).
     """
+    return _tensor_stats(a)[0]
+
+
+def _tensor_stats(a: np.ndarray) -> tuple[dict | None, int]:
+    """(tensor_stats(a), the number of finite values they were computed over)."""
     if a.dtype.fields is not None or a.dtype.kind in "cOSU" or (a.dtype.kind == "V" and a.dtype.names is None
                                                                and not _is_ml_float(a.dtype)):
-        return None
+        return None, 0
     n = a.size
     if n == 0:
-        return {"min": None, "max": None, "mean": None, "std": None, "zeros": None}
+        return {"min": None, "max": None, "mean": None, "std": None, "zeros": None}, 0
     lo, hi = math.inf, -math.inf
     total = 0.0
     count = 0
@@ -101,7 +113,7 @@ def tensor_stats(a: np.ndarray) -> dict | None:
         "std": std if count else None,
         "zeros": zeros / n,
         **({"nan": nan} if nan else {}),
-    }
+    }, count
 
 
 def is_model_tensor(name: str) -> bool:
@@ -109,19 +121,34 @@ def is_model_tensor(name: str) -> bool:
     return not _NOT_MODEL.search(name.split(".", 1)[0])
 
 
-def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
-    """Everything inspect prints, as a JSON-ready dict."""
+def summarize(m: ModelFile, stats: bool = False, tree: bool = False, filters=None, sort: str | None = None,
+              collapse: bool = False) -> dict:
+    """Everything inspect prints, as a JSON-ready dict.
+
+    Args:
+        filters: patterns (name_matcher): only the matching tensors are listed, counted and
+            totalled; the record says how many matched ("filter").
+        sort: a key of SORT_KEYS for "tensors" (and "groups"); default: file order.
+        collapse: also give "groups" (collapse_rows): one row per set of numbered tensors.
+    """
+    match = name_matcher(filters) if filters else None
     tensors = []
+    finite = []
     totals: dict[str, dict] = {}
     params = 0
     elements = 0
     data = 0
+    seen = 0
     for t in m.tensors():
+        seen += 1
+        if match is not None and not match(t.name):
+            continue
         d = t.to_dict()
         n = t.numel
         d["numel"] = n
         if stats:
-            d["stats"] = _stats_or_none(m, t)
+            d["stats"], k = _stats_or_none(m, t)
+            finite.append(k)
         tensors.append(d)
         tot = totals.setdefault(t.dtype, {"tensors": 0, "numel": 0, "nbytes": 0})
         tot["tensors"] += 1
@@ -135,7 +162,7 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
         "path": m.path,
         "size": m.size,
         "format": m.format,
-        "files": _files(m),
+        "files": _files(m, tensors if match is not None else None),
         "tensor_count": len(tensors),
         "parameters": params,
         "elements": elements,
@@ -144,6 +171,16 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
         "metadata": _jsonable(m.metadata),
         "tensors": tensors,
     }
+    if match is not None:
+        out["filter"] = {"patterns": list(filters), "matched": len(tensors), "tensors": seen}
+    if collapse:
+        out["groups"] = collapse_rows(tensors, finite if stats else None)
+    if sort:
+        key = sort_key(sort, out["files"])
+        out["tensors"] = sorted(tensors, key=key)
+        if collapse:
+            out["groups"] = sorted(out["groups"], key=key)
+        out["sort"] = sort
     if m.warnings:
         out["warnings"] = list(m.warnings)
     layout = getattr(m, "layout", None)
@@ -159,35 +196,211 @@ def summarize(m: ModelFile, stats: bool = False, tree: bool = False) -> dict:
     return out
 
 
-def _files(m: ModelFile) -> list:
+def _files(m: ModelFile, tensors: list | None = None) -> list:
     """One entry per weight file: its path relative to the model's folder, format, size, tensors
-    and data bytes (a single file: one entry)."""
+    and data bytes (a single file: one entry); with `tensors` (a filtered listing), the
+    tensors and bytes of those only."""
     out = []
+    single = len(m.parts()) == 1
     for prefix, rel, part in m.parts():
-        data = sum(t.nbytes for t in part.tensors())
+        if tensors is None:
+            count, data = len(part), sum(t.nbytes for t in part.tensors())
+        else:
+            mine = tensors if single else [t for t in tensors if t.get("file") == rel]
+            count, data = len(mine), sum(t["nbytes"] for t in mine)
         out.append({"file": rel if rel is not None else (m.files[0] if m.files else None), "format": part.format,
-                    "size": part.size, "tensors": len(part), "data_bytes": data})
+                    "size": part.size, "tensors": count, "data_bytes": data})
     return out
 
 
-def _stats_or_none(m: ModelFile, t: TensorInfo):
+# ---- --filter, --sort, --collapse ------------------------------------------------------------------
+
+#: what --sort orders by
+SORT_KEYS = ("name", "size", "shape", "dtype", "offset")
+#: the prefix that makes a --filter pattern a regular expression
+REGEX_PREFIX = "re:"
+
+
+def name_matcher(patterns):
+    """A function name -> bool, true when the name matches any of the patterns: a glob
+    (fnmatch, case-sensitive, on the whole name: `*q_proj*`, `model.layers.?.mlp.*`) or, after
+    "re:", a Python regular expression searched anywhere in the name (`re:layers\\.(0|31)\\.`).
+
+    Raises:
+        ValueError: a regular expression that does not compile (naming the pattern).
+    """
+    import fnmatch
+
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    tests = []
+    for p in patterns:
+        if p.startswith(REGEX_PREFIX):
+            try:
+                tests.append(re.compile(p[len(REGEX_PREFIX):]).search)
+            except re.error as e:
+                raise ValueError(f"--filter {p!r}: not a regular expression ({e})") from None
+        else:
+            tests.append(re.compile(fnmatch.translate(p)).match)
+    return lambda name: any(t(name) for t in tests)
+
+
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sorts layers.2 before layers.10."""
+    return tuple((0, int(x), "") if i % 2 else (1, 0, x) for i, x in enumerate(_DIGITS.split(name)) if x)
+
+
+def sort_key(key: str, files: list | None = None):
+    """The sort key of a tensor or group row for --sort `key`: name (natural order: layers.2
+    before layers.10), size (largest first), shape (by rank, then dimensions: equal shapes
+    together), dtype (by name), offset (by file, then byte offset; none last). Sorts are
+    stable: ties keep file order."""
+    if key == "name":
+        return lambda r: natural_key(r["name"])
+    if key == "size":
+        return lambda r: -r["nbytes"]
+    if key == "shape":
+        return lambda r: (len(r["shape"]), tuple(r["shape"]))
+    if key == "dtype":
+        return lambda r: r["dtype"]
+    if key == "offset":
+        order = {f["file"]: i for i, f in enumerate(files or [])}
+
+        def by_offset(r):
+            off = r.get("offset")
+            return (order.get(r.get("file"), 0), off is None, off or 0)
+
+        return by_offset
+    raise ValueError(f"unknown sort key {key!r} (one of {', '.join(SORT_KEYS)})")
+
+
+#: name components: runs of characters between "." and "/" (the separators are kept)
+_SEP = re.compile(r"([./])")
+_NUMBER = re.compile(r"0|[1-9][0-9]*")
+
+
+def collapse_rows(tensors: list, finite: list | None = None) -> list:
+    """Rows for --collapse: tensors whose names differ only in one numbered component (a
+    component of ASCII digits, no leading zero; components are split at "." and "/") and that
+    have the same dtype and shape become one row, named with the numbers in braces
+    (`model.layers.{0..31}.mlp.up_proj.weight`). This repeats, innermost component first,
+    so `layers.{0..31}.experts.{0..7}.w1` is one row too. A row sits where its first tensor
+    is listed.
+
+    Each row: name, count (tensors), dtype, shape (of each), nbytes and numel (all of them),
+    offset (of the first), file (when they share one), index_sets (the numbers in each
+    brace, in name order), and stats (combined) when the tensors have stats.
+    """
+    # a row: [tokens (str, or a tuple of ints for a collapsed component), dtype, shape, members]
+    rows = [[tuple(_SEP.split(t["name"])), t["dtype"], tuple(t["shape"]), [i]] for i, t in enumerate(tensors)]
+    changed = True
+    while changed:
+        changed = False
+        width = max((len(r[0]) for r in rows), default=0)
+        for pos in range(width - 1, -1, -1):
+            buckets: dict = {}
+            for r in rows:
+                tok = r[0]
+                if pos < len(tok) and isinstance(tok[pos], str) and _NUMBER.fullmatch(tok[pos]):
+                    buckets.setdefault((tok[:pos], tok[pos + 1:], r[1], r[2]), []).append(r)
+            merged = {id(r): b for b in buckets.values() if len(b) > 1 for r in b}
+            if not merged:
+                continue
+            changed = True
+            out = []
+            done = set()
+            for r in rows:
+                b = merged.get(id(r))
+                if b is None:
+                    out.append(r)
+                elif id(b) not in done:
+                    done.add(id(b))
+                    tok = list(b[0][0])
+                    tok[pos] = tuple(sorted(int(x[0][pos]) for x in b))
+                    out.append([tuple(tok), r[1], r[2], sorted(i for x in b for i in x[3])])
+            rows = out
+    result = []
+    for tok, dtype, shape, members in rows:
+        ts = [tensors[i] for i in members]
+        first = ts[0]
+        files = {t.get("file") for t in ts}
+        row = {"name": "".join(_braces(x) if isinstance(x, tuple) else x for x in tok), "count": len(ts),
+               "dtype": dtype, "shape": list(shape), "nbytes": sum(t["nbytes"] for t in ts),
+               "numel": sum(t["numel"] for t in ts), "offset": first.get("offset"),
+               "index_sets": [list(x) for x in tok if isinstance(x, tuple)]}
+        if len(files) == 1 and first.get("file") is not None:
+            row["file"] = first["file"]
+        elif len(files) > 1:
+            row["files"] = len(files)
+        if finite is not None:
+            row["stats"] = ts[0].get("stats") if len(ts) == 1 else _combine_stats(ts, [finite[i] for i in members])
+        row["_first"] = members[0]
+        result.append(row)
+    result.sort(key=lambda r: r.pop("_first"))
+    return result
+
+
+def _braces(numbers: tuple) -> str:
+    """{0..31}, {0,2,4}, {0..3,8..11}: runs of three or more as a..b, the rest listed."""
+    parts = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        if j - i >= 2:
+            parts.append(f"{numbers[i]}..{numbers[j]}")
+        else:
+            parts.extend(str(x) for x in numbers[i:j + 1])
+        i = j + 1
+    return "{" + ",".join(parts) + "}"
+
+
+def _combine_stats(ts: list, counts: list) -> dict | None:
+    """The stats of several tensors' values taken together, from each one's stats and count of
+    finite values (Chan et al.'s combination of means and squared deviations)."""
+    stats = [t.get("stats") for t in ts]
+    if any(s is None for s in stats):
+        return None
+    numel = sum(t["numel"] for t in ts)
+    have = [(s, k) for s, k in zip(stats, counts) if k and s.get("mean") is not None]
+    zeros = [(s["zeros"], t["numel"]) for s, t in zip(stats, ts) if s.get("zeros") is not None]
+    out = {"min": None, "max": None, "mean": None, "std": None,
+           "zeros": sum(z * n for z, n in zeros) / numel if zeros and numel else None}
+    if have:
+        total = sum(k for _s, k in have)
+        mean = sum(s["mean"] * k for s, k in have) / total
+        m2 = sum(s["std"] ** 2 * (k - 1) + k * (s["mean"] - mean) ** 2 for s, k in have)
+        out.update(min=min(s["min"] for s, _k in have), max=max(s["max"] for s, _k in have), mean=mean,
+                   std=math.sqrt(m2 / (total - 1)) if total > 1 else 0.0)
+    nan = sum(s.get("nan", 0) for s in stats)
+    if nan:
+        out["nan"] = nan
+    return out
+
+
+def _stats_or_none(m: ModelFile, t: TensorInfo) -> tuple[dict | None, int]:
+    """(tensor_stats of t's data or None, the count of finite values)."""
     from mfparse.dtypes import PACKED
 
     if "quantization" in t.extras or t.dtype.endswith("_x2"):
-        return None  # quantized values: the raw codes are not the numbers
+        return None, 0  # quantized values: the raw codes are not the numbers
     if t.offset is None and t.extras.get("device") == "meta":
-        return None
+        return None, 0
     if t.dtype in ("object", "string") or "sparsity" in t.extras or "external_buffer" in t.extras:
-        return None  # a pickle (never loaded), strings, sparse values, another file's bytes
+        return None, 0  # a pickle (never loaded), strings, sparse values, another file's bytes
     from mfparse.errors import UnsupportedFormatError
 
     try:
         a = m.read(t)
         if t.dtype in PACKED and a.dtype == np.uint8:
-            return None  # sub-byte values the format's reader does not unpack: bytes, not numbers
-        return tensor_stats(a)
+            return None, 0  # sub-byte values the format's reader does not unpack: bytes, not numbers
+        return _tensor_stats(a)
     except (TypeError, UnsupportedFormatError):
-        return None  # no numpy form, or data mfparse cannot decode (e.g. an HDF5 filter it lacks)
+        return None, 0  # no numpy form, or data mfparse cannot decode (e.g. an HDF5 filter it lacks)
 
 
 # ---- text rendering ----------------------------------------------------------------------------
@@ -206,10 +419,19 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
     lines.append(f"File:       {where}")
     lines.append(f"Size:       {human_bytes(s['size'])} ({s['size']:,} bytes)")
     lines.append(f"Format:     {s['format']}")
-    lines.append(f"Tensors:    {s['tensor_count']:,}")
+    filt = s.get("filter")
+    if filt:
+        pats = " ".join(_shell_word(p) for p in filt["patterns"])
+        lines.append(f"Tensors:    {s['tensor_count']:,} of {filt['tensors']:,} (--filter {pats})")
+    else:
+        lines.append(f"Tensors:    {s['tensor_count']:,}")
     lines.append(f"Parameters: {s['parameters']:,}" + (
         f"  (all tensors: {s['elements']:,} elements)" if s["elements"] != s["parameters"] else ""))
     lines.append(f"Data:       {human_bytes(s['data_bytes'])}")
+    groups = s.get("groups")
+    if groups is not None:
+        lines.append(f"Rows:       {len(groups):,} (--collapse: tensors that differ only in one number, "
+                     "with equal dtype and shape, are one row)")
     files = s.get("files") or []
     if len(files) > 1:
         lines.append("")
@@ -232,39 +454,85 @@ def render_text(s: dict, stats: bool = False, tree_obj=None) -> str:
         lines.append("")
         lines.extend(render_graph(s["graph"]))
     lines.append("")
-    rows = []
-    by_file = len(files) > 1
-    for t in s["tensors"]:
+    lines.extend(render_table(groups if groups is not None else s["tensors"], stats=stats,
+                              by_file=len(files) > 1, counts=groups is not None))
+    lines.extend(_render_scales(s["tensors"]))
+    lines.append("")
+    lines.extend(render_dtype_totals(s["totals_by_dtype"]))
+    if tree_obj is not None:
+        lines.append("")
+        lines.append("Structure:")
+        lines.extend(render_tree(tree_obj))
+    return "\n".join(lines)
+
+
+def _shell_word(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def render_table(rows: list, stats: bool = False, by_file: bool = False, counts: bool = False) -> list[str]:
+    """The tensor table: name, (count,) shape, dtype, bytes, (file,) (stats). Rows are tensor
+    records or --collapse groups (count "32 x", bytes of all of them, file "N files" when they
+    span several)."""
+    out = []
+    for t in rows:
         shape = "[" + ", ".join(str(d) for d in t["shape"]) + "]"
-        row = [t["name"], shape, t["dtype"], human_bytes(t["nbytes"])]
+        row = [t["name"]]
+        if counts:
+            row.append(f"{t['count']} x" if t.get("count", 1) > 1 else "")
+        row += [shape, t["dtype"], human_bytes(t["nbytes"])]
         if by_file:
-            row.append(t.get("file") or "-")
+            row.append(t.get("file") or (f"{t['files']} files" if t.get("files") else "-"))
         if stats:
             st = t.get("stats") or {}
             zeros = st.get("zeros")
             row += [_fmt_num(st.get("min")), _fmt_num(st.get("max")), _fmt_num(st.get("mean")),
                     _fmt_num(st.get("std")), "-" if zeros is None else f"{zeros * 100:.1f}%"]
-        rows.append(row)
-    head = ["name", "shape", "dtype", "bytes"] + (["file"] if by_file else []) + (
+        out.append(row)
+    head = ["name"] + (["count"] if counts else []) + ["shape", "dtype", "bytes"] + (["file"] if by_file else []) + (
         ["min", "max", "mean", "std", "zeros"] if stats else [])
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
-    widths[0] = min(widths[0], 60)
-    right = {3} | ({5, 6, 7, 8, 9} if by_file else {4, 5, 6, 7, 8})
+    widths = [max([len(h)] + [len(r[i]) for r in out]) for i, h in enumerate(head)]
+    widths[0] = min(widths[0], 60 if not counts else 80)
+    right = {i for i, h in enumerate(head) if h in ("count", "bytes", "min", "max", "mean", "std", "zeros")}
     fmt_row = lambda r: "  ".join(  # noqa: E731
         (c.rjust(w) if i in right else c.ljust(w)) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-    lines.append(fmt_row(head))
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(fmt_row(r) for r in rows)
-    lines.extend(_render_scales(s["tensors"]))
-    lines.append("")
-    lines.append("Totals by dtype:")
-    for dt, tot in sorted(s["totals_by_dtype"].items(), key=lambda kv: -kv[1]["nbytes"]):
+    return [fmt_row(head), "  ".join("-" * w for w in widths)] + [fmt_row(r) for r in out]
+
+
+def render_dtype_totals(totals: dict) -> list[str]:
+    lines = ["Totals by dtype:"]
+    for dt, tot in sorted(totals.items(), key=lambda kv: -kv[1]["nbytes"]):
         lines.append(f"  {dt:<16} {tot['tensors']:>8,} tensors  {tot['numel']:>16,} elements  "
                      f"{human_bytes(tot['nbytes']):>12}")
-    if tree_obj is not None:
+    return lines
+
+
+def add_totals(into: dict, s: dict) -> None:
+    """Add one listed input's summary `s` to the running totals of several inputs."""
+    for k in ("tensor_count", "parameters", "elements", "data_bytes", "size"):
+        into[k] = into.get(k, 0) + s[k]
+    by = into.setdefault("totals_by_dtype", {})
+    for dt, tot in s["totals_by_dtype"].items():
+        acc = by.setdefault(dt, {"tensors": 0, "numel": 0, "nbytes": 0})
+        for k in acc:
+            acc[k] += tot[k]
+
+
+def render_grand_total(t: dict) -> str:
+    """The total over several inputs (the summary of `mfparse inspect A B ...`)."""
+    err = t.get("errors", 0)
+    lines = [f"Total:      {t['files']:,} inputs" + (f", {t['listed']:,} listed, {err:,} not readable" if err else ""),
+             f"Size:       {human_bytes(t.get('size', 0))} ({t.get('size', 0):,} bytes)",
+             f"Tensors:    {t['tensor_count']:,}",
+             f"Parameters: {t['parameters']:,}" + (
+                 f"  (all tensors: {t['elements']:,} elements)" if t.get("elements", t["parameters"]) != t["parameters"]
+                 else ""),
+             f"Data:       {human_bytes(t['data_bytes'])}"]
+    if t.get("totals_by_dtype"):
         lines.append("")
-        lines.append("Structure:")
-        lines.extend(render_tree(tree_obj))
+        lines.extend(render_dtype_totals(t["totals_by_dtype"]))
     return "\n".join(lines)
 
 

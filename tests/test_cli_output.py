@@ -246,8 +246,12 @@ def test_inspect_json_has_one_shape(files, tmp_path):
     assert one["files"][0]["format"] == "torch-zip" and one["files"][0]["tensor_count"] == 2
     assert many["files"][2] == {"schema_version": 1, "path": str(bad), "error_type": "UnsupportedFormatError",
                                 "error": many["files"][2]["error"]}
+    sizes = os.path.getsize(d / "m.pt") + os.path.getsize(d / "m.safetensors")
     assert many["summary"] == {"files": 3, "listed": 2, "errors": 1, "tensor_count": 4, "parameters": 30,
-                               "data_bytes": 2 * (12 * 4 + 3 * 8), "exit_status": 2}
+                               "data_bytes": 2 * (12 * 4 + 3 * 8), "elements": 30, "size": sizes,
+                               "totals_by_dtype": {"float32": {"tensors": 2, "numel": 24, "nbytes": 96},
+                                                   "int64": {"tensors": 2, "numel": 6, "nbytes": 48}},
+                               "exit_status": 2}
     r = cli("inspect", "--jsonl", d / "m.pt", bad, d / "m.safetensors")
     lines = [json.loads(x) for x in text(r).splitlines()]
     assert [x.get("path") for x in lines[:3]] == [str(d / "m.pt"), str(bad), str(d / "m.safetensors")]
