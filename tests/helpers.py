@@ -154,8 +154,11 @@ def _ref_safetensors(data: bytes, tmp: str) -> dict:
 
 
 def _np_dtype_name(dt) -> str:
-    """mfparse's name for a numpy dtype: numpy's own (float32, bytes64, ...), byte order aside."""
-    return dt.newbyteorder("=").name if dt.kind in "biufcSUmM" else dt.str
+    """mfparse's name for a numpy dtype: numpy's own (float32, bytes64, void64, ...), byte order
+    aside; "structured" for a dtype with fields (formats/npy.py)."""
+    if dt.names is not None:
+        return "structured"
+    return dt.newbyteorder("=").name if dt.kind in "biufcSUmMV" else dt.str
 
 
 def _ref_npy(data: bytes, tmp: str) -> dict:

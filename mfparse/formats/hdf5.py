@@ -158,7 +158,20 @@ class H5Type:
             if cls == ENUM and code != _bool_code():
                 self.extras["enum"] = enum_members(t)
             return
-        if cls in (INTEGER, BITFIELD, ENUM):
+        if cls == FLOAT or (cls == INTEGER and (t[6] != size * 8 or t[7] != 0)):
+            # the C reader names every layout numpy holds as it is stored (all bits used, IEEE
+            # fields for floats); padding bits or another float layout would need libhdf5's
+            # conversion to read right, so such data is not handed out as raw numbers (h5py
+            # refuses most of them too)
+            raise UnsupportedFormatError(f"HDF5 {'integer' if cls == INTEGER else 'float'} datatype of {size} "
+                                         "bytes with padding bits or a non-IEEE layout")
+        if cls == INTEGER:  # all bits used, but no numpy integer that wide (PyTables' 128-bit times)
+            self.name = "unknown"
+            self.extras["hdf5_class"] = cls
+            if order == ">" and size > 1:
+                self.extras["byteorder"] = ">"
+            return
+        if cls in (BITFIELD, ENUM):
             self.name = self.np.name if self.np.kind in "iu" else "unknown"
             if order == ">" and size > 1:
                 self.extras["byteorder"] = ">"
@@ -166,18 +179,20 @@ class H5Type:
                 self.extras["enum"] = enum_members(t)
             if cls == BITFIELD:
                 self.extras["bitfield"] = True
-        elif cls == FLOAT and t[3] <= 1 and size in (2, 4, 8) and self.np.kind == "f":
-            self.name = self.np.name
-            if order == ">":
-                self.extras["byteorder"] = ">"
         elif cls == STRING:
+            cs = (t[5] >> 4) & 0xF
+            if cs > 1:
+                raise UnsupportedFormatError(f"HDF5 string datatype with an unknown character set ({cs})")
             self.name = f"S{size}"
-            self.charset = "utf-8" if (t[5] >> 4) & 0xF == 1 else "ascii"
+            self.charset = "utf-8" if cs == 1 else "ascii"
             self.extras["charset"] = self.charset
         elif cls == VLEN:
             if t[5] & 0xF == 1:
+                cs = (t[5] >> 8) & 0xF
+                if cs > 1:
+                    raise UnsupportedFormatError(f"HDF5 variable-length string with an unknown character set ({cs})")
                 self.name, self.vlen = "string", "str"
-                self.charset = "utf-8" if (t[5] >> 8) & 0xF == 1 else "ascii"
+                self.charset = "utf-8" if cs == 1 else "ascii"
                 self.extras["charset"] = self.charset
             else:
                 self.name, self.vlen = "vlen", "seq"
