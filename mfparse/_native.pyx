@@ -149,6 +149,7 @@ DTYPE_BITS = dtype_bits()
 include "_native_infos.pxi"
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
+include "_native_scan.pxi"
 include "_native_safetensors.pxi"
 include "_native_tflite.pxi"
 include "_native_gguf.pxi"

@@ -167,10 +167,17 @@ def run_checker(kind: str, ctx, buf, where, **kw) -> bool:
     return ok
 
 
+#: bumped by register_checker: the fast path (mfparse/scan/quick.py) mirrors the stock registry
+#: only, and hands every file to scan_buffer once anything was plugged in
+REGISTRY_VERSION = 0
+
+
 def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
     """Plug a checker in (replacing the one for `kind`), optionally with a sniffer
     ``sniffer(head, buf, name, top) -> bool`` placed before the sniffer of `before` (default: at
     the end, before the pickle fallback); first_bytes (bytes) narrows the bytes it can match."""
+    global REGISTRY_VERSION
+    REGISTRY_VERSION += 1
     CHECKERS[kind] = checker
     if sniffer is not None:
         SNIFFERS[:] = [e for e in SNIFFERS if e[0] != kind]
@@ -747,6 +754,21 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
 #: of the bytes or None when they were inflated) or None when the member cannot be read (recorded).
 #: Registered by mfparse.scan.keras (config.json), .torchscript (code/, MAR-INF) and .formats.
 ZIP_INSPECTORS: list = []
+
+
+def inspected_names() -> dict:
+    """The member names that make the stock ZIP_INSPECTORS look at an archive (an archive without
+    any of them is one they say nothing about; mfparse/scan/quick.py leaves the others to the full
+    scan): {"exact": names, "base": base names, "base_suffix": base-name endings (any case),
+    "suffix": name endings}. Keep in step with the inspectors (tests/test_scan_fastpath.py)."""
+    from mfparse.scan import formats, templates
+
+    return {
+        "exact": ("config.json",),                                             # keras.inspect_zip
+        "base": tuple(formats._HF_JSON),                                       # formats.inspect_zip_templates
+        "base_suffix": tuple(templates._TEMPLATE_EXTS),                        # (chat templates)
+        "suffix": ("constants.pkl", "MAR-INF/MANIFEST.json", ".data/extern_modules"),  # torchscript.inspect_zip
+    }
 
 
 def _member_bytes(ctx, buf, where, row):
