@@ -221,6 +221,110 @@ static int sniff_maybe(const uint8_t *b, size_t n, int top) {
 }
 
 /* ========================================================================================== */
+/* .npy arrays of numbers (formats.npy.read_header's plain layout, containers.check_trailing)    */
+/* ========================================================================================== */
+
+/* itemsize of a type string numpy writes for a plain array, as numpy builds it on every
+ * platform; 0 for anything else (the full scan asks numpy) */
+static uint64_t npy_itemsize(const uint8_t *s, size_t n) {
+    if (n > 0 && (s[0] == '<' || s[0] == '>' || s[0] == '|' || s[0] == '=')) {
+        s++;
+        n--;
+    }
+    if (n == 1) {
+        switch (s[0]) {
+        case '?': case 'b': case 'B': return 1;
+        case 'h': case 'H': case 'e': return 2;
+        case 'i': case 'I': case 'f': return 4;
+        case 'q': case 'Q': case 'd': case 'F': return 8;
+        case 'D': return 16;
+        default: return 0;
+        }
+    }
+    if (n < 2 || n > 8) return 0;
+    uint64_t v = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    switch (s[0]) {
+    case 'b': return v == 1 ? 1 : 0;
+    case 'i': case 'u': return (v == 1 || v == 2 || v == 4 || v == 8) ? v : 0;
+    case 'f': return (v == 2 || v == 4 || v == 8) ? v : 0;
+    case 'c': return (v == 8 || v == 16) ? v : 0;
+    case 'S': case 'V': return (v >= 1 && v <= (1u << 20)) ? v : 0;
+    case 'U': return (v >= 1 && v <= (1u << 20)) ? 4 * v : 0;
+    default: return 0;
+    }
+}
+
+static int lit(const uint8_t **p, const uint8_t *end, const char *s) {
+    size_t n = strlen(s);
+    if ((size_t)(end - *p) < n || memcmp(*p, s, n) != 0) return 0;
+    *p += n;
+    return 1;
+}
+
+/* 1 for an .npy of numbers in numpy's own header layout whose data ends the buffer or runs
+ * past it (nothing after it: no note, no finding); 0 for anything else */
+static int npy_plain(const uint8_t *b, size_t n) {
+    if (n < 10 || memcmp(b, "\x93NUMPY", 6) != 0) return 0;
+    size_t width;
+    if (b[6] == 1 && b[7] == 0) width = 2;
+    else if ((b[6] == 2 || b[6] == 3) && b[7] == 0) width = 4;
+    else return 0;
+    if (n < 8 + width) return 0;
+    uint64_t hlen = width == 2 ? mf_load_u16le(b + 8) : mf_load_u32le(b + 8);
+    uint64_t start = 8 + width, data;
+    if (mf_add_u64(start, hlen, &data) || data > n) return 0;
+    const uint8_t *p = b + start, *end = b + data;
+    if (!lit(&p, end, "{'descr': '")) return 0;
+    const uint8_t *ts = p;
+    while (p < end && *p != '\'') p++;
+    uint64_t item = npy_itemsize(ts, (size_t)(p - ts));
+    if (item == 0 || !lit(&p, end, "', 'fortran_order': ")) return 0;
+    if (!lit(&p, end, "True") && !lit(&p, end, "False")) return 0;
+    if (!lit(&p, end, ", 'shape': (")) return 0;
+    /* (?:dim,(?: dim,)*(?: dim)?)? then "), }" */
+    uint64_t numel = 1;
+    int dims = 0, saturated = 0, zero = 0, need_comma = 0;
+    for (;;) {
+        if (dims > 0 && !need_comma) {
+            if (!lit(&p, end, " ")) break;
+        }
+        if (p >= end || *p < '0' || *p > '9') {
+            if (dims > 0 && !need_comma) return 0;  /* a space not followed by a dim */
+            break;
+        }
+        if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9') return 0;
+        uint64_t d = 0;
+        int big = 0;
+        while (p < end && *p >= '0' && *p <= '9') {
+            if (mf_mul_u64(d, 10, &d) || mf_add_u64(d, (uint64_t)(*p - '0'), &d)) big = 1;
+            p++;
+        }
+        if (!big && d == 0) zero = 1;
+        else if (big || saturated || mf_mul_u64(numel, d, &numel)) saturated = 1;
+        dims++;
+        if (lit(&p, end, ",")) {
+            need_comma = 0;
+        } else {
+            if (dims == 1) return 0;  /* one dim needs its comma */
+            need_comma = 1;
+            break;
+        }
+    }
+    if (!lit(&p, end, "), }")) return 0;
+    while (p < end && *p == ' ') p++;
+    if (p < end && *p == '\n') p++;
+    if (p != end) return 0;
+    uint64_t bytes, stop;
+    if (zero) return data >= n;  /* no elements: the data ends at the header */
+    if (saturated || mf_mul_u64(numel, item, &bytes) || mf_add_u64(data, bytes, &stop)) return 1;
+    return stop >= n;
+}
+
+/* ========================================================================================== */
 /* Judging one stream (pickles.scan_stream + pickles.Judge)                                   */
 /* ========================================================================================== */
 
@@ -278,6 +382,23 @@ static const mf_pv *literal_global(const mf_pv *g) {
 
 static uint32_t class_of(const mf_scan_tables *t, const mf_pv *g) {
     return mf_scan_class(t, g->u.g.mod->u.s, g->u.g.mod->n, g->u.g.name->u.s, g->u.g.name->n);
+}
+
+/* class_of, remembered per global node (a memoized global is called once per tensor) */
+typedef struct class_cache {
+    const mf_scan_tables *t;
+    mf_pv_map map;          /* node -> bits + 1 */
+    mf_arena *a;
+    mf_error *err;
+} class_cache;
+
+static int cached_class(class_cache *c, const mf_pv *g, uint32_t *bits) {
+    int created = 0;
+    uint64_t *slot = mf_pv_map_slot(&c->map, g, c->a, c->err, g->offset, &created);
+    if (slot == NULL) return 1;
+    if (*slot == 0) *slot = (uint64_t)class_of(c->t, g) + 1;
+    *bits = (uint32_t)(*slot - 1);
+    return 0;
 }
 
 /* pickles._int_value of an int node: 1 with *v set, 0 for other kinds, -1 for a big int */
@@ -340,7 +461,7 @@ typedef struct import_set {
     size_t cap;
 } import_set;
 
-static int add_import(quick *q, import_set *set, uint32_t stream, const mf_pkl_event *e) {
+static int add_import(quick *q, import_set *set, uint32_t stream, const mf_pkl_event *e, uint32_t bits) {
     const mf_pv *m = e->a->u.g.mod, *n = e->a->u.g.name;
     uint64_t h = fnv(fnv(FNV_OFFSET, m->u.s, m->n) ^ 0x2Eu, n->u.s, n->n) ^ ((uint64_t)e->pickle * FNV_PRIME);
     size_t mask = set->cap - 1, i = (size_t)h & mask;
@@ -358,18 +479,22 @@ static int add_import(quick *q, import_set *set, uint32_t stream, const mf_pkl_e
     }
     if (q->out->imports.len >= UINT32_MAX - 1) return mf_fail(q->rerr, MF_ERR_LIMIT, e->offset, "too many imports");
     mf_scan_import *x = (mf_scan_import *)mf_vec_push(&q->out->imports, sizeof *x, q->ra, q->rerr, e->offset);
-    const uint8_t *mc = (const uint8_t *)mf_arena_strdup(q->ra, m->u.s, m->n, q->rerr, e->offset);
-    const uint8_t *nc = (const uint8_t *)mf_arena_strdup(q->ra, n->u.s, n->n, q->rerr, e->offset);
-    if (x == NULL || mc == NULL || nc == NULL) return 1;
+    /* "module.name", so that the dotted name is one string */
+    uint8_t *mc = (uint8_t *)mf_arena_alloc(q->ra, (size_t)m->n + n->n + 2, q->rerr, e->offset);
+    if (x == NULL || mc == NULL) return 1;
+    memcpy(mc, m->u.s, m->n);
+    mc[m->n] = '.';
+    memcpy(mc + m->n + 1, n->u.s, n->n);
+    mc[m->n + 1 + n->n] = 0;
     x->mod = mc;
-    x->name = nc;
+    x->name = mc + m->n + 1;
     x->mod_len = m->n;
     x->name_len = n->n;
     x->stream = stream;
     x->pickle = e->pickle;
     x->count = 1;
     x->offset = e->offset;
-    x->allowed = (class_of(q->t, e->a) & MF_SCAN_ALLOWED) != 0;
+    x->allowed = (bits & MF_SCAN_ALLOWED) != 0;
     set->slots[i] = (uint32_t)q->out->imports.len;
     return 0;
 }
@@ -386,6 +511,11 @@ static int judge_events(quick *q, const mf_pkl *p, int torch_stream, uint32_t st
     while (set.cap < 2 * n_globals + 2) set.cap *= 2;
     set.slots = (uint32_t *)mf_arena_calloc(sa, set.cap, sizeof *set.slots, serr, 0);
     if (set.slots == NULL) return MF_SCAN_BAIL_LIMIT;
+    class_cache cc;
+    memset(&cc, 0, sizeof cc);
+    cc.t = t;
+    cc.a = sa;
+    cc.err = serr;
     for (size_t i = 0; i < p->events.len; i++) {
         const mf_pkl_event *e = &ev[i];
         const mf_pv *a = e->a, *g;
@@ -394,14 +524,14 @@ static int judge_events(quick *q, const mf_pkl *p, int torch_stream, uint32_t st
         case MF_EV_GLOBAL:  /* Judge.import_ */
             if (literal_global(a) == NULL) return MF_SCAN_BAIL_NAME;
             if (!plain_str(a->u.g.mod) || !plain_str(a->u.g.name)) return MF_SCAN_BAIL_NAME;
-            if (add_import(q, &set, stream, e)) return MF_SCAN_BAIL_LIMIT;
+            if (cached_class(&cc, a, &bits) || add_import(q, &set, stream, e, bits)) return MF_SCAN_BAIL_LIMIT;
             break;
         case MF_EV_CALL:    /* Judge.callee */
             g = a->u.call.fn;
             if (g == NULL) break;
             if (g->kind == MF_PV_CALL || g->kind == MF_PV_EXT) return MF_SCAN_BAIL_EVENT;
             if (literal_global(g) == NULL) break;
-            bits = class_of(t, g);
+            if (cached_class(&cc, g, &bits)) return MF_SCAN_BAIL_LIMIT;
             if (bits & (MF_SCAN_ARG_BYTEARRAY | MF_SCAN_ARG_CODEC | MF_SCAN_ARG_RECONSTRUCT | MF_SCAN_ARG_NESTED))
                 if (call_args_ok(t, a, bits)) return MF_SCAN_BAIL_EVENT;
             break;
@@ -413,19 +543,20 @@ static int judge_events(quick *q, const mf_pkl *p, int torch_stream, uint32_t st
                 if (a->u.call.fn != NULL && a->u.call.fn->kind == MF_PV_CALL) return MF_SCAN_BAIL_EVENT;
                 break;
             }
-            bits = class_of(t, g);
+            if (cached_class(&cc, g, &bits)) return MF_SCAN_BAIL_LIMIT;
             if (!(bits & MF_SCAN_BUILD_OK) && (bits & MF_SCAN_ALLOWED)) return MF_SCAN_BAIL_EVENT;
             break;
         case MF_EV_SETITEM: /* Judge.setitem */
             if (a->kind == MF_PV_PERSID || a->kind == MF_PV_GLOBAL || a->kind == MF_PV_LIST) return MF_SCAN_BAIL_EVENT;
             if (a->kind != MF_PV_CALL || (g = literal_global(a->u.call.fn)) == NULL) break;
-            bits = class_of(t, g);
+            if (cached_class(&cc, g, &bits)) return MF_SCAN_BAIL_LIMIT;
             if (!(bits & MF_SCAN_SETITEM_OK) && (bits & MF_SCAN_ALLOWED)) return MF_SCAN_BAIL_EVENT;
             break;
         case MF_EV_APPEND:  /* Judge.append */
             if (a->kind == MF_PV_PERSID || a->kind == MF_PV_GLOBAL) return MF_SCAN_BAIL_EVENT;
             if (a->kind != MF_PV_CALL || (g = literal_global(a->u.call.fn)) == NULL) break;
-            if (class_of(t, g) & MF_SCAN_ALLOWED) return MF_SCAN_BAIL_EVENT;
+            if (cached_class(&cc, g, &bits)) return MF_SCAN_BAIL_LIMIT;
+            if (bits & MF_SCAN_ALLOWED) return MF_SCAN_BAIL_EVENT;
             break;
         case MF_EV_PERSID:  /* a note outside torch streams */
             if (!torch_stream) return MF_SCAN_BAIL_EVENT;
@@ -755,6 +886,13 @@ static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_
             rc = MF_SCAN_BAIL_PARSE;  /* named like a pickle, empty: an error */
             break;
         }
+        if (starts(data, size, "\x93NUMPY", 6)) {  /* an .npz array (containers.check_npy) */
+            if (!npy_plain(data, size)) {
+                rc = MF_SCAN_BAIL_FORMAT;
+                break;
+            }
+            continue;
+        }
         if (sniff_maybe(data, size, 0)) {
             rc = MF_SCAN_BAIL_FORMAT;
             break;
@@ -802,6 +940,13 @@ int mf_scan_quick(const uint8_t *buf, size_t len, unsigned name_flags, const mf_
         rc = MF_SCAN_BAIL_FORMAT;  /* an HDF5 superblock behind a user block: a polyglot */
     } else if (starts(buf, len, "PK\x03\x04", 4)) {
         rc = quick_zip(&q, buf, len, a, err);
+    } else if (starts(buf, len, "\x93NUMPY", 6)) {
+        /* an array of numbers: no pickle, nothing after its data, no zip at the end */
+        const uint8_t *tail = buf + len - (len < MF_ZIP_TAIL_MAX ? len : MF_ZIP_TAIL_MAX);
+        if ((len >= 22 && find4(tail, (size_t)(buf + len - tail), "PK\x05\x06") != NULL) || !npy_plain(buf, len))
+            rc = MF_SCAN_BAIL_FORMAT;
+        else
+            rc = MF_SCAN_DONE;
     } else if (sniff_maybe(buf, len, 1) || (name_flags & MF_SCAN_NAME_PROTOBUF) || !t->opcode[buf[0]]) {
         rc = MF_SCAN_BAIL_FORMAT;
     } else {

@@ -105,8 +105,8 @@ uint32_t mf_scan_class(const mf_scan_tables *t, const uint8_t *mod, size_t mod_l
 
 /* One distinct import of one pickle of one stream, in order of first occurrence. */
 typedef struct mf_scan_import {
-    const uint8_t *mod;     /* copied into the result's arena */
-    const uint8_t *name;
+    const uint8_t *mod;     /* "module.name" in the result's arena (mod_len + 1 + name_len bytes) */
+    const uint8_t *name;    /* mod + mod_len + 1 */
     uint32_t mod_len, name_len;
     uint32_t stream;        /* index into the result's streams */
     uint32_t pickle;        /* index of the stacked pickle in that stream */

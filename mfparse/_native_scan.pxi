@@ -217,13 +217,14 @@ cdef object _quick_result(mf_scan_result *res, uint64_t size):
     cdef list others = []
     members = [None if st[i].member == NULL else PyUnicode_DecodeASCII(<const char *>st[i].member,
                                                                       st[i].member_len, NULL)
-               for i in range(res.streams.len)]
+               for i in range(res.streams.len)] if res.imports.len else None
     for i in range(res.imports.len):
-        mod = PyUnicode_DecodeASCII(<const char *>im[i].mod, im[i].mod_len, NULL)
-        name = PyUnicode_DecodeASCII(<const char *>im[i].name, im[i].name_len, NULL)
-        dotted = mod + "." + name
-        seen[dotted] = seen.get(dotted, 0) + im[i].count
+        dotted = PyUnicode_DecodeASCII(<const char *>im[i].mod, im[i].mod_len + 1 + im[i].name_len, NULL)
+        count = seen.get(dotted)
+        seen[dotted] = im[i].count if count is None else count + im[i].count
         if not im[i].allowed:
+            mod = PyUnicode_DecodeASCII(<const char *>im[i].mod, im[i].mod_len, NULL)
+            name = PyUnicode_DecodeASCII(<const char *>im[i].name, im[i].name_len, NULL)
             others.append((mod, name, members[im[i].stream], im[i].pickle, im[i].count, im[i].offset))
     return (size, res.pickles, seen, others)
 

@@ -218,6 +218,42 @@ def test_names_decided_by_name(tmp_path):
         assert isinstance(_native.scan_quick(data, quick.tables(), name), tuple) == answered
 
 
+def test_npy(tmp_path):
+    np = pytest.importorskip("numpy")
+    arrays = {"f8": np.arange(10.0), "f4_2d": np.ones((3, 4), np.float32), "i1": np.arange(5, dtype=np.int8),
+              "u8": np.arange(3, dtype=np.uint64), "bool": np.array([True, False]), "c16": np.ones(2, complex),
+              "f2": np.ones(4, np.float16), "scalar": np.array(3.5), "empty": np.zeros((0, 5)),
+              "fortran": np.asfortranarray(np.ones((2, 3))), "bytes": np.array([b"ab", b"c"]),
+              "unicode": np.array(["x", "yz"]), "big_endian": np.arange(4, dtype=">i4"),
+              "void": np.zeros(2, "V3")}
+    for name, a in arrays.items():
+        p = tmp_path / f"{name}.npy"
+        np.save(p, a)
+        same(p, answered=True)
+    for name, a, answered in (("dt", np.array(["2020-01-01"], "datetime64[D]"), False),
+                              ("struct", np.zeros(2, [("a", "<i4"), ("b", "<f8")]), False),
+                              ("object", np.array([1, "x"], dtype=object), False),
+                              ("longdouble", np.ones(2, np.longdouble), False)):
+        p = tmp_path / f"{name}.npy"
+        np.save(p, a, allow_pickle=True)
+        same(p, answered=answered)
+    data = (tmp_path / "f8.npy").read_bytes()
+    for variant, answered in ((data[:-8], True),                    # data cut short: nothing after it
+                              (data + bytes(16), False),            # zero padding: a note
+                              (data + b"junk", False),              # bytes numpy does not read
+                              (data + pickle.dumps(1), False),
+                              (data.replace(b"'fortran_order': False", b"'fortran_order':  False"), False),
+                              (data[:6] + b"\x04\x00" + data[8:], False)):
+        same(variant, answered=answered)
+    z = tmp_path / "a.npz"
+    np.savez(z, a=np.arange(10), b=np.ones((3, 3)))
+    same(z, answered=True)
+    np.savez_compressed(z, a=np.arange(10))
+    same(z, answered=False)
+    np.savez(z, a=np.array([1, None], dtype=object))
+    same(z, answered=False)
+
+
 # ---- archives ------------------------------------------------------------------------------------
 
 def _torch_pickle(keys=("0",), numel=4):
