@@ -354,6 +354,13 @@ static int plain_str(const mf_pv *s) {
     return 1;
 }
 
+/* the same for a str or bytes node */
+static int plain_str_bytes(const mf_pv *s) {
+    for (uint32_t i = 0; i < s->n; i++)
+        if (s->u.s[i] < 0x20 || s->u.s[i] >= 0x7F) return 0;
+    return 1;
+}
+
 /* policy.is_dotted_identifier on printable ASCII */
 static int dotted_identifier(const mf_pv *s) {
     int start = 1;
@@ -648,6 +655,62 @@ static int torch_records(quick *q, const mf_pv *root, uint64_t n, int is_tree, m
     return MF_SCAN_DONE;
 }
 
+/* pickles._is_legacy_torch: the magic number, protocol version 1001, and a list of storage keys */
+static int legacy_shape(mf_pv *const *roots) {
+    static const uint8_t magic[10] = {0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+    const mf_pv *r0 = roots[0], *r1 = roots[1], *r4 = roots[4];
+    if (r0 == NULL || r0->kind != MF_PV_BIGINT || (r0->flags & MF_PVF_DECIMAL) || r0->n < 10 ||
+        memcmp(r0->u.s, magic, 10) != 0)
+        return 0;
+    for (uint32_t i = 10; i < r0->n; i++)
+        if (r0->u.s[i] != 0) return 0;
+    return r1 != NULL && r1->kind == MF_PV_INT && r1->u.i == 1001 && r4 != NULL && r4->kind == MF_PV_LIST;
+}
+
+/* pickles._legacy_storages: the raw storages after a legacy torch file's five pickles, in the
+ * order of the key list, each an 8-byte element count and the declared bytes; then
+ * check_tensors. *pos moves past them. */
+static int legacy_records(mf_pv *const *roots, const uint8_t *buf, size_t n, size_t *pos, int is_tree, mf_arena *sa,
+                          mf_error *serr) {
+    mf_torch_result tr;
+    memset(&tr, 0, sizeof tr);
+    if (mf_torch_walk_ex(roots[3], 1, n, is_tree, sa, &tr, serr) || serr->code) return MF_SCAN_BAIL_TORCH;
+    const mf_torch_storage *st = (const mf_torch_storage *)tr.storages.items;
+    uint64_t *have = (uint64_t *)mf_arena_calloc(sa, tr.storages.len + 1, sizeof *have, serr, 0);
+    uint8_t *known = (uint8_t *)mf_arena_calloc(sa, tr.storages.len + 1, 1, serr, 0);
+    if (have == NULL || known == NULL) return MF_SCAN_BAIL_LIMIT;
+    const mf_pv *keys = roots[4];
+    size_t at = *pos;
+    for (uint32_t k = 0; k < keys->n; k++) {
+        const mf_pv *key = keys->u.items[k];
+        if (key == NULL || (key->kind != MF_PV_STR && key->kind != MF_PV_BYTES) || !plain_str_bytes(key))
+            return MF_SCAN_BAIL_TORCH;
+        size_t i;  /* the first storage of that key (by_key.setdefault) */
+        for (i = 0; i < tr.storages.len; i++)
+            if (st[i].key_len == key->n && memcmp(st[i].key, key->u.s, key->n) == 0) break;
+        if (i == tr.storages.len || n - at < 8) return MF_SCAN_BAIL_TORCH;
+        unsigned bits = mf_dtype_bits(st[i].dtype);
+        uint64_t declared, left = n - at - 8;
+        if (mf_mul_u64(st[i].numel, bits / 8 ? bits / 8 : 1, &declared) || declared > left) return MF_SCAN_BAIL_TORCH;
+        if (mf_load_u64le(buf + at) != st[i].numel) return MF_SCAN_BAIL_TORCH;
+        have[i] = declared;
+        known[i] = 1;
+        at += 8 + (size_t)declared;
+    }
+    const mf_torch_tensor *tt = (const mf_torch_tensor *)tr.tensors.items;
+    for (size_t i = 0; i < tr.tensors.len; i++) {
+        if (tt[i].storage < 0) continue;
+        if ((size_t)tt[i].storage >= tr.storages.len) return MF_SCAN_BAIL_TORCH;
+        if (!known[tt[i].storage]) continue;
+        uint64_t b, cap;
+        if (mf_mul_u64(tt[i].extent, mf_dtype_bits(tt[i].dtype), &b) || mf_mul_u64(have[tt[i].storage], 8, &cap) ||
+            b > cap)
+            return MF_SCAN_BAIL_TORCH;
+    }
+    *pos = at;
+    return MF_SCAN_DONE;
+}
+
 /* pickles.scan_stream on buf (file offset base): MODE_DESIGNATED (a loader unpickles it: the
  * file, data.pkl, a member named like a pickle) or MODE_PROBE (any other zip member: judged only
  * when it imports a dotted name, QUIET otherwise). Returns MF_SCAN_DONE, QUIET or a bail. */
@@ -673,8 +736,19 @@ static int quick_stream(quick *q, const uint8_t *buf, size_t n, uint64_t base, i
         }
         roots[nroots++] = root;
         pos += used;
-        /* five stacked pickles may be a legacy torch file; padding is a note */
-        if (nroots == 5 || (pos < n && padding(buf + pos, n - pos))) {
+        if (nroots == 5) {
+            /* a legacy torch file: its storages end the stream (bytes after them are a note);
+             * five other stacked pickles: the full scan reads on */
+            if (mode == MODE_DESIGNATED && base == 0 && legacy_shape(roots)) {
+                torch_stream = 1;
+                stopped = legacy_records(roots, buf, n, &pos, p.shared_refs == 0, &arena, &err);
+                if (stopped == MF_SCAN_DONE && pos != n) stopped = MF_SCAN_BAIL_PARSE;
+            } else {
+                stopped = MF_SCAN_BAIL_PARSE;
+            }
+            break;
+        }
+        if (pos < n && padding(buf + pos, n - pos)) {  /* padding is a note */
             stopped = MF_SCAN_BAIL_PARSE;
             break;
         }

@@ -254,6 +254,39 @@ def test_npy(tmp_path):
     same(z, answered=False)
 
 
+def test_legacy_torch_files(tmp_path):
+    torch = pytest.importorskip("torch")
+    p = tmp_path / "legacy.pt"
+    m = torch.nn.Linear(4, 3)
+    for obj in (m.state_dict(), {"a": torch.arange(6).view(2, 3)[:, 1], "b": torch.ones(2, dtype=torch.float16),
+                                 "c": torch.zeros(3, dtype=torch.bool), "epoch": 1}, {}):
+        torch.save(obj, p, _use_new_zipfile_serialization=False)
+        same(p, answered=True)
+    torch.save({"w": torch.ones(4), "v": torch.arange(3)}, p, _use_new_zipfile_serialization=False)
+    data = p.read_bytes()
+    for variant, answered in ((data, True),
+                              (data[:-4], False),                   # the last storage cut short: a finding
+                              (data + b"\x00" * 8, False),          # bytes after the storages: a note
+                              (data + pickle.dumps(1), False)):
+        same(variant, answered=answered)
+    magic = P(2).raw(b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")).stop().data
+    head = magic + P(2).int(1001).stop().data + P(2).empty_dict().stop().data
+    main = P(2).mark().unicode("w")
+    tensor(main, "0", 4, 0, (4,), (1,), legacy=True)
+    main = main.dict().stop().data
+    keys = P(2).mark().unicode("0").list().stop().data
+    ok = head + main + keys + (4).to_bytes(8, "little") + bytes(16)
+    for data, answered in ((ok, True),
+                           (head + main + keys + (5).to_bytes(8, "little") + bytes(16), False),  # count differs
+                           (head + main + P(2).mark().unicode("9").list().stop().data + (4).to_bytes(8, "little")
+                            + bytes(16), False),                                                 # unknown key
+                           (head + main + P(2).empty_list().stop().data, True),                  # no storages
+                           (head + call_pickle("os", "system", "x") + keys + (4).to_bytes(8, "little") + bytes(16),
+                            False),                                                              # no torch records
+                           (head + P(2).mark().unicode("w").raw(P(2).data[2:]).dict().stop().data, False)):
+        same(data, answered=answered)
+
+
 # ---- archives ------------------------------------------------------------------------------------
 
 def _torch_pickle(keys=("0",), numel=4):
@@ -371,11 +404,29 @@ def test_plugins_turn_it_off(monkeypatch):
     monkeypatch.setattr(containers, "CHECKERS", dict(containers.CHECKERS))
     monkeypatch.setattr(containers, "_INDEX", [])
     monkeypatch.setattr(containers, "_MEMBER_MAGIC_FIRST", set(containers._MEMBER_MAGIC_FIRST))
+    assert isinstance(fast(data), ScanReport)  # copies of the stock registry are the stock registry
+    monkeypatch.undo()
+    monkeypatch.setattr(containers, "REGISTRY_VERSION", containers.REGISTRY_VERSION + 1)
+    assert isinstance(fast(data), ScanReport)  # the same registry again
+
+    def sniffer(h, b, n, t):
+        return h[:4] == b"FAKE"
+
+    monkeypatch.setattr(containers, "SNIFFERS", list(containers.SNIFFERS))
+    monkeypatch.setattr(containers, "CHECKERS", dict(containers.CHECKERS))
+    monkeypatch.setattr(containers, "_INDEX", [])
+    monkeypatch.setattr(containers, "_MEMBER_MAGIC_FIRST", set(containers._MEMBER_MAGIC_FIRST))
+    containers.register_checker("fakefmt", lambda ctx, buf, where, **kw: True, sniffer=sniffer, before="zip")
     assert fast(data) is None
     monkeypatch.undo()
     assert isinstance(fast(data), ScanReport)
-    monkeypatch.setattr(containers, "REGISTRY_VERSION", containers.REGISTRY_VERSION + 1)
+    monkeypatch.setattr(containers, "ZIP_INSPECTORS", containers.ZIP_INSPECTORS + [lambda *a: None])
     assert fast(data) is None
+    monkeypatch.undo()
+    monkeypatch.setitem(containers.CHECKERS, "zip", lambda ctx, buf, where, **kw: True)
+    assert fast(data) is None
+    monkeypatch.undo()
+    assert isinstance(fast(data), ScanReport)
 
 
 def test_switch(monkeypatch, tmp_path):

@@ -42,8 +42,10 @@ ALLOWED, BUILD_OK, SETITEM_OK = 1 << 0, 1 << 1, 1 << 2
 ARG_BYTEARRAY, ARG_CODEC, ARG_RECONSTRUCT, ARG_NESTED = 1 << 3, 1 << 4, 1 << 5, 1 << 6
 
 _TABLES = None
-# the registry the C code mirrors (containers' stock sniffers, checkers and zip inspectors)
+# the stock registry the C code mirrors (copies of containers' sniffers, checkers, zip inspectors
+# and member first bytes), and the objects last seen equal to it
 _STOCK = None
+_SEEN = None
 
 
 def name_classes() -> dict:
@@ -71,23 +73,33 @@ def tables():
             [c.encode() for c in sorted(policy.SAFE_CODECS)], [n.encode() for n in trig["exact"]],
             [n.encode() for n in trig["base"]], [n.lower().encode() for n in trig["base_suffix"]],
             [n.encode() for n in trig["suffix"]], [n.lower().encode() for n in containers.PICKLE_NAMES], bounds)
-        _STOCK = _registry()
+        c = containers
+        _STOCK = (list(c.SNIFFERS), dict(c.CHECKERS), list(c.ZIP_INSPECTORS), set(c._MEMBER_MAGIC_FIRST))
+        _recheck()
     return _TABLES
 
 
-def _registry() -> tuple:
-    return (containers.REGISTRY_VERSION, containers.SNIFFERS, len(containers.SNIFFERS), containers.CHECKERS,
-            containers.CHECKERS.get("zip"), containers.ZIP_INSPECTORS, len(containers.ZIP_INSPECTORS),
-            containers._MEMBER_MAGIC_FIRST, len(containers._MEMBER_MAGIC_FIRST))
+def _recheck() -> bool:
+    """Compare the registry with the stock one (after register_checker or a replaced list)."""
+    global _SEEN
+    c = containers
+    ok = (c.SNIFFERS == _STOCK[0] and c.CHECKERS == _STOCK[1] and c.ZIP_INSPECTORS == _STOCK[2]
+          and c._MEMBER_MAGIC_FIRST == _STOCK[3])
+    _SEEN = (c.REGISTRY_VERSION, c.SNIFFERS, len(c.SNIFFERS), c.CHECKERS, len(c.CHECKERS), c.CHECKERS.get("zip"),
+             c.ZIP_INSPECTORS, len(c.ZIP_INSPECTORS), c._MEMBER_MAGIC_FIRST, len(c._MEMBER_MAGIC_FIRST), ok)
+    return ok
 
 
 def _stock() -> bool:
-    """Is the registry still the one the tables were built from?"""
-    s = _STOCK
+    """Is the registry the stock one the C code mirrors? (a cheap identity check; anything
+    registered, replaced or appended since the last look compares the whole registry again)"""
+    s = _SEEN
     c = containers
-    return (c.REGISTRY_VERSION == s[0] and c.SNIFFERS is s[1] and c.CHECKERS is s[3] and c.ZIP_INSPECTORS is s[5]
-            and c._MEMBER_MAGIC_FIRST is s[7] and len(s[1]) == s[2] and c.CHECKERS.get("zip") is s[4]
-            and len(s[5]) == s[6] and len(s[7]) == s[8])
+    if (c.REGISTRY_VERSION == s[0] and c.SNIFFERS is s[1] and c.CHECKERS is s[3] and c.ZIP_INSPECTORS is s[6]
+            and c._MEMBER_MAGIC_FIRST is s[8] and len(s[1]) == s[2] and len(s[3]) == s[4]
+            and c.CHECKERS.get("zip") is s[5] and len(s[6]) == s[7] and len(s[8]) == s[9]):
+        return s[10]
+    return _recheck()
 
 
 def scan(path, t0: float):
@@ -118,14 +130,18 @@ def report(path, got: tuple, t0: float) -> ScanReport:
     them."""
     size, npickles, seen, others = got
     findings = []
+    verdict = "safe"
     if others:
+        new = tuple.__new__
+        judge = policy.judge_global
         for module, name, member, pk, count, off in others:
-            sev, why = policy.judge_global(module, name, False)
+            sev, why = judge(module, name, False)
             if sev is not None:
-                findings.append(Finding(sev, why, module, name, member, pk, off, "import", count, "file"))
-        findings = sort_findings(findings)
-    return ScanReport(path, verdict_of(findings, ()), findings, [], [], seen, npickles, size,
-                      time.perf_counter() - t0)
+                findings.append(new(Finding, (sev, why, module, name, member, pk, off, "import", count, "file")))
+        if len(findings) > 1:
+            findings = sort_findings(findings)
+        verdict = verdict_of(findings, ())
+    return ScanReport(path, verdict, findings, [], [], seen, npickles, size, time.perf_counter() - t0)
 
 
 def compare(fast: ScanReport, full: ScanReport) -> None:
