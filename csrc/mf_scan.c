@@ -822,6 +822,24 @@ static int inspected(const mf_scan_tables *t, const uint8_t *s, size_t n) {
     return 0;
 }
 
+/* member anomalies that are findings and change nothing else the scan reads (the central
+ * directory is authoritative; a stored member's bytes are read as they are, the encryption flag
+ * notwithstanding): a mark each */
+#define MEMBER_ANOMALIES (MF_ZIP_ANOM_NAME_MISMATCH | MF_ZIP_ANOM_ENCRYPTED | MF_ZIP_ANOM_FLAG_0x20 | \
+                          MF_ZIP_ANOM_FLAG_0x40 | MF_ZIP_ANOM_METHOD_MISMATCH)
+
+static int add_mark(quick *q, uint32_t kind, const mf_zip_entry *z) {
+    mf_scan_mark *m = (mf_scan_mark *)mf_vec_push(&q->out->marks, sizeof *m, q->ra, q->rerr, z->local_offset);
+    if (m == NULL) return 1;
+    m->before = (uint32_t)q->out->imports.len;
+    m->kind = kind;
+    m->anomalies = z->anomalies;
+    m->member = z->name;
+    m->member_len = z->name_len;
+    m->offset = z->local_offset;
+    return 0;
+}
+
 static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_error *zerr) {
     const mf_scan_tables *t = q->t;
     /* the form in which mfparse's reader, zipfile and torch's miniz (containers.zip_views) read
@@ -887,7 +905,8 @@ static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_
         const mf_zip_entry *z = &ents[i];
         for (uint32_t k = 0; k < z->name_len; k++)
             if (z->name[k] < 0x20 || z->name[k] >= 0x7F) rc = MF_SCAN_BAIL_ZIP;
-        if (z->anomalies || z->method != 0 || z->comp_size != z->uncomp_size || z->data_offset == UINT64_MAX)
+        if ((z->anomalies & ~MEMBER_ANOMALIES) || z->method != 0 || z->comp_size != z->uncomp_size ||
+            z->data_offset == UINT64_MAX)
             rc = MF_SCAN_BAIL_ZIP;
         if (rc != MF_SCAN_DONE) break;
         if (inspected(t, z->name, z->name_len) || is_protobuf_name(z->name, z->name_len)) {
@@ -943,6 +962,10 @@ static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_
     /* the members, in directory order (containers._zip_members) */
     for (size_t i = 0; i < n && rc == MF_SCAN_DONE; i++) {
         const mf_zip_entry *z = &ents[i];
+        if (z->anomalies && add_mark(q, MF_SCAN_MARK_ANOMALIES, z)) {
+            rc = MF_SCAN_BAIL_LIMIT;
+            break;
+        }
         int datapkl = q->prefix != NULL && z->name_len == q->prefix_len + 9 &&
                       memcmp(z->name, q->prefix, q->prefix_len) == 0 &&
                       memcmp(z->name + q->prefix_len, "/data.pkl", 9) == 0;
@@ -984,7 +1007,8 @@ static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_
             rc = r;
             break;
         }
-        if (mf_crc32(0, data, size) != z->crc32) rc = MF_SCAN_BAIL_ZIP;  /* containers._crc: a finding */
+        if (mf_crc32(0, data, size) != z->crc32 && add_mark(q, MF_SCAN_MARK_CRC, z))  /* containers._crc */
+            rc = MF_SCAN_BAIL_LIMIT;
     }
     mf_arena_free(&cda);
     return rc;

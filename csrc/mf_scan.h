@@ -8,9 +8,10 @@
  * mf_scan_quick does the same work in one C call and answers either
  *   - MF_SCAN_DONE: every stream was read to its end and nothing happened but imports, calls
  *     the judge leaves alone and BUILD/SETITEM on what the judge accepts; the result lists the
- *     distinct imports (with counts and first offsets) and whether each is on the allowlist; the
- *     caller (mfparse/scan/quick.py) makes the findings of the others with the Python judge, so
- *     that verdicts, findings, offsets and messages are those of the full scan; or
+ *     distinct imports (with counts and first offsets) and whether each is on the allowlist, and
+ *     the zip members whose flags, local header or CRC-32 are findings (marks); the caller
+ *     (mfparse/scan/quick.py) makes the findings with the Python judge and the container code's
+ *     own messages, so that verdicts, findings, offsets and messages are those of the full scan; or
  *   - MF_SCAN_BAIL_*: something the full scan would report, or could see differently (a
  *     container, a polyglot, a parse error, an event the judge reports, a name that is not
  *     ASCII, an archive that is not in canonical form): the caller runs the full scan.
@@ -122,12 +123,29 @@ typedef struct mf_scan_stream {
     uint32_t pickles;       /* pickles read to their STOP */
 } mf_scan_stream;
 
+/* A finding about a zip member that is not an import (containers.member_anomalies,
+ * containers.crc_finding), placed among the imports in the order the full scan finds it. */
+typedef struct mf_scan_mark {
+    uint32_t before;        /* the number of imports found before it */
+    uint32_t kind;          /* MF_SCAN_MARK_* */
+    uint32_t anomalies;     /* MF_ZIP_ANOM_* of the member (MF_SCAN_MARK_ANOMALIES) */
+    uint32_t member_len;
+    const uint8_t *member;  /* points into the input */
+    uint64_t offset;        /* file offset of the member's local header */
+} mf_scan_mark;
+
+enum {
+    MF_SCAN_MARK_ANOMALIES = 1,  /* the member's local header or flags disagree with the directory */
+    MF_SCAN_MARK_CRC = 2,        /* the member fails its CRC-32 */
+};
+
 typedef struct mf_scan_result {
     int answer;             /* MF_SCAN_DONE or MF_SCAN_BAIL_* */
     uint64_t at;            /* where the bail was decided (diagnostics) */
     uint32_t pickles;       /* over all streams */
     mf_vec streams;         /* mf_scan_stream */
     mf_vec imports;         /* mf_scan_import */
+    mf_vec marks;           /* mf_scan_mark */
 } mf_scan_result;
 
 enum {

@@ -54,12 +54,21 @@ cdef extern from "mf_scan.h":
         uint32_t member_len
         uint32_t pickles
 
+    ctypedef struct mf_scan_mark:
+        uint32_t before
+        uint32_t kind
+        uint32_t anomalies
+        uint32_t member_len
+        const uint8_t *member
+        uint64_t offset
+
     ctypedef struct mf_scan_result:
         int answer
         uint64_t at
         uint32_t pickles
         mf_vec streams
         mf_vec imports
+        mf_vec marks
 
     int MF_SCAN_DONE
     int mf_scan_map_init(mf_scan_map *m, size_t n, mf_arena *a, mf_error *err)
@@ -208,11 +217,14 @@ cdef class ScanTables:
 
 
 cdef object _quick_result(mf_scan_result *res, uint64_t size):
-    """(size, pickles, {dotted name: count}, [(module, name, member, pickle, count, offset) of the
-    imports off the allowlist]) of a DONE answer. Names and members are printable ASCII."""
+    """(size, pickles, {dotted name: count}, [(module, name, member, pickle, count, offset, index)
+    of the imports off the allowlist], [(index, kind, anomalies, member, offset) of the marks] or
+    None) of a DONE answer; index: the place among the imports. Names and members are printable
+    ASCII."""
     cdef size_t i
     cdef mf_scan_import *im = <mf_scan_import *>res.imports.items
     cdef mf_scan_stream *st = <mf_scan_stream *>res.streams.items
+    cdef mf_scan_mark *mk = <mf_scan_mark *>res.marks.items
     cdef dict seen = {}
     cdef list others = []
     members = [None if st[i].member == NULL else PyUnicode_DecodeASCII(<const char *>st[i].member,
@@ -225,8 +237,13 @@ cdef object _quick_result(mf_scan_result *res, uint64_t size):
         if not im[i].allowed:
             mod = PyUnicode_DecodeASCII(<const char *>im[i].mod, im[i].mod_len, NULL)
             name = PyUnicode_DecodeASCII(<const char *>im[i].name, im[i].name_len, NULL)
-            others.append((mod, name, members[im[i].stream], im[i].pickle, im[i].count, im[i].offset))
-    return (size, res.pickles, seen, others)
+            others.append((mod, name, members[im[i].stream], im[i].pickle, im[i].count, im[i].offset, i))
+    marks = None
+    if res.marks.len:
+        marks = [(mk[i].before, mk[i].kind, mk[i].anomalies,
+                  PyUnicode_DecodeASCII(<const char *>mk[i].member, mk[i].member_len, NULL), mk[i].offset)
+                 for i in range(res.marks.len)]
+    return (size, res.pickles, seen, others, marks)
 
 
 def scan_quick(const uint8_t[::1] buf, ScanTables tables, name=None):

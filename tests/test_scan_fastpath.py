@@ -317,10 +317,16 @@ def test_archives():
         (zip_bytes({"weights.pkl": pickle.dumps([1, 2])}), True),
         (zip_bytes({"a.pkl": b""}), False),                          # named like a pickle, empty
         (zip_bytes({"a.pkl": b"\x00\x01"}), False),                  # named like a pickle, not one
-        (rename_local(torch_zip(sys_), "archive/data.pkl", "archive/data.txt"), False),
-        (set_flags(torch_zip(sys_), "archive/data.pkl", 0x1), False),
-        (set_flags(torch_zip(sys_), "archive/data.pkl", 0x20), False),
-        (break_crc(good, "archive/data.pkl"), False),
+        (rename_local(torch_zip(sys_), "archive/data.pkl", "archive/data.txt"), True),   # member findings
+        (set_flags(torch_zip(sys_), "archive/data.pkl", 0x1), True),
+        (set_flags(torch_zip(sys_), "archive/data.pkl", 0x20), True),
+        (set_flags(set_flags(good, "archive/byteorder", 0x40), "archive/version", 0x1), True),
+        (break_crc(good, "archive/data.pkl"), True),
+        (break_crc(torch_zip(sys_, extra={"x.pkl": sys_}), "archive/data.pkl"), True),
+        (break_crc(break_crc(torch_zip(sys_, extra={"x.pkl": sys_}), "archive/x.pkl"), "archive/data.pkl"), True),
+        (set_flags(break_crc(torch_zip(sys_, extra={"x.pkl": sys_}), "archive/x.pkl"), "archive/x.pkl", 0x1), True),
+        (break_crc(zip_bytes({"model/data.txt": sys_}), "model/data.txt"), True),
+        (break_crc(zip_bytes({"blob": b"(" + bytes(40)}), "blob"), True),   # not judged: no CRC check
         (torch_zip(sys_, compress=8), False),                        # deflated members
         (_duplicate(), False),                                       # the same name twice
         (zip_bytes({"x.onnx": b"(" + bytes(40)}), False),

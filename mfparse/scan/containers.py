@@ -839,10 +839,7 @@ def _zip_members(ctx, buf, where, rows, members, torchscript, skip=frozenset()) 
             continue
         nm, _flags, method, _crc32, csize, _usize, loff, doff, anom = row
         if anom:
-            for bit, why in _ANOMALY_FINDINGS.items():
-                if anom & bit & ~_ARCHIVE_BITS:
-                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where.child(nm, None),
-                                offset=where.offset(loff), kind="container")
+            member_anomalies(ctx, where, nm, anom, loff)
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
         if method == 0 and not desig and doff is not None:
             # fast path for raw data records: only bytes that could start a pickle or a container
@@ -1143,9 +1140,23 @@ def _judged_whole(kind: str, data, m: ZipEntry) -> bool:
 
 def _crc(ctx, data, m, where) -> None:
     if zlib.crc32(data) & 0xFFFFFFFF != m.crc32:
-        ctx.finding("suspicious", f"zip member {m.name!r} fails its CRC-32 check: Python's zipfile refuses it, "
-                    "torch's reader does not check", where.child(m.name, None), offset=where.offset(m.local_offset),
-                    kind="container")
+        crc_finding(ctx, where, m.name, m.local_offset)
+
+
+def crc_finding(ctx, where, name: str, local_offset: int) -> None:
+    """A member whose bytes fail their CRC-32 (also made by the fast path, mfparse/scan/quick.py)."""
+    ctx.finding("suspicious", f"zip member {name!r} fails its CRC-32 check: Python's zipfile refuses it, "
+                "torch's reader does not check", where.child(name, None), offset=where.offset(local_offset),
+                kind="container")
+
+
+def member_anomalies(ctx, where, name: str, anomalies: int, local_offset: int) -> None:
+    """The findings of a member's directory anomalies: flags, or a local header that disagrees
+    with the central directory (also made by the fast path, mfparse/scan/quick.py)."""
+    for bit, why in _ANOMALY_FINDINGS.items():
+        if anomalies & bit & ~_ARCHIVE_BITS:
+            ctx.finding("suspicious", f"zip member {name!r}: {why}", where.child(name, None),
+                        offset=where.offset(local_offset), kind="container")
 
 
 def _check_torch_zip(ctx, res, members, prefix, where) -> None:

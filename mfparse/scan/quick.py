@@ -26,7 +26,7 @@ import time
 
 from mfparse import _native
 from mfparse.scan import containers, pickles, policy
-from mfparse.scan.report import Finding, ScanReport, sort_findings, verdict_of
+from mfparse.scan.report import Context, Finding, ScanReport, Where, sort_findings, verdict_of
 
 #: the fast path is used (MFPARSE_SCAN_FASTPATH=0 turns it off)
 ENABLED = os.environ.get("MFPARSE_SCAN_FASTPATH", "1") != "0"
@@ -40,6 +40,8 @@ SMALL_FILE = 1 << 20
 # class bits (csrc/mf_scan.h)
 ALLOWED, BUILD_OK, SETITEM_OK = 1 << 0, 1 << 1, 1 << 2
 ARG_BYTEARRAY, ARG_CODEC, ARG_RECONSTRUCT, ARG_NESTED = 1 << 3, 1 << 4, 1 << 5, 1 << 6
+# kinds of marks (findings about zip members that are not imports)
+MARK_ANOMALIES, MARK_CRC = 1, 2
 
 _TABLES = None
 # the stock registry the C code mirrors (copies of containers' sniffers, checkers, zip inspectors
@@ -126,15 +128,17 @@ def scan(path, t0: float):
 
 def report(path, got: tuple, t0: float) -> ScanReport:
     """The ScanReport of a fast-path answer (size, pickles, {global: count}, imports off the
-    allowlist as (module, name, member, pickle, count, offset)): findings as Judge.import_ makes
-    them."""
-    size, npickles, seen, others = got
+    allowlist as (module, name, member, pickle, count, offset, index), zip member marks or None):
+    findings as Judge.import_ makes them."""
+    size, npickles, seen, others, marks = got
+    if marks is not None:
+        return _report_marked(path, got, t0)
     findings = []
     verdict = "safe"
     if others:
         new = tuple.__new__
         judge = policy.judge_global
-        for module, name, member, pk, count, off in others:
+        for module, name, member, pk, count, off, _ in others:
             sev, why = judge(module, name, False)
             if sev is not None:
                 findings.append(new(Finding, (sev, why, module, name, member, pk, off, "import", count, "file")))
@@ -152,3 +156,32 @@ def compare(fast: ScanReport, full: ScanReport) -> None:
     if a != b:
         raise AssertionError(f"mfparse.scan fast path and full scan disagree on {fast.path!r}:\n"
                              f"fast: {a}\nfull: {b}")
+
+
+def _report_marked(path, got: tuple, t0: float) -> ScanReport:
+    """A report with findings about zip members (their flags, local headers, CRC-32) among the
+    imports: made in the full scan's order, with the container code's own findings."""
+    size, npickles, seen, others, marks = got
+    ctx = Context(path, size)
+    top = Where(None, 0, 0)
+    k = 0
+    for at, kind, anomalies, member, off in marks:
+        while k < len(others) and others[k][6] < at:
+            _import_finding(ctx, others[k])
+            k += 1
+        if kind == MARK_ANOMALIES:
+            containers.member_anomalies(ctx, top, member, anomalies, off)
+        else:
+            containers.crc_finding(ctx, top, member, off)
+    for rest in others[k:]:
+        _import_finding(ctx, rest)
+    ctx.globals = seen
+    ctx.pickles = npickles
+    return ctx.report(time.perf_counter() - t0)
+
+
+def _import_finding(ctx: Context, row: tuple) -> None:
+    module, name, member, pk, count, off, _ = row
+    sev, why = policy.judge_global(module, name, False)
+    if sev is not None:
+        ctx.finding(sev, why, Where(member, 0), pickle=pk, offset=off, module=module, qualname=name, count=count)
