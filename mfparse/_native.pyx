@@ -102,6 +102,11 @@ def _test_arena_live_chunks():
     return mf_arena_test_live_chunks()
 
 
+def _test_arena_active():
+    """Test hook, not API: are the limits of _test_arena_limits set?"""
+    return bool(mf_arena_test_active())
+
+
 cdef inline void clear_error(mf_error *err) noexcept:
     memset(err, 0, sizeof(mf_error))
 

@@ -149,7 +149,11 @@ def report(path, got: tuple, t0: float) -> ScanReport:
 
 
 def compare(fast: ScanReport, full: ScanReport) -> None:
-    """Raise AssertionError when the fast path's report is not the full scan's (the time aside)."""
+    """Raise AssertionError when the fast path's report is not the full scan's (the time aside).
+    Not while the tests make arena allocations fail (_native._test_arena_limits): the full scan
+    then runs on what the fast path left of the allowance."""
+    if _native._test_arena_active():
+        return
     a, b = fast.to_dict(), full.to_dict()
     a.pop("seconds")
     b.pop("seconds")
