@@ -9,6 +9,11 @@ Files (generated once, cached in benchmarks/.data/; MFPARSE_BENCH_DATA=... reuse
                            numpy, plain pickles, joblib)
   scan_corpus/malicious/*  payloads built as bytes (one per technique; nothing is ever loaded)
 
+Also timed on the same files: mfparse.scan with its fast path off (MFPARSE_SCAN_FASTPATH=0: the
+full scan of every file) and reading each file with os.open/read/close alone (the floor of a
+scanner that reads what it judges); the benign corpus is also timed without its TorchScript archive
+(whose code Python's ast parses), and the slowest files of each corpus are listed.
+
 Competitors (optional imports; a missing one is reported as "not installed"):
   picklescan: picklescan.scanner.scan_file_path; flagged = dangerous globals found
   fickling:   fickling.scan_zip_archive for zip files, fickling.scan_file otherwise (what its CLI
@@ -185,6 +190,54 @@ def mfparse_scan(path):
 
     r = mfparse.scan(path)
     return {"flagged": r.verdict == "unsafe", "error": r.verdict == "error", "verdict": r.verdict}
+
+
+@contextlib.contextmanager
+def full_scan():
+    """mfparse.scan without its fast path (mfparse/scan/quick.py): what every file cost before it."""
+    from mfparse.scan import quick
+
+    old = quick.ENABLED
+    quick.ENABLED = False
+    try:
+        yield
+    finally:
+        quick.ENABLED = old
+
+
+def mfparse_full_scan(path):
+    with full_scan():
+        return mfparse_scan(path)
+
+
+def read_only(path):
+    """Open, read and close the file with os-level calls: the floor of any in-process scanner
+    that reads what it judges (the C fast path does the same syscalls without the os module)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        while os.read(fd, 1 << 20):
+            pass
+    finally:
+        os.close(fd)
+    return {"flagged": False, "error": False, "verdict": "read"}
+
+
+def fast_path_share(files):
+    """How many of the files the fast path judged by itself (the others took the full scan)."""
+    import time as _time
+
+    from mfparse.scan import ScanReport, quick
+
+    return sum(isinstance(quick.scan(f, _time.perf_counter()), ScanReport) for f in files)
+
+
+def per_file(fn, files, repeat):
+    """{file name: median seconds of one scan} (for the slowest files of a group)."""
+    out = {}
+    with quiet():
+        for f in files:
+            out[f.name] = common.timeit(lambda: fn(f), repeat=max(repeat, 5) * 3, warmup=2)
+    return out
 
 
 def picklescan_scan(path):
@@ -382,8 +435,14 @@ def main():
         return
 
     scanners = available()
+    extra = {"mfparse, full scan only": mfparse_full_scan, "read only (os.open/read/close)": read_only}
     benign, malicious = ensure_corpus()
     groups = [("benign corpus", benign), ("malicious corpus", malicious)]
+    # the one TorchScript archive (torch.jit.save): its code is parsed with Python's ast, which alone
+    # costs more than the rest of the corpus
+    ts = [f for f in benign if f.name == "scripted.pt"]
+    if ts:
+        groups.insert(1, ("benign corpus without scripted.pt", [f for f in benign if f not in ts]))
     big = {} if args.no_big else ensure_big()
     for tag in ("many", "llama"):
         if tag in big:
@@ -391,10 +450,13 @@ def main():
 
     rows = []
     speed = {}
+    shares = {}
     for gname, files in groups:
         nbytes = sum(os.path.getsize(f) for f in files)
-        for sname, fn in scanners.items():
-            t = run_group(fn, files, args.repeat if nbytes < (1 << 30) else max(3, args.repeat // 2))
+        small = nbytes < (1 << 30)
+        tools = {**scanners, **extra} if small else scanners
+        for sname, fn in tools.items():
+            t = run_group(fn, files, args.repeat if small else max(3, args.repeat // 2))
             speed[(gname, sname)] = t
             rows.append((gname, len(files), f"{nbytes / 1e6:.1f}", sname, f"{t * 1e3:.2f}",
                          f"{len(files) / t:.0f}", f"{nbytes / 1e6 / t:.0f}"))
@@ -403,6 +465,11 @@ def main():
             if sname != "mfparse":
                 rows.append((gname, "", "", f"mfparse speed-up vs {sname}", "", f"{speed[(gname, sname)] / base:.1f}x",
                              ""))
+        shares[gname] = (fast_path_share(files), len(files))
+    slow = {}
+    for gname, files in groups[:3]:
+        times = per_file(mfparse_scan, files, args.repeat)
+        slow[gname] = sorted(times.items(), key=lambda kv: -kv[1])[:4]
 
     # verdicts on every file
     allfiles = benign + malicious + [big[t] for t in ("many", "llama") if t in big]
@@ -421,18 +488,27 @@ def main():
     benign_names = [f.name for f in benign] + [big[t].name for t in ("many", "llama") if t in big]
     false_pos = {s: sum(table[s][n]["flagged"] for n in benign_names) for s in scanners}
 
+    with full_scan():
+        full_table = verdicts(mfparse_scan, allfiles)
+    same_verdicts = all(table["mfparse"][f.name]["verdict"] == full_table[f.name]["verdict"] for f in allfiles)
+
     env = competitor_versions()
-    cmd = "PYTHONPATH=. python benchmarks/bench_scan.py " + " ".join(sys.argv[1:])
+    # the competitors may come from a folder of their own (pip install --target DIR picklescan fickling)
+    path = ":".join(p if p in (".", "") else "$DIR" for p in os.environ.get("PYTHONPATH", ".").split(":"))
+    cmd = f"PYTHONPATH={path} python benchmarks/bench_scan.py " + " ".join(sys.argv[1:])
+    where = " ($DIR: `pip install --target $DIR picklescan fickling`)" if "$DIR" in path else ""
     big_dir = os.environ.get("MFPARSE_SCAN_BIG_DIR")
     body = [
-        f"Command: `{('MFPARSE_SCAN_BIG_DIR=' + big_dir + ' ') if big_dir else ''}{cmd}`",
+        f"Command: `{('MFPARSE_SCAN_BIG_DIR=' + big_dir + ' ') if big_dir else ''}{cmd.strip()}`{where}",
         f"Machine: {common.machine()} (load average {os.getloadavg()[0]:.1f} at the end of the run: the "
         "machine is shared, so single runs vary by up to 2x); versions: " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
         "Each group is scanned file by file with each tool, in this process, warm page cache, median of "
         f"{args.repeat} runs after a warm-up. mfparse scans every zip member by content (first bytes, then "
         "the interpreter where they could start a pickle); picklescan and fickling read the members named "
-        "like pickles.",
+        "like pickles. 'mfparse, full scan only' is mfparse.scan with its fast path off "
+        "(MFPARSE_SCAN_FASTPATH=0: mfparse/scan/quick.py, csrc/mf_scan.c); 'read only' opens, reads and "
+        "closes each file with the os module and judges nothing (the floor of reading in Python).",
         "",
         common.table(rows, ["files", "n", "MB", "tool", "ms", "files/s", "MB/s"]),
         "",
@@ -448,10 +524,13 @@ def main():
         "Goal (>= 10x picklescan's throughput): "
         + "; ".join(f"{g}: {speed[(g, 'picklescan')] / speed[(g, 'mfparse')]:.1f}x "
                     f"({'reached' if speed[(g, 'picklescan')] >= 10 * speed[(g, 'mfparse')] else 'missed'})"
-                    for g, _ in groups if (g, "picklescan") in speed)
-        + ". Tiny files are bound by the per-file Python cost of both tools (open, read, a report: "
-        "~60-100 us for mfparse), so the ratio there stays small; it grows with the number of tensors "
-        "and members, where mfparse's C interpreter and member pre-filter do the work.",
+                    for g, _ in groups if (g, "picklescan") in speed) + ".",
+        "Files the fast path judged by itself (one C call: read, sniff, interpret, judge; the others take "
+        "the full scan): " + "; ".join(f"{g} {a} of {n}" for g, (a, n) in shares.items()) + ". Verdicts with "
+        "the fast path off: " + ("the same on every file" if same_verdicts else "DIFFERENT") + ".",
+        "Slowest files for mfparse (median of one scan): "
+        + "; ".join(f"{g}: " + ", ".join(f"{n} {t * 1e6:.0f} us" for n, t in items) for g, items in slow.items())
+        + ".",
         "",
         "<details><summary>Verdict per file</summary>",
         "",

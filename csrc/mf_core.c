@@ -52,6 +52,8 @@ void mf_arena_test_limits(int64_t allowed, int code) {
 
 uint64_t mf_arena_test_live_chunks(void) { return mf_arena_test.live; }
 
+int mf_arena_test_active(void) { return mf_arena_test.on; }
+
 #define MF_CHUNK_HDR ((sizeof(mf_arena_chunk) + 15u) & ~(size_t)15u)
 #define MF_CHUNK_MIN ((size_t)64 * 1024)
 

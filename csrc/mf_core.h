@@ -122,6 +122,7 @@ void mf_arena_free(mf_arena *a);
  * (mf_arena_test_live_chunks), a leak check. Process-wide, not thread-safe: tests only. */
 void mf_arena_test_limits(int64_t allowed, int code);
 uint64_t mf_arena_test_live_chunks(void);
+int mf_arena_test_active(void); /* the hook is set */
 
 /* A cap proportional to the input: `per_byte` bytes of bookkeeping per input byte plus a floor. */
 uint64_t mf_arena_cap_for(uint64_t input_len, uint64_t per_byte, uint64_t floor);

@@ -171,7 +171,7 @@ static int memo_put(mf_pkl *p, uint64_t key, mf_pv *v, uint64_t at) {
     if (key >= p->memo_key_max) p->memo_key_max = key + 1;
     /* dense keys: grow the array while keys stay within twice the number of entries */
     if (key >= p->dense_cap && key < 2 * (uint64_t)p->memo_len + 1024) {
-        size_t ncap = p->dense_cap ? p->dense_cap * 2 : 1024;
+        size_t ncap = p->dense_cap ? p->dense_cap * 2 : 64; /* small: most pickles memoize little */
         while (ncap <= key) ncap *= 2;
         mf_pv **nd = (mf_pv **)mf_arena_calloc(p->arena, ncap, sizeof *nd, p->err, at);
         if (nd == NULL) return 1;

@@ -58,6 +58,10 @@ def seeds():
     out.update(_flatgguf_seeds())
     out.update(_hdf5_seeds())
     out.update(_protobuf_seeds())
+    # the scanner's fast path takes whole files: torch archives (zip and legacy), pickles, .npy/.npz
+    for target in ("fuzz_torch_zip", "fuzz_torch_legacy", "fuzz_pickle"):
+        out["fuzz_scan"].update({f"{target}_{k}": v for k, v in out[target].items()})
+    out["fuzz_scan"].update({f"fuzz_npy_{k}": v for k, v in list(out.get("fuzz_npy", {}).items())[:4]})
     return out
 
 

@@ -45,6 +45,7 @@ cdef extern from "mf_core.h" nogil:
     # test hook (tests/test_alloc_failures.py): not part of the public API
     void mf_arena_test_limits(int64_t allowed, int code)
     uint64_t mf_arena_test_live_chunks()
+    int mf_arena_test_active()
 
 
 cdef extern from "mf_hdf5.h" nogil:

@@ -102,6 +102,11 @@ def _test_arena_live_chunks():
     return mf_arena_test_live_chunks()
 
 
+def _test_arena_active():
+    """Test hook, not API: are the limits of _test_arena_limits set?"""
+    return bool(mf_arena_test_active())
+
+
 cdef inline void clear_error(mf_error *err) noexcept:
     memset(err, 0, sizeof(mf_error))
 
@@ -149,6 +154,7 @@ DTYPE_BITS = dtype_bits()
 include "_native_infos.pxi"
 include "_native_zip.pxi"
 include "_native_pickle.pxi"
+include "_native_scan.pxi"
 include "_native_safetensors.pxi"
 include "_native_tflite.pxi"
 include "_native_gguf.pxi"

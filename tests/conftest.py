@@ -12,6 +12,9 @@ INSTALLED = os.environ.get("MFPARSE_TEST_INSTALLED") == "1"
 if not INSTALLED and ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# every report mfparse.scan's fast path gives in the tests is checked against the full scan's
+# (mfparse/scan/quick.py; MFPARSE_SCAN_FASTPATH=1 or 0 in the environment overrides)
+os.environ.setdefault("MFPARSE_SCAN_FASTPATH", "check")
 
 if INSTALLED:
     import mfparse as _mfparse

@@ -213,6 +213,8 @@ def test_permission_denied_is_named(tmp_path, monkeypatch, capsys):
 
     (tmp_path / "secret.pt").write_bytes(b"x")
     monkeypatch.setattr(scan_mod, "_read_small", denied)
+    # the scan's fast path (mfparse/scan/quick.py) hands a file it cannot open to _read_small
+    monkeypatch.setattr("mfparse._native.scan_quick_path", lambda path, tables, limit: None)
     assert cli.main(["scan", str(tmp_path / "secret.pt")]) == 2
     assert capsys.readouterr().out.endswith("error      cannot read: permission denied\n")
     monkeypatch.setattr("mfparse.source.Source.__init__", lambda self, path: denied(path))

@@ -66,13 +66,31 @@ def scan(path, policy=None) -> ScanReport:
         >>> mfparse.scan("pytorch_model.bin").verdict
         'safe'
     """
+    t0 = time.perf_counter()
+    quick = _quick or _load_quick()
+    got = None
+    if quick.ENABLED:  # small plain pickles and torch zips in one C call (mfparse/scan/quick.py)
+        try:
+            got = quick.scan(path, t0)
+        except Exception:  # never an answer of its own: the full scan decides
+            if os.environ.get("MFPARSE_SCAN_RAISE"):
+                raise
+    if got.__class__ is ScanReport:
+        if quick.CHECK:  # MFPARSE_SCAN_FASTPATH=check: the full scan must say the same
+            quick.compare(got, _scan(path, None, time.perf_counter()))
+        return got if policy is None else policy.apply(got)
+    report = _scan(path, got, t0)
+    return report if policy is None else policy.apply(report)
+
+
+def _scan(path, got, t0: float) -> ScanReport:
+    """The full scan (got: the bytes the fast path read from the path, or None)."""
     from mfparse.scan.containers import scan_buffer
     from mfparse.source import Source
 
-    t0 = time.perf_counter()
     src = None
     if isinstance(path, (str, os.PathLike)):
-        data = _read_small(path)
+        data = got if got is not None else _read_small(path)  # the fast path hands over what it read
         if isinstance(data, _TooBig):
             return _too_big(os.fspath(path), data.limit, time.perf_counter() - t0)
         if data is not None:
@@ -103,8 +121,19 @@ def scan(path, policy=None) -> ScanReport:
         ctx.error(f"internal error while scanning ({type(e).__name__}: {e}): the file cannot be judged")
     finally:
         src.close()
-    report = ctx.report(time.perf_counter() - t0)
-    return report if policy is None else policy.apply(report)
+    return ctx.report(time.perf_counter() - t0)
+
+
+_quick = None
+
+
+def _load_quick():
+    """mfparse.scan.quick, imported on the first scan (it builds the C tables from the lists)."""
+    global _quick
+    from mfparse.scan import quick
+
+    _quick = quick
+    return quick
 
 
 def _random_access(src):

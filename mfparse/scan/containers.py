@@ -167,10 +167,17 @@ def run_checker(kind: str, ctx, buf, where, **kw) -> bool:
     return ok
 
 
+#: bumped by register_checker: the fast path (mfparse/scan/quick.py) mirrors the stock registry
+#: only, and hands every file to scan_buffer once anything was plugged in
+REGISTRY_VERSION = 0
+
+
 def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
     """Plug a checker in (replacing the one for `kind`), optionally with a sniffer
     ``sniffer(head, buf, name, top) -> bool`` placed before the sniffer of `before` (default: at
     the end, before the pickle fallback); first_bytes (bytes) narrows the bytes it can match."""
+    global REGISTRY_VERSION
+    REGISTRY_VERSION += 1
     CHECKERS[kind] = checker
     if sniffer is not None:
         SNIFFERS[:] = [e for e in SNIFFERS if e[0] != kind]
@@ -749,6 +756,21 @@ def _read_member(ctx, m: ZipEntry, buf, where, probe: bool):
 ZIP_INSPECTORS: list = []
 
 
+def inspected_names() -> dict:
+    """The member names that make the stock ZIP_INSPECTORS look at an archive (an archive without
+    any of them is one they say nothing about; mfparse/scan/quick.py leaves the others to the full
+    scan): {"exact": names, "base": base names, "base_suffix": base-name endings (any case),
+    "suffix": name endings}. Keep in step with the inspectors (tests/test_scan_fastpath.py)."""
+    from mfparse.scan import formats, templates
+
+    return {
+        "exact": ("config.json",),                                             # keras.inspect_zip
+        "base": tuple(formats._HF_JSON),                                       # formats.inspect_zip_templates
+        "base_suffix": tuple(templates._TEMPLATE_EXTS),                        # (chat templates)
+        "suffix": ("constants.pkl", "MAR-INF/MANIFEST.json", ".data/extern_modules"),  # torchscript.inspect_zip
+    }
+
+
 def _member_bytes(ctx, buf, where, row):
     m = ZipEntry(row)
     got = _read_member(ctx, m, buf, where, probe=False)
@@ -817,10 +839,7 @@ def _zip_members(ctx, buf, where, rows, members, torchscript, skip=frozenset()) 
             continue
         nm, _flags, method, _crc32, csize, _usize, loff, doff, anom = row
         if anom:
-            for bit, why in _ANOMALY_FINDINGS.items():
-                if anom & bit & ~_ARCHIVE_BITS:
-                    ctx.finding("suspicious", f"zip member {nm!r}: {why}", where.child(nm, None),
-                                offset=where.offset(loff), kind="container")
+            member_anomalies(ctx, where, nm, anom, loff)
         desig = nm == datapkl or nm.lower().endswith(PICKLE_NAMES)
         if method == 0 and not desig and doff is not None:
             # fast path for raw data records: only bytes that could start a pickle or a container
@@ -1121,9 +1140,23 @@ def _judged_whole(kind: str, data, m: ZipEntry) -> bool:
 
 def _crc(ctx, data, m, where) -> None:
     if zlib.crc32(data) & 0xFFFFFFFF != m.crc32:
-        ctx.finding("suspicious", f"zip member {m.name!r} fails its CRC-32 check: Python's zipfile refuses it, "
-                    "torch's reader does not check", where.child(m.name, None), offset=where.offset(m.local_offset),
-                    kind="container")
+        crc_finding(ctx, where, m.name, m.local_offset)
+
+
+def crc_finding(ctx, where, name: str, local_offset: int) -> None:
+    """A member whose bytes fail their CRC-32 (also made by the fast path, mfparse/scan/quick.py)."""
+    ctx.finding("suspicious", f"zip member {name!r} fails its CRC-32 check: Python's zipfile refuses it, "
+                "torch's reader does not check", where.child(name, None), offset=where.offset(local_offset),
+                kind="container")
+
+
+def member_anomalies(ctx, where, name: str, anomalies: int, local_offset: int) -> None:
+    """The findings of a member's directory anomalies: flags, or a local header that disagrees
+    with the central directory (also made by the fast path, mfparse/scan/quick.py)."""
+    for bit, why in _ANOMALY_FINDINGS.items():
+        if anomalies & bit & ~_ARCHIVE_BITS:
+            ctx.finding("suspicious", f"zip member {name!r}: {why}", where.child(name, None),
+                        offset=where.offset(local_offset), kind="container")
 
 
 def _check_torch_zip(ctx, res, members, prefix, where) -> None:

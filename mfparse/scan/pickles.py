@@ -36,10 +36,14 @@ NESTED_LOADERS = frozenset(
 )
 # constructors of the allowlist whose instances may receive BUILD (what weights_only permits)
 _BUILD_OK = frozenset(["collections.OrderedDict", "collections.Counter"]) | policy.NUMPY_ALLOWED
+# ... and SETITEM (their __setitem__ stores an item)
+_SETITEM_OK = frozenset(["collections.OrderedDict", "collections.Counter"])
 _TENSORISH = policy.TENSOR_REBUILD | {"torch.Tensor", "torch.nn.parameter.Parameter"}
 # calls whose arguments are looked at (allocation bombs, codecs, nested payloads)
-_ARG_CHECKED = frozenset(["builtins.bytearray", "_codecs.encode", "numpy.core.multiarray._reconstruct",
-                          "numpy._core.multiarray._reconstruct"]) | NESTED_LOADERS
+_BYTEARRAY = frozenset(["builtins.bytearray"])
+_CODECS = frozenset(["_codecs.encode"])
+_RECONSTRUCT = frozenset(["numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct"])
+_ARG_CHECKED = _BYTEARRAY | _CODECS | _RECONSTRUCT | NESTED_LOADERS
 # the event kinds judged one by one (calls are judged per callee)
 JUDGED = frozenset(["global", "build", "setitem", "append", "ext", "frame", "buffer"])
 
@@ -284,19 +288,19 @@ class Judge:
         args = _args(c)
         if not args:
             return
-        if q == "builtins.bytearray":
+        if q in _BYTEARRAY:
             n = _int_value(args[0])
             if n is not None and n >= ALLOC_BOMB:
                 self.finding("dangerous", f"bytearray({n}) allocates {n} bytes at load time (a memory bomb)",
                              pickle=pk, offset=off, module="builtins", qualname="bytearray", kind="resource")
-        elif q == "_codecs.encode":
+        elif q in _CODECS:
             if len(args) < 2:
                 return
             enc = _literal_str(args[1])
             if enc is None or enc.lower() not in policy.SAFE_CODECS:
                 self.finding("suspicious", f"_codecs.encode with codec {describe(args[1])}: torch and numpy only "
                              "use latin1", pickle=pk, offset=off, module="_codecs", qualname="encode", kind="call")
-        elif q.endswith("multiarray._reconstruct"):
+        elif q in _RECONSTRUCT:
             if len(args) < 2:
                 return
             shape = _int_tuple(args[1])
@@ -355,7 +359,7 @@ class Judge:
                 return
             m3, n3 = py3
             q3 = f"{m3}.{n3}"
-            if q3 in ("collections.OrderedDict", "collections.Counter"):
+            if q3 in _SETITEM_OK:
                 return
             if q3 in _TENSORISH:
                 self.finding("dangerous", f"SETITEM aimed at a tensor made by {q3}: tensor.__setitem__ writes into "

@@ -78,28 +78,41 @@ def _normal(name: str) -> str:
 
 
 def judge_code(text: str):
-    """([(severity, why, line, function)], custom namespaces) of one TorchScript source file."""
+    """([(severity, why, line, function)], custom namespaces) of one TorchScript source file.
+
+    One walk in ast.walk's order (breadth first, so findings come in that order), each node
+    carrying the outermost function around it."""
     tree = ast.parse(text)
     out = []
     custom = set()
-    funcs = {}
-    for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for sub in ast.walk(fn):
-                funcs.setdefault(id(sub), fn.name)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute):
+    attribute, call, node_type = ast.Attribute, ast.Call, ast.AST
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    queue = [(tree, None)]
+    i = 0
+    while i < len(queue):
+        node, fn = queue[i]
+        i += 1
+        t = type(node)
+        inner = node.name if fn is None and t in defs else fn
+        for field in node._fields:
+            v = getattr(node, field, None)
+            if type(v) is list:
+                for x in v:
+                    if isinstance(x, node_type):
+                        queue.append((x, inner))
+            elif isinstance(v, node_type):
+                queue.append((v, inner))
+        if t is attribute:
             name = _dotted(node)
             if name and name.startswith("__torch__.torch.classes."):
                 custom.add(name.split(".")[4] if name.count(".") >= 4 else name)
             continue
-        if not isinstance(node, ast.Call):
+        if t is not call:
             continue
         name = _dotted(node.func)
         if name is None:
             continue
         name = _normal(name)
-        fn = funcs.get(id(node))
         why = DANGEROUS_CALLS.get(name)
         if why is None:
             why = next((w for p, w in _DANGEROUS_PREFIXES.items() if name.startswith(p)), None)
