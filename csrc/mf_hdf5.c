@@ -1692,6 +1692,14 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
     w.h.err = err;
     w.h.budget = (uint64_t)len * 2 + (1u << 20);
     int64_t sb = mf_h5_find_superblock(buf, len);
+    if (err->win != NULL) {
+        /* a sparse window: the signature is looked for only in fetched bytes; every candidate
+         * place up to the first signature found must be there */
+        int absent = 0;
+        for (uint64_t off = 0; off + 8 <= len && (sb < 0 || off < (uint64_t)sb); off = off ? off * 2 : 512)
+            absent |= mf_win_check(err->win, buf + off, 8, err, "HDF5 superblock signature");
+        if (absent) return err->code;
+    }
     if (sb < 0) return mf_fail(err, MF_ERR_CORRUPT, report_base, "no HDF5 signature at byte 0, 512, 1024, ...");
     uint64_t root;
     if (h5_read_superblock(&w, (uint64_t)sb, out, &root)) return err->code;
@@ -1700,6 +1708,7 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
     h5_obj(&w, r)->addr = root;
     if (h5_seen_add(&w, root, r)) return err->code;
     if (h5_visit(&w, r, 0)) return err->code;
+    int needs = 0;
     while (w.pending.len) {
         h5_pending p = ((h5_pending *)w.pending.items)[--w.pending.len];
         if (h5_work(&w.h, 1, p.link.off)) return err->code;
@@ -1715,13 +1724,20 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
                 continue;
             }
             if (h5_seen_add(&w, p.link.addr, idx)) return err->code;
-            if (h5_visit(&w, idx, h5_depth(&w, idx))) return err->code;
+            if (h5_visit(&w, idx, h5_depth(&w, idx))) {
+                if (err->code != MF_ERR_NEED) return err->code;
+                /* a sparse window: this object is not fetched yet; visit the others, so that one
+                 * pass names what a whole level of the tree needs (its needs are recorded) */
+                err->code = MF_OK;
+                needs = 1;
+            }
         } else {
             o->kind = p.link.type == 1 ? MF_H5_SOFT : (p.link.type == 64 ? MF_H5_EXTERNAL : MF_H5_OTHER);
             o->target = p.link.target;
             o->target_len = p.link.target_len;
         }
     }
+    if (needs) return mf_fail(err, MF_ERR_NEED, report_base, "HDF5 objects not fetched yet");
     out->data = buf;
     out->len = len;
     out->report_base = report_base;

@@ -34,6 +34,9 @@ int h5_at(mf_h5ctx *h, uint64_t abs, uint64_t n, const char *what, mf_cursor *c)
                        "%s truncated: needs %llu bytes, %llu left", what, (unsigned long long)n,
                        (unsigned long long)(h->len - abs));
     }
+    /* a sparse window: the whole structure is asked for at once (one need per object header,
+     * heap or B-tree node, which a pass gathers for a whole level of the tree) */
+    if (h->err->win != NULL && mf_win_check(h->err->win, h->data + abs, (size_t)n, h->err, what)) return 1;
     mf_cursor_init(c, h->data + abs, (size_t)n, h5_rep(h, abs), h->err);
     return 0;
 }
@@ -109,6 +112,7 @@ int h5_checksum(mf_h5ctx *h, uint64_t start, uint64_t n, const char *what) {
         return mf_fail(h->err, MF_ERR_TRUNCATED, h5_rep(h, start), "%s checksum lies outside the file", what);
     }
     if (h->flags & MF_H5_NO_VERIFY) return 0;
+    if (h->err->win != NULL && mf_win_check(h->err->win, h->data + start, (size_t)n + 4, h->err, what)) return 1;
     uint32_t stored = mf_load_u32le(h->data + end);
     uint32_t computed = mf_h5_lookup3(h->data + start, (size_t)n, 0);
     if (stored != computed) {
@@ -472,6 +476,8 @@ static int h5_fh_check_block(mf_h5ctx *h, h5_fheap *fh, h5_fh_block *b) {
             h->scratch = p;
             h->scratch_cap = (size_t)b->size;
         }
+        if (h->err->win != NULL && mf_win_check(h->err->win, h->data + b->addr, (size_t)b->size, h->err, what))
+            return 1;
         memcpy(h->scratch, h->data + b->addr, (size_t)b->size);
         uint32_t stored = mf_load_u32le(h->scratch + at);
         memset(h->scratch + at, 0, 4);

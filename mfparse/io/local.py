@@ -111,6 +111,9 @@ class LocalSource(ByteSource):
             return False
         return fd >= 0
 
+    def siblings(self):
+        return LocalFileSet(os.path.dirname(os.path.abspath(self.path))) if self.path is not None else None
+
     def spec(self) -> SourceSpec:
         if self.path is None:
             return super().spec()
@@ -177,6 +180,10 @@ class LocalFileSet(FileSet):
             return os.path.isfile(self._resolve(relpath))
         except OutsideFolderError:
             return False
+
+    def size(self, relpath: str) -> int | None:
+        path = self._resolve(relpath)
+        return os.path.getsize(path) if os.path.isfile(path) else None
 
     def list(self) -> list:
         out = []
