@@ -1240,15 +1240,18 @@ static int h5_group_btree(h5_walk *w, uint64_t abs, const h5_lheap *lh, int want
     uint64_t body = hdr + (uint64_t)n * (h->sl + h->so) + h->sl;
     if (h5_at(h, abs, body, what, &c)) return 1;
     mf_skip(&c, (size_t)hdr, what);
+    int missing = 0;
     for (unsigned i = 0; i < n; i++) {
         uint64_t key, child;
         if (h5_length(h, &c, &key, what) || h5_addr(h, &c, &child, "group B-tree child")) return 1;
-        if (level == 0) {
-            if (h5_snod(w, child, lh)) return 1;
-        } else if (h5_group_btree(w, child, lh, level - 1)) {
-            return 1;
+        if (level == 0 ? h5_snod(w, child, lh) : h5_group_btree(w, child, lh, level - 1)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            /* a sparse window: the other children first, so that one pass names a whole level */
+            h->err->code = MF_OK;
+            missing = 1;
         }
     }
+    if (missing) return mf_fail(h->err, MF_ERR_NEED, h5_rep(h, abs), "group B-tree nodes not fetched yet");
     return 0;
 }
 
@@ -1670,6 +1673,14 @@ static int32_t h5_new_object(h5_walk *w, int32_t parent, const h5_link *l) {
     return idx;
 }
 
+/* The links a visit pushed before it stopped for bytes not fetched yet get their parent (a
+ * sparse window's pass goes on with them, to name what they need too). */
+static void h5_adopt(h5_walk *w, size_t from, int32_t parent) {
+    h5_pending *p = (h5_pending *)w->pending.items;
+    for (size_t i = from; i < w->pending.len; i++)
+        if (p[i].parent < 0) p[i].parent = parent;
+}
+
 static unsigned h5_depth(h5_walk *w, int32_t idx) {
     unsigned d = 0;
     while (idx > 0 && d <= H5_MAX_PATH_DEPTH) {
@@ -1707,8 +1718,13 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
     if (r < 0) return err->code;
     h5_obj(&w, r)->addr = root;
     if (h5_seen_add(&w, root, r)) return err->code;
-    if (h5_visit(&w, r, 0)) return err->code;
     int needs = 0;
+    if (h5_visit(&w, r, 0)) {
+        if (err->code != MF_ERR_NEED) return err->code;
+        h5_adopt(&w, 0, r);
+        err->code = MF_OK;
+        needs = 1;
+    }
     while (w.pending.len) {
         h5_pending p = ((h5_pending *)w.pending.items)[--w.pending.len];
         if (h5_work(&w.h, 1, p.link.off)) return err->code;
@@ -1724,10 +1740,12 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
                 continue;
             }
             if (h5_seen_add(&w, p.link.addr, idx)) return err->code;
+            size_t before = w.pending.len;
             if (h5_visit(&w, idx, h5_depth(&w, idx))) {
                 if (err->code != MF_ERR_NEED) return err->code;
                 /* a sparse window: this object is not fetched yet; visit the others, so that one
                  * pass names what a whole level of the tree needs (its needs are recorded) */
+                h5_adopt(&w, before, idx);
                 err->code = MF_OK;
                 needs = 1;
             }

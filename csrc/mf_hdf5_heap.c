@@ -219,12 +219,18 @@ static int h5_bt2_node(mf_h5ctx *h, h5_bt2 *t, uint64_t abs, uint64_t nrec, unsi
     const uint8_t *recs = c.pos;
     uint64_t recs_off = mf_tell(&c);
     if (depth == 0) {
+        int missing = 0;
         for (uint64_t i = 0; i < nrec; i++) {
-            if (t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) return 1;
+            if (t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) {
+                if (h->err->code != MF_ERR_NEED) return 1;
+                h->err->code = MF_OK; /* a sparse window: the other records' objects first */
+                missing = 1;
+            }
         }
-        return 0;
+        return missing ? mf_fail(h->err, MF_ERR_NEED, abs, "v2 B-tree records not fetched yet") : 0;
     }
     if (mf_skip(&c, (size_t)(nrec * t->rec_size), what)) return 1;
+    int missing = 0;
     for (uint64_t i = 0; i <= nrec; i++) {
         uint64_t child, child_nrec, total;
         if (h5_addr(h, &c, &child, "v2 B-tree child address")) return 1;
@@ -233,9 +239,20 @@ static int h5_bt2_node(mf_h5ctx *h, h5_bt2 *t, uint64_t abs, uint64_t nrec, unsi
         if (child == MF_H5_UNDEF) {
             return mf_fail(h->err, MF_ERR_CORRUPT, mf_tell(&c), "v2 B-tree child address is undefined");
         }
-        if (h5_bt2_node(h, t, child, child_nrec, depth - 1)) return 1;
-        if (i < nrec && t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) return 1;
+        if (h5_bt2_node(h, t, child, child_nrec, depth - 1)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            /* a sparse window: the other children first (one pass names a whole level) */
+            h->err->code = MF_OK;
+            missing = 1;
+            continue;
+        }
+        if (i < nrec && t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            h->err->code = MF_OK;
+            missing = 1;
+        }
     }
+    if (missing) return mf_fail(h->err, MF_ERR_NEED, abs, "v2 B-tree nodes not fetched yet");
     return 0;
 }
 

@@ -59,7 +59,7 @@ COALESCE_GAP = 64 * KiB
 TIMEOUT = 30.0
 RETRIES = 3
 BACKOFF = 0.25
-MAX_CONCURRENCY = 32
+MAX_CONCURRENCY = 100  # aiohttp's default connection pool (fsspec's http sessions); s3fs's is set to it
 
 # query parameters whose values are secrets (presigned URLs, tokens)
 _SECRET_QUERY = re.compile(r"sig|token|key|secret|passw|credential|auth|security", re.I)
