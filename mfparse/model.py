@@ -146,7 +146,7 @@ class ModelFile:
         touching a page, whether an array read from this file is a view of it, and where)."""
         self._check_open()
         buf = self._source.buf
-        if len(buf) == 0:
+        if buf is None or len(buf) == 0:
             return None
         return np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
 

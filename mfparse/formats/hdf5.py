@@ -29,7 +29,7 @@ from mfparse.errors import (
     TruncatedFileError,
     UnsupportedFormatError,
 )
-from mfparse.formats.base import Reader, parse_windows, read_many, source_view
+from mfparse.formats.base import Reader, access, parse_windows, read_many, source_view
 from mfparse.records import TensorInfo
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -318,7 +318,8 @@ class HDF5File:
         self.buf = source.buf if buf is None else buf
         self.shift = shift
         if self._smap is None:
-            self.h5 = _native.H5File(self.buf, report_base, flags)
+            with access(source, scattered=buf is None):  # object headers lie next to their data
+                self.h5 = _native.H5File(self.buf, report_base, flags)
         else:  # the metadata blocks through the map, a level of the tree per round trip
             data = self.buf
             self.h5 = parse_windows(lambda _b, w: _native.H5File(data, report_base, flags, w), source, fetch=4096)

@@ -18,7 +18,7 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
-from mfparse.formats.base import Reader, read_at, source_view
+from mfparse.formats.base import SCATTERED, Reader, access, read_at, source_view
 from mfparse.formats.zip import LOCAL_GUESS
 
 MAGIC = b"\x93NUMPY"
@@ -149,34 +149,41 @@ class NpyReader(Reader):
             self._add(NPY_NAME, a, source.size, a.data_offset, {})
         else:
             self.format = "npz"
-            heads = self._remote_heads(archive) if archive.lazy else {}
-            for mname, m in archive.members.items():
-                if mname.endswith("/"):
-                    continue
-                name = mname[:-4] if mname.endswith(".npy") else mname
-                if m.method == 0 and archive.lazy:
+            # a local map: each member's .npy header is a page of its own when members are large
+            with access(source, source.size // max(len(archive.members), 1) >= SCATTERED):
+                self._npz_members(source, archive)
+
+    def _npz_members(self, source, archive) -> None:
+        heads = self._remote_heads(archive) if archive.lazy else {}
+        for mname, m in archive.members.items():
+            if mname.endswith("/"):
+                continue
+            name = mname[:-4] if mname.endswith(".npy") else mname
+            if m.method == 0 and archive.lazy:
+                m = archive._refresh(m)
+                data = heads.get(mname)
+                if data is None:
+                    data = archive.read(m, max_size=12)
+                    data = read_at(source, m.data_offset, _header_prefix_len(bytes(data)) or m.size)
+                a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
+                self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
+            elif m.method == 0:
+                data = archive.read(m)
+                a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
+                self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
+            else:
+                head = bytes(archive.read(m, max_size=12))
+                n = _header_prefix_len(head)
+                if n == 0 or n > m.size:
+                    raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
+                data = archive.read(m, max_size=n)
+                if archive.lazy:
                     m = archive._refresh(m)
-                    data = heads.get(mname)
-                    if data is None:
-                        data = archive.read(m, max_size=12)
-                        data = read_at(source, m.data_offset, _header_prefix_len(bytes(data)) or m.size)
-                    a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
-                    self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
-                elif m.method == 0:
-                    data = archive.read(m)
-                    a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
-                    self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
-                else:
-                    head = bytes(archive.read(m, max_size=12))
-                    n = _header_prefix_len(head)
-                    if n == 0 or n > m.size:
-                        raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
-                    data = archive.read(m, max_size=n)
-                    a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
-                    method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
-                    extras = {"zip_member": mname, "compression": method}
-                    self._members[name] = m
-                    self._add(name, a, m.size, None, extras)
+                a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
+                method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
+                extras = {"zip_member": mname, "compression": method}
+                self._members[name] = m
+                self._add(name, a, m.size, None, extras)
 
     @staticmethod
     def _remote_heads(archive) -> dict:

@@ -39,7 +39,7 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import EMPTY, TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
-from mfparse.formats.base import Reader, file_name, parse_windows, read_at, source_view
+from mfparse.formats.base import Reader, access, file_name, parse_windows, read_at, source_view
 
 # ModelProto field numbers a file may start with (onnx writes ir_version first)
 _MODEL_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26}
@@ -134,7 +134,8 @@ class OnnxReader(Reader):
         # a remote file: the protobuf walk over a sparse window, raw_data skipped by its length;
         # each pass stops at the first record not fetched yet (a record's place depends on the
         # lengths before it), and a fetch brings 64 KiB, so small tensors come in batches
-        self._parse = parse_windows(lambda buf, w: _native.OnnxParse(buf, bare, w), source)
+        with access(source, scattered=True):  # a local map: one record head per initializer
+            self._parse = parse_windows(lambda buf, w: _native.OnnxParse(buf, bare, w), source)
         self._graph = None
         self._scopes = self._parse.scopes()
         self._paths: dict[int, str] = {}

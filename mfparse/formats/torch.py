@@ -107,6 +107,8 @@ class TorchZipReader(_TorchReader):
             if text == b"big":
                 self.byteorder = ">"
         pkl_member = self.zip.find(f"{prefix}/data.pkl")
+        if pkl_member is not None and pkl_member.data_offset is not None:
+            source.advise("willneed", [(pkl_member.data_offset, pkl_member.comp_size)])
         pkl = self.zip.read(pkl_member)
         pkl_member = self.zip.find(f"{prefix}/data.pkl")  # (a remote archive's: now resolved)
         base = pkl_member.data_offset if pkl_member.method == 0 else 0

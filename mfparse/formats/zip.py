@@ -16,7 +16,7 @@ import struct
 
 from mfparse import _native
 from mfparse.errors import CorruptFileError, MFParseError, ResourceLimitError, UnsupportedFormatError
-from mfparse.formats.base import read_at, read_many
+from mfparse.formats.base import SCATTERED, access, read_at, read_many
 
 # bits of ZipMember.anomalies and ZipArchive.anomalies (csrc/mf_zip.h, exported by the extension)
 ANOMALIES = {
@@ -63,10 +63,13 @@ class ZipArchive:
         if eocd[4] is not None:
             eocd = _native.zip_eocd64(read_at(source, eocd[4], 56), size, eocd)
         _, cd_offset, cd_size = eocd[:3]
+        source.advise("willneed", [(cd_offset, cd_size)])  # a local map: read the directory ahead
         self.directory = _native.ZipDirectory(read_at(source, cd_offset, cd_size), eocd, size)
         self.lazy = source.buf is None
         if not self.lazy:
-            self.directory.resolve_all(source.buf)
+            # one local header per member: scattered pages of a file of large members
+            with access(source, size // max(len(self.directory), 1) >= SCATTERED):
+                self.directory.resolve_all(source.buf)
         self.anomalies = eocd[6]
         if len(self.directory) != eocd[3]:
             self.anomalies |= _native.ZIP_ANOMALY_COUNT_MISMATCH

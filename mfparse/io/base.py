@@ -73,6 +73,11 @@ class ByteSource:
         that hold the whole file (`buf`) or nothing."""
         return []
 
+    def advise(self, pattern: str, ranges=None) -> None:
+        """An access hint for a local map (madvise): "random" (no readahead: a listing that
+        touches scattered pages of a large file), "normal", "willneed" (read these ranges
+        ahead, in the background); `ranges` (offset, n) limit it. No-op for other sources."""
+
     def siblings(self):
         """The FileSet of the folder this file is in, for the side files a format names (ONNX
         external data): a remote file's prefix; None where there is no folder (bytes, streams).

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import sys
+import threading
 
 from mfparse import _native
 
@@ -57,6 +58,7 @@ class SparseMap:
         self.view = memoryview(self._map)[:size]
         self.bits = bytearray((self._nblocks + 7) // 8 or 1)
         self.window = _native.Window(self.view, self.bits, shift)
+        self.lock = threading.RLock()  # one parse at a time uses the window's need list
         self.fetched = 0
         for off, data in source.held():
             self.fill(off, data)
