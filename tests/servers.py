@@ -193,12 +193,10 @@ class RangeHandler(BaseHTTPRequestHandler):
                 status, (a, b) = 206, span
                 headers["Content-Range"] = f"bytes {a}-{b}/{size}"
         f.seek(a)
-        body = f.read(b + 1 - a) if self.command != "HEAD" else b""
-        send = len(body)
+        length = b + 1 - a if self.command != "HEAD" else 0
+        send = length
         if fault and fault["fault"] == "drop":
-            send = min(int(fault["arg"]), len(body))
-        if self.command == "HEAD":
-            send = 0
+            send = min(int(fault["arg"]), length)
         self._entry(status, send, path)
         self.send_response(status)
         for k, v in headers.items():
@@ -208,12 +206,18 @@ class RangeHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         try:
-            self.wfile.write(body[:send])
+            left = send
+            while left:  # in pieces: a whole multi-GB file is never held in memory
+                piece = f.read(min(left, 1 << 20))
+                if not piece:
+                    break
+                self.wfile.write(piece)
+                left -= len(piece)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return
-        if send < len(body):  # the dropped connection: close it with the body unfinished
+        if send < length:  # the dropped connection: close it with the body unfinished
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)

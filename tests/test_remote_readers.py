@@ -253,6 +253,7 @@ CASES = {
     "metadata.tflite": (6, 4, 1 * MiB),
     "control.tflite": (4, 3, 1 * MiB),
     "tf1/model.ckpt.index": (6, 4, 1 * MiB),   # the .index whole; shards sized by HEAD, never fetched
+    "sharded/model.index": (8, 6, 1 * MiB),
     "keras_sm/saved_model.pb": (12, 8, 2 * MiB),
 }
 
@@ -377,3 +378,20 @@ def test_s3(served):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def test_commands_take_urls(http, served, tmp_path, capsys):
+    from mfparse import cli
+
+    url = f"{http.url}/model.pth"
+    assert cli.main(["inspect", url]) == 0
+    assert "model.layers.11.w" in capsys.readouterr().out
+    assert cli.main(["diff", url, str(served / "model.pth")]) == 0
+    assert "EQUAL" in capsys.readouterr().out
+    out = tmp_path / "out.safetensors"
+    assert cli.main(["convert", url, str(out)]) == 0
+    capsys.readouterr()
+    with mfparse.open(out) as a, mfparse.open(served / "model.pth") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        for k in b.keys():
+            assert same_arrays(np.ascontiguousarray(a[k]), np.ascontiguousarray(b[k])), k
