@@ -181,14 +181,6 @@ void *mf_vec_push(mf_vec *v, size_t size, mf_arena *a, mf_error *err, uint64_t o
 /* Cursor                                                                                     */
 /* ========================================================================================== */
 
-void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err) {
-    c->start = (const uint8_t *)data;
-    c->pos = c->start;
-    c->end = c->start + len;
-    c->base = base;
-    c->err = err;
-    c->win = err != NULL ? err->win : NULL;
-}
 
 /* ========================================================================================== */
 /* Sparse windows                                                                             */

@@ -174,7 +174,14 @@ typedef struct mf_cursor {
     mf_window *win;         /* err->win when the cursor was made (NULL: no presence checks) */
 } mf_cursor;
 
-void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err);
+static inline void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err) {
+    c->start = (const uint8_t *)data;
+    c->pos = c->start;
+    c->end = c->start + len;
+    c->base = base;
+    c->err = err;
+    c->win = err != NULL ? err->win : NULL;
+}
 
 static inline size_t mf_remaining(const mf_cursor *c) { return (size_t)(c->end - c->pos); }
 static inline uint64_t mf_tell(const mf_cursor *c) { return c->base + (uint64_t)(c->pos - c->start); }

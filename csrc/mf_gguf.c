@@ -231,6 +231,8 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
     uint32_t raw;
     memset(out, 0, sizeof *out);
     gg_init(&g, buf, len, 0, err);
+    if (len >= MF_MAGIC_GGUF_LEN && err->win != NULL && mf_win_check(err->win, buf, MF_MAGIC_GGUF_LEN, err, "gguf magic"))
+        return err->code;
     if (len < MF_MAGIC_GGUF_LEN || memcmp(buf, MF_MAGIC_GGUF, MF_MAGIC_GGUF_LEN) != 0)
         return mf_fail(err, len < MF_MAGIC_GGUF_LEN ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, 0, "not a GGUF file (magic)");
     mf_skip(&g.c, MF_MAGIC_GGUF_LEN, "gguf magic");

@@ -36,8 +36,8 @@ int h5_at(mf_h5ctx *h, uint64_t abs, uint64_t n, const char *what, mf_cursor *c)
     }
     /* a sparse window: the whole structure is asked for at once (one need per object header,
      * heap or B-tree node, which a pass gathers for a whole level of the tree) */
-    if (h->err->win != NULL && mf_win_check(h->err->win, h->data + abs, (size_t)n, h->err, what)) return 1;
     mf_cursor_init(c, h->data + abs, (size_t)n, h5_rep(h, abs), h->err);
+    if (c->win != NULL && mf_win_check(c->win, c->start, (size_t)n, h->err, what)) return 1;
     return 0;
 }
 

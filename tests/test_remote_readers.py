@@ -395,3 +395,73 @@ def test_commands_take_urls(http, served, tmp_path, capsys):
         assert sorted(a.keys()) == sorted(b.keys())
         for k in b.keys():
             assert same_arrays(np.ascontiguousarray(a[k]), np.ascontiguousarray(b[k])), k
+
+
+# ---- damaged files: a parse over a window ends as the parse over the whole file ---------------------
+
+class Ranged(mfparse.io.ByteSource):
+    """A file in memory read as a remote one (no whole-file buffer): it holds a small head and
+    tail, fetches what it is asked for, and counts round trips."""
+
+    def __init__(self, data: bytes, held: int = 512):
+        super().__init__()
+        self._d = bytes(data)
+        self.size = len(data)
+        self.name = "<ranged>"
+        self._held = [(0, self._d[:held]), (max(0, self.size - held), self._d[max(0, self.size - held):])]
+
+    def held(self):
+        return list(self._held)
+
+    def read_ranges(self, ranges, block=None):
+        out = []
+        for o, n in ranges:
+            mfparse.io.check_range(self, o, n)
+            out.append(memoryview(self._d[o:o + n]))
+        self.stats["round_trips"] += 1
+        self.stats["requests"] += len(out)
+        return out
+
+    def prefetch(self, ranges, block=None):
+        pass
+
+
+def outcome(src, fmt):
+    from mfparse.model import open_source_file
+
+    try:
+        with open_source_file(src, fmt) as m:
+            return "ok", list(m.tensors())
+    except (mfparse.MFParseError, MemoryError) as e:
+        return type(e).__name__, str(e)
+
+
+WINDOWED = [("model_latest.h5", "hdf5"), ("model_earliest.h5", "hdf5"), ("model.onnx", "onnx"),
+            ("float.tflite", "tflite"), ("model.gguf", "gguf"), ("legacy.pth", "torch-legacy")]
+
+
+@pytest.mark.parametrize("name,fmt", WINDOWED)
+def test_damaged_files_end_the_same_over_a_window(served, name, fmt):
+    """Truncations and byte flips of each windowed format: the remote parse (its last pass
+    needs nothing, so it read exactly what a local parse reads) ends with the same listing or
+    the same error, message and byte offset, as the local one."""
+    import random
+
+    from mfparse.io import LocalSource
+
+    data = (served / name).read_bytes()
+    rng = random.Random(19)
+    mutants = [data[:n] for n in sorted(rng.sample(range(16, len(data)), 12))]
+    for _ in range(40):
+        b = bytearray(data)
+        for _k in range(rng.choice((1, 2, 4))):
+            i = rng.randrange(len(b))
+            b[i] = rng.randrange(256)
+        mutants.append(bytes(b))
+    differ = []
+    for i, mut in enumerate(mutants):
+        local = outcome(LocalSource(mut), fmt)
+        remote = outcome(Ranged(mut), fmt)
+        if local != remote:
+            differ.append((i, local if local[0] != "ok" else "ok", remote if remote[0] != "ok" else "ok"))
+    assert not differ, differ[:3]

@@ -102,6 +102,9 @@ MAX_ROUNDS = 4096
 WINDOW_FETCH = 16 * 1024
 #: the most one need's fetch grows to while the needs of successive rounds follow each other
 WINDOW_FETCH_MAX = 4 * 1024 * 1024
+#: the most a reader's estimate (Window.want) makes one round fetch (a hostile count is not a
+#: reason to fetch gigabytes; a real GGUF vocabulary is a few MB)
+WINDOW_WANT_MAX = 64 * 1024 * 1024
 
 
 def parse_windows(parse, source, first_ranges=(), *, fetch: int = WINDOW_FETCH, grow: bool = False,
@@ -164,7 +167,7 @@ def _parse_rounds(parse, source, smap, first_ranges, fetch, grow, prefix, max_ro
         first = needs[0][0]
         step = min(step * 2, WINDOW_FETCH_MAX) if reach is not None and reach - step <= first < reach + step else fetch
         reach = first + step
-        want = win.want if grow else 0
+        want = min(win.want, WINDOW_WANT_MAX) if grow else 0
         ranges = []
         for off, n in needs:
             k = max(n, step, want + want // 8 + fetch if want else 0)
