@@ -183,12 +183,63 @@ void *mf_vec_push(mf_vec *v, size_t size, mf_arena *a, mf_error *err, uint64_t o
 /* Cursor                                                                                     */
 /* ========================================================================================== */
 
-void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err) {
-    c->start = (const uint8_t *)data;
-    c->pos = c->start;
-    c->end = c->start + len;
-    c->base = base;
-    c->err = err;
+
+/* ========================================================================================== */
+/* Sparse windows                                                                             */
+/* ========================================================================================== */
+
+static int mf_win_present(const mf_window *w, uint64_t block) {
+    return (w->present[block >> 3] >> (block & 7)) & 1;
+}
+
+static void mf_win_add(mf_window *w, uint64_t a, uint64_t b) {
+    /* merge with a span it touches (needs of one pass come mostly in file order) */
+    for (size_t i = w->n_needs; i > 0 && i + 8 > w->n_needs; i--) {
+        uint64_t *s = &w->needs[2 * (i - 1)];
+        uint64_t e = s[0] + s[1];
+        if (a <= e && b >= s[0]) {
+            uint64_t na = a < s[0] ? a : s[0], nb = b > e ? b : e;
+            s[0] = na;
+            s[1] = nb - na;
+            return;
+        }
+    }
+    if (w->n_needs >= w->cap_needs) return; /* found again on the next pass */
+    w->needs[2 * w->n_needs] = a;
+    w->needs[2 * w->n_needs + 1] = b - a;
+    w->n_needs++;
+}
+
+int mf_win_check_at(mf_window *w, uint64_t a, uint64_t n, mf_error *err, const char *what) {
+    uint64_t size = (uint64_t)(w->end - w->start);
+    if (n == 0 || a >= size) return 0;
+    uint64_t b = n > size - a ? size : a + n;
+    uint64_t first = a >> w->shift, last = (b - 1) >> w->shift, i = first;
+    while (i <= last && mf_win_present(w, i)) i++;
+    if (i > last) return 0;
+    uint64_t miss = i << w->shift;
+    uint64_t stop = (last + 1) << w->shift;
+    if (stop > size || stop == 0) stop = size;
+    mf_win_add(w, miss, stop);
+    mf_fail(err, MF_ERR_NEED, miss > a ? miss : a, "%s: bytes %llu..%llu are not fetched yet", what,
+            (unsigned long long)miss, (unsigned long long)stop);
+    return 1;
+}
+
+size_t mf_win_avail(const mf_window *w, const uint8_t *p, size_t n) {
+    if (n == 0 || p < w->start || p >= w->end) return n;
+    uint64_t a = (uint64_t)(p - w->start), size = (uint64_t)(w->end - w->start);
+    uint64_t b = n > size - a ? size : a + n;
+    uint64_t blk = a >> w->shift;
+    while ((blk << w->shift) < b && mf_win_present(w, blk)) blk++;
+    uint64_t stop = blk << w->shift;
+    if (stop >= b) return n;
+    return stop > a ? (size_t)(stop - a) : 0;
+}
+
+int mf_win_check(mf_window *w, const uint8_t *p, size_t n, mf_error *err, const char *what) {
+    if (n == 0 || p < w->start || p >= w->end) return 0;
+    return mf_win_check_at(w, (uint64_t)(p - w->start), n, err, what);
 }
 
 /* c->pos is where the missing bytes would start */

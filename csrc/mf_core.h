@@ -31,14 +31,39 @@ enum {
     MF_ERR_LIMIT = 4,       /* a resource bound was hit (size, depth, count): ResourceLimitError */
     MF_ERR_NOMEM = 5,       /* malloc failed: MemoryError */
     MF_ERR_UNSAFE = 6,      /* content refused for safety reasons: UnsafeContentError */
+    MF_ERR_NEED = 7,        /* bytes not fetched yet (a sparse window, below): never seen by users */
 };
 
 #define MF_MSG_LEN 240
+
+/* A sparse window (docs/architecture.md, "Readers on windows"): the reader's buffer is a map of
+ * the whole file of which only some blocks hold the file's bytes (the ranges fetched so far
+ * from a remote source; the other pages are zeros that must never be read). A read through the
+ * cursor (mf_need, mf_take and the mf_u* loads) of bytes inside [start, end) checks the
+ * presence bit of every block it touches; an absent block records MF_ERR_NEED, appends the
+ * missing span (file offset, length: block-aligned) to `needs`, and fails the read as a
+ * truncation would. Moving past bytes without reading them (mf_skip, mf_take_span, mf_seek)
+ * checks nothing, so a length-delimited field that spans the file costs nothing. The caller
+ * (formats/base.parse_windows) fetches every span a pass named, in one round trip, and runs
+ * the parse again. Bytes outside [start, end) (decompressed copies, the arena) are not
+ * checked. With no window (err->win == NULL: a local map) nothing changes but one branch. */
+typedef struct mf_window {
+    const uint8_t *start;       /* the map's first byte: file offset 0 */
+    const uint8_t *end;         /* start + file size */
+    const uint8_t *present;     /* one bit per block (bit i % 8 of byte i / 8) */
+    unsigned shift;             /* log2 of the block size */
+    uint64_t *needs;            /* pairs (file offset, length) of missing spans, merged when touching */
+    size_t n_needs;
+    size_t cap_needs;           /* pairs; spans past the cap are dropped (found again next pass) */
+    uint64_t want;              /* a reader's estimate of what the next fetch should cover after
+                                   the first missing byte (mf_win_want); 0 = no estimate */
+} mf_window;
 
 typedef struct mf_error {
     int code;
     uint64_t offset;        /* byte offset in the file (not in a sub-buffer) */
     char msg[MF_MSG_LEN];   /* without the offset; the binding appends " (byte N)" */
+    mf_window *win;         /* the sparse window of this parse, or NULL (a whole local map) */
 } mf_error;
 
 /* Record an error unless one is already recorded (the first error is the root cause).
@@ -147,9 +172,17 @@ typedef struct mf_cursor {
     const uint8_t *end;
     uint64_t base;
     mf_error *err;
+    mf_window *win;         /* err->win when the cursor was made (NULL: no presence checks) */
 } mf_cursor;
 
-void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err);
+static inline void mf_cursor_init(mf_cursor *c, const void *data, size_t len, uint64_t base, mf_error *err) {
+    c->start = (const uint8_t *)data;
+    c->pos = c->start;
+    c->end = c->start + len;
+    c->base = base;
+    c->err = err;
+    c->win = err != NULL ? err->win : NULL;
+}
 
 static inline size_t mf_remaining(const mf_cursor *c) { return (size_t)(c->end - c->pos); }
 static inline uint64_t mf_tell(const mf_cursor *c) { return c->base + (uint64_t)(c->pos - c->start); }
@@ -160,16 +193,46 @@ static inline uint64_t mf_tell(const mf_cursor *c) { return c->base + (uint64_t)
 int mf_cursor_fail(mf_cursor *c, size_t n, const char *what);
 int mf_seek(mf_cursor *c, uint64_t rel, const char *what); /* rel = offset from start */
 
-static inline int mf_need(mf_cursor *c, size_t n, const char *what) {
+/* Presence of [p, p + n) in a sparse window: 0 when every block is there or p lies outside
+ * the map; else records MF_ERR_NEED (naming `what`) and the missing span, returns 1. */
+int mf_win_check(mf_window *w, const uint8_t *p, size_t n, mf_error *err, const char *what);
+/* The same for a span given by file offsets (HDF5 addresses, flatbuffer offsets). */
+int mf_win_check_at(mf_window *w, uint64_t off, uint64_t n, mf_error *err, const char *what);
+/* How many of the n bytes from p are present without a gap (n outside the map or with all there). */
+size_t mf_win_avail(const mf_window *w, const uint8_t *p, size_t n);
+/* A reader's estimate, after a failed read, of how many bytes past the first missing one the
+ * next fetch should bring (a GGUF vocabulary, the rest of a tensor table); no-op without window. */
+static inline void mf_win_want(mf_error *err, uint64_t n) {
+    if (err != NULL && err->win != NULL && n > err->win->want) err->win->want = n;
+}
+
+/* Bounds only: n bytes left? (no presence check: for moving past bytes, not reading them) */
+static inline int mf_has(mf_cursor *c, size_t n, const char *what) {
     return n <= (size_t)(c->end - c->pos) ? 0 : mf_cursor_fail(c, n, what);
 }
+/* n bytes left, and present when the cursor lies in a sparse window: before reading them. */
+static inline int mf_need(mf_cursor *c, size_t n, const char *what) {
+    if (n > (size_t)(c->end - c->pos)) return mf_cursor_fail(c, n, what);
+    if (c->win != NULL) return mf_win_check(c->win, c->pos, n, c->err, what);
+    return 0;
+}
+/* Move past n bytes without reading them. */
 static inline int mf_skip(mf_cursor *c, size_t n, const char *what) {
-    if (mf_need(c, n, what)) return 1;
+    if (mf_has(c, n, what)) return 1;
     c->pos += n;
     return 0;
 }
+/* n bytes to read: *out points at them. */
 static inline int mf_take(mf_cursor *c, size_t n, const uint8_t **out, const char *what) {
     if (mf_need(c, n, what)) return 1;
+    *out = c->pos;
+    c->pos += n;
+    return 0;
+}
+/* n bytes that bound something read later through its own cursor (a sub-message, a table):
+ * checked against the end, not for presence. */
+static inline int mf_take_span(mf_cursor *c, size_t n, const uint8_t **out, const char *what) {
+    if (mf_has(c, n, what)) return 1;
     *out = c->pos;
     c->pos += n;
     return 0;

@@ -15,7 +15,19 @@ void mf_fb_init(mf_fb *fb, const void *buf, size_t len, uint64_t base, mf_error 
     fb->base = base;
     fb->err = err;
     fb->budget = (uint64_t)len + MF_FB_BUDGET_FLOOR;
+    fb->win = err != NULL ? err->win : NULL;
 }
+
+int mf_fb_present(mf_fb *fb, size_t pos, size_t n, const char *what) {
+    if (fb->win == NULL) return MF_OK;
+    return mf_win_check(fb->win, fb->buf + pos, n, fb->err, what) ? fb->err->code ? fb->err->code : MF_ERR_NEED
+                                                                  : MF_OK;
+}
+
+#define FB_PRESENT(pos, n, what)                                                             \
+    do {                                                                                     \
+        if (fb->win != NULL && mf_fb_present(fb, (pos), (n), (what))) return fb->err->code; \
+    } while (0)
 
 int mf_fb_charge(mf_fb *fb, uint64_t n, const char *what) {
     if (n > fb->budget)
@@ -28,6 +40,7 @@ int mf_fb_charge(mf_fb *fb, uint64_t n, const char *what) {
 
 /* pos is in bounds and 4 bytes follow it; returns the target position of the uoffset at pos */
 static int follow(mf_fb *fb, size_t pos, size_t *target, const char *what) {
+    FB_PRESENT(pos, 4, what);
     uint32_t u = mf_load_u32le(fb->buf + pos);
     if (u == 0)
         return mf_fail(fb->err, MF_ERR_CORRUPT, mf_fb_at(fb, pos), "flatbuffer %s: zero offset", what);
@@ -42,6 +55,7 @@ int mf_fb_root(mf_fb *fb, const char *ident, mf_fb_table *root) {
     if (fb->len < 8)
         return mf_fail(fb->err, MF_ERR_TRUNCATED, fb->base, "flatbuffer shorter than its 8-byte header (%zu bytes)",
                        fb->len);
+    FB_PRESENT(0, 8, "flatbuffer header");
     if (ident != NULL && memcmp(fb->buf + 4, ident, 4) != 0)
         return mf_fail(fb->err, MF_ERR_CORRUPT, fb->base + 4, "flatbuffer file identifier is not '%.4s'", ident);
     size_t pos;
@@ -58,11 +72,13 @@ int mf_fb_table_at(mf_fb *fb, size_t pos, mf_fb_table *t, const char *what) {
     if (fb->len < 4 || pos > fb->len - 4)
         return mf_fail(fb->err, MF_ERR_TRUNCATED, mf_fb_at(fb, pos), "flatbuffer %s lies past the end of the buffer",
                        what);
+    FB_PRESENT(pos, 4, what);
     int64_t soff = (int32_t)mf_load_u32le(fb->buf + pos);
     int64_t vt = (int64_t)pos - soff;
     if (vt < 0 || (uint64_t)vt > (uint64_t)fb->len - 4)
         return mf_fail(fb->err, MF_ERR_CORRUPT, mf_fb_at(fb, pos), "flatbuffer %s: vtable offset %lld leaves the buffer",
                        what, (long long)soff);
+    FB_PRESENT((size_t)vt, 4, what);
     uint16_t vt_size = mf_load_u16le(fb->buf + vt);
     uint16_t size = mf_load_u16le(fb->buf + vt + 2);
     if (vt_size < 4 || (vt_size & 1))
@@ -77,6 +93,9 @@ int mf_fb_table_at(mf_fb *fb, size_t pos, mf_fb_table *t, const char *what) {
     if ((uint64_t)size > (uint64_t)fb->len - (uint64_t)pos)
         return mf_fail(fb->err, MF_ERR_TRUNCATED, mf_fb_at(fb, pos),
                        "flatbuffer %s: table of %u bytes runs past the end of the buffer", what, size);
+    /* the vtable and the table's inline bytes: every field read later lies in them */
+    FB_PRESENT((size_t)vt, vt_size, what);
+    FB_PRESENT(pos, size, what);
     t->pos = pos;
     t->vt = (size_t)vt;
     t->vt_size = vt_size;
@@ -154,6 +173,7 @@ static int vector_at(mf_fb *fb, size_t pos, uint32_t elem, mf_fb_vec *out, const
     if (fb->len < 4 || pos > fb->len - 4)
         return mf_fail(fb->err, MF_ERR_TRUNCATED, mf_fb_at(fb, pos), "flatbuffer vector %s lies past the end of the buffer",
                        what);
+    FB_PRESENT(pos, 4, what);
     uint32_t n = mf_load_u32le(fb->buf + pos);
     uint64_t bytes;
     if (mf_mul_u64(n, elem, &bytes) || bytes > (uint64_t)(fb->len - pos - 4))
@@ -180,6 +200,7 @@ static int string_at(mf_fb *fb, size_t pos, const uint8_t **s, uint32_t *n, cons
     if (vector_at(fb, pos, 1, &v, what)) return fb->err->code;
     /* the terminating NUL is part of the format but not needed to read the string: a writer
      * that omits it at the very end of the buffer still yields the right bytes */
+    FB_PRESENT(v.pos, v.n, what);
     *s = fb->buf + v.pos;
     *n = v.n;
     return MF_OK;

@@ -38,6 +38,7 @@ typedef struct mf_fb {
     uint64_t base;      /* file offset of buf[0], for error messages */
     mf_error *err;
     uint64_t budget;    /* table visits and charged vector elements left */
+    mf_window *win;     /* err->win: bytes are checked for presence before they are read */
 } mf_fb;
 
 typedef struct mf_fb_table {
@@ -95,7 +96,17 @@ int mf_fb_union(mf_fb *fb, const mf_fb_table *t, unsigned type_vo, unsigned valu
 int mf_fb_vec_table(mf_fb *fb, const mf_fb_vec *v, uint32_t i, mf_fb_table *out, const char *what);
 int mf_fb_vec_string(mf_fb *fb, const mf_fb_vec *v, uint32_t i, const uint8_t **s, uint32_t *n, const char *what);
 
-/* Scalar elements of a validated vector (i < v->n, v->elem the right width): no checks needed. */
+/* Presence of [pos, pos + n) of buf in a sparse window (0 without one): the accessors above
+ * check what they read (offsets, vtables, tables' inline bytes, strings); a vector's elements
+ * are checked by the caller that reads them (mf_fb_vec_present), so that a buffer's data
+ * vector is never asked for. */
+int mf_fb_present(mf_fb *fb, size_t pos, size_t n, const char *what);
+static inline int mf_fb_vec_present(mf_fb *fb, const mf_fb_vec *v, const char *what) {
+    return fb->win != NULL ? mf_fb_present(fb, v->pos, (size_t)v->n * v->elem, what) : 0;
+}
+
+/* Scalar elements of a validated vector (i < v->n, v->elem the right width, mf_fb_vec_present
+ * called): no checks needed. */
 static inline int32_t mf_fb_vec_i32(const mf_fb *fb, const mf_fb_vec *v, uint32_t i) {
     return (int32_t)mf_load_u32le(fb->buf + v->pos + (size_t)i * 4);
 }

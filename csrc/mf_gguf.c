@@ -193,7 +193,12 @@ static int g_value(gg *g, uint32_t type, mf_gguf_value *v, int depth) {
             for (uint64_t k = 0; k < v->arr_count; k++) {
                 const uint8_t *s;
                 uint64_t n;
-                if (g_string(g, &s, &n, "string in an array")) return 1;
+                if (g_string(g, &s, &n, "string in an array")) {
+                    /* a sparse window: the rest of a vocabulary, at the mean size seen so far */
+                    uint64_t mean = k ? (mf_tell(&g->c) - v->arr_data) / k + 1 : 16;
+                    mf_win_want(g->err, (v->arr_count - k) * (mean > 8 ? mean : 16));
+                    return 1;
+                }
             }
         } else if (v->arr_type == MF_GGUF_ARRAY) {
             for (uint64_t k = 0; k < v->arr_count; k++) {
@@ -226,6 +231,8 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
     uint32_t raw;
     memset(out, 0, sizeof *out);
     gg_init(&g, buf, len, 0, err);
+    if (len >= MF_MAGIC_GGUF_LEN && err->win != NULL && mf_win_check(err->win, buf, MF_MAGIC_GGUF_LEN, err, "gguf magic"))
+        return err->code;
     if (len < MF_MAGIC_GGUF_LEN || memcmp(buf, MF_MAGIC_GGUF, MF_MAGIC_GGUF_LEN) != 0)
         return mf_fail(err, len < MF_MAGIC_GGUF_LEN ? MF_ERR_TRUNCATED : MF_ERR_CORRUPT, 0, "not a GGUF file (magic)");
     mf_skip(&g.c, MF_MAGIC_GGUF_LEN, "gguf magic");
@@ -265,8 +272,11 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
         uint32_t type;
         kv->key_offset = mf_tell(&g.c);
         if (g_string(&g, &kv->key, &kv->key_len, "metadata key") || g_u32(&g, &type, "metadata value type") ||
-            g_value(&g, type, &kv->v, 0))
+            g_value(&g, type, &kv->v, 0)) {
+            /* a sparse window: what is left of the header, roughly (more keys, the tensor table) */
+            mf_win_want(err, err->win != NULL ? err->win->want + (out->n_kv - i) * 64 + out->n_tensors * 96 : 0);
             return err->code;
+        }
         if (key_is(kv, "general.alignment")) {
             if (type != MF_GGUF_U32)
                 return mf_fail(err, MF_ERR_CORRUPT, kv->key_offset, "gguf general.alignment must be a u32, not a %s",
@@ -284,8 +294,12 @@ int mf_gguf_parse(const uint8_t *buf, size_t len, mf_arena *a, mf_gguf_result *o
         uint32_t block, bytes;
         memset(t, 0, sizeof *t);
         t->info_offset = mf_tell(&g.c);
-        if (g_string(&g, &t->name, &t->name_len, "tensor name") || g_u32(&g, &t->n_dims, "tensor dimension count"))
+        if (g_string(&g, &t->name, &t->name_len, "tensor name") || g_u32(&g, &t->n_dims, "tensor dimension count")) {
+            /* a sparse window: the rest of the tensor table, at the mean record size so far */
+            uint64_t mean = i ? (t->info_offset - out->tensors[0].info_offset) / i + 1 : 96;
+            mf_win_want(err, (out->n_tensors - i) * mean);
             return err->code;
+        }
         int nl = (int)(t->name_len > 200 ? 200 : t->name_len);
         if (t->n_dims > MF_GGUF_MAX_DIMS)
             return mf_fail(err, MF_ERR_CORRUPT, t->info_offset, "gguf tensor '%.*s' has %u dimensions (at most %d)", nl,

@@ -1240,15 +1240,18 @@ static int h5_group_btree(h5_walk *w, uint64_t abs, const h5_lheap *lh, int want
     uint64_t body = hdr + (uint64_t)n * (h->sl + h->so) + h->sl;
     if (h5_at(h, abs, body, what, &c)) return 1;
     mf_skip(&c, (size_t)hdr, what);
+    int missing = 0;
     for (unsigned i = 0; i < n; i++) {
         uint64_t key, child;
         if (h5_length(h, &c, &key, what) || h5_addr(h, &c, &child, "group B-tree child")) return 1;
-        if (level == 0) {
-            if (h5_snod(w, child, lh)) return 1;
-        } else if (h5_group_btree(w, child, lh, level - 1)) {
-            return 1;
+        if (level == 0 ? h5_snod(w, child, lh) : h5_group_btree(w, child, lh, level - 1)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            /* a sparse window: the other children first, so that one pass names a whole level */
+            h->err->code = MF_OK;
+            missing = 1;
         }
     }
+    if (missing) return mf_fail(h->err, MF_ERR_NEED, h5_rep(h, abs), "group B-tree nodes not fetched yet");
     return 0;
 }
 
@@ -1670,6 +1673,14 @@ static int32_t h5_new_object(h5_walk *w, int32_t parent, const h5_link *l) {
     return idx;
 }
 
+/* The links a visit pushed before it stopped for bytes not fetched yet get their parent (a
+ * sparse window's pass goes on with them, to name what they need too). */
+static void h5_adopt(h5_walk *w, size_t from, int32_t parent) {
+    h5_pending *p = (h5_pending *)w->pending.items;
+    for (size_t i = from; i < w->pending.len; i++)
+        if (p[i].parent < 0) p[i].parent = parent;
+}
+
 static unsigned h5_depth(h5_walk *w, int32_t idx) {
     unsigned d = 0;
     while (idx > 0 && d <= H5_MAX_PATH_DEPTH) {
@@ -1692,6 +1703,14 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
     w.h.err = err;
     w.h.budget = (uint64_t)len * 2 + (1u << 20);
     int64_t sb = mf_h5_find_superblock(buf, len);
+    if (err->win != NULL) {
+        /* a sparse window: the signature is looked for only in fetched bytes; every candidate
+         * place up to the first signature found must be there */
+        int absent = 0;
+        for (uint64_t off = 0; off + 8 <= len && (sb < 0 || off < (uint64_t)sb); off = off ? off * 2 : 512)
+            absent |= mf_win_check(err->win, buf + off, 8, err, "HDF5 superblock signature");
+        if (absent) return err->code;
+    }
     if (sb < 0) return mf_fail(err, MF_ERR_CORRUPT, report_base, "no HDF5 signature at byte 0, 512, 1024, ...");
     uint64_t root;
     if (h5_read_superblock(&w, (uint64_t)sb, out, &root)) return err->code;
@@ -1699,7 +1718,13 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
     if (r < 0) return err->code;
     h5_obj(&w, r)->addr = root;
     if (h5_seen_add(&w, root, r)) return err->code;
-    if (h5_visit(&w, r, 0)) return err->code;
+    int needs = 0;
+    if (h5_visit(&w, r, 0)) {
+        if (err->code != MF_ERR_NEED) return err->code;
+        h5_adopt(&w, 0, r);
+        err->code = MF_OK;
+        needs = 1;
+    }
     while (w.pending.len) {
         h5_pending p = ((h5_pending *)w.pending.items)[--w.pending.len];
         if (h5_work(&w.h, 1, p.link.off)) return err->code;
@@ -1715,13 +1740,22 @@ int mf_h5_open(const uint8_t *buf, size_t len, uint64_t report_base, unsigned fl
                 continue;
             }
             if (h5_seen_add(&w, p.link.addr, idx)) return err->code;
-            if (h5_visit(&w, idx, h5_depth(&w, idx))) return err->code;
+            size_t before = w.pending.len;
+            if (h5_visit(&w, idx, h5_depth(&w, idx))) {
+                if (err->code != MF_ERR_NEED) return err->code;
+                /* a sparse window: this object is not fetched yet; visit the others, so that one
+                 * pass names what a whole level of the tree needs (its needs are recorded) */
+                h5_adopt(&w, before, idx);
+                err->code = MF_OK;
+                needs = 1;
+            }
         } else {
             o->kind = p.link.type == 1 ? MF_H5_SOFT : (p.link.type == 64 ? MF_H5_EXTERNAL : MF_H5_OTHER);
             o->target = p.link.target;
             o->target_len = p.link.target_len;
         }
     }
+    if (needs) return mf_fail(err, MF_ERR_NEED, report_base, "HDF5 objects not fetched yet");
     out->data = buf;
     out->len = len;
     out->report_base = report_base;

@@ -34,7 +34,10 @@ int h5_at(mf_h5ctx *h, uint64_t abs, uint64_t n, const char *what, mf_cursor *c)
                        "%s truncated: needs %llu bytes, %llu left", what, (unsigned long long)n,
                        (unsigned long long)(h->len - abs));
     }
+    /* a sparse window: the whole structure is asked for at once (one need per object header,
+     * heap or B-tree node, which a pass gathers for a whole level of the tree) */
     mf_cursor_init(c, h->data + abs, (size_t)n, h5_rep(h, abs), h->err);
+    if (c->win != NULL && mf_win_check(c->win, c->start, (size_t)n, h->err, what)) return 1;
     return 0;
 }
 
@@ -109,6 +112,7 @@ int h5_checksum(mf_h5ctx *h, uint64_t start, uint64_t n, const char *what) {
         return mf_fail(h->err, MF_ERR_TRUNCATED, h5_rep(h, start), "%s checksum lies outside the file", what);
     }
     if (h->flags & MF_H5_NO_VERIFY) return 0;
+    if (h->err->win != NULL && mf_win_check(h->err->win, h->data + start, (size_t)n + 4, h->err, what)) return 1;
     uint32_t stored = mf_load_u32le(h->data + end);
     uint32_t computed = mf_h5_lookup3(h->data + start, (size_t)n, 0);
     if (stored != computed) {
@@ -215,12 +219,18 @@ static int h5_bt2_node(mf_h5ctx *h, h5_bt2 *t, uint64_t abs, uint64_t nrec, unsi
     const uint8_t *recs = c.pos;
     uint64_t recs_off = mf_tell(&c);
     if (depth == 0) {
+        int missing = 0;
         for (uint64_t i = 0; i < nrec; i++) {
-            if (t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) return 1;
+            if (t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) {
+                if (h->err->code != MF_ERR_NEED) return 1;
+                h->err->code = MF_OK; /* a sparse window: the other records' objects first */
+                missing = 1;
+            }
         }
-        return 0;
+        return missing ? mf_fail(h->err, MF_ERR_NEED, abs, "v2 B-tree records not fetched yet") : 0;
     }
     if (mf_skip(&c, (size_t)(nrec * t->rec_size), what)) return 1;
+    int missing = 0;
     for (uint64_t i = 0; i <= nrec; i++) {
         uint64_t child, child_nrec, total;
         if (h5_addr(h, &c, &child, "v2 B-tree child address")) return 1;
@@ -229,9 +239,20 @@ static int h5_bt2_node(mf_h5ctx *h, h5_bt2 *t, uint64_t abs, uint64_t nrec, unsi
         if (child == MF_H5_UNDEF) {
             return mf_fail(h->err, MF_ERR_CORRUPT, mf_tell(&c), "v2 B-tree child address is undefined");
         }
-        if (h5_bt2_node(h, t, child, child_nrec, depth - 1)) return 1;
-        if (i < nrec && t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) return 1;
+        if (h5_bt2_node(h, t, child, child_nrec, depth - 1)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            /* a sparse window: the other children first (one pass names a whole level) */
+            h->err->code = MF_OK;
+            missing = 1;
+            continue;
+        }
+        if (i < nrec && t->cb(h, recs + i * t->rec_size, t->rec_size, recs_off + i * t->rec_size, t->ud)) {
+            if (h->err->code != MF_ERR_NEED) return 1;
+            h->err->code = MF_OK;
+            missing = 1;
+        }
     }
+    if (missing) return mf_fail(h->err, MF_ERR_NEED, abs, "v2 B-tree nodes not fetched yet");
     return 0;
 }
 
@@ -472,6 +493,8 @@ static int h5_fh_check_block(mf_h5ctx *h, h5_fheap *fh, h5_fh_block *b) {
             h->scratch = p;
             h->scratch_cap = (size_t)b->size;
         }
+        if (h->err->win != NULL && mf_win_check(h->err->win, h->data + b->addr, (size_t)b->size, h->err, what))
+            return 1;
         memcpy(h->scratch, h->data + b->addr, (size_t)b->size);
         uint32_t stored = mf_load_u32le(h->scratch + at);
         memset(h->scratch + at, 0, 4);

@@ -773,7 +773,7 @@ static int parse_node(onnx_ctx *x, mf_cursor *c, int depth, int32_t scope) {
             break;
         case 2:
             if (f.wt != MF_PB_LEN) return mf_pb_bad_type(x->err, &f, "ONNX node output");
-            if (n.n_outputs++ == 0) n.output0 = (mf_pb_str){f.p, (uint32_t)f.n};
+            if (n.n_outputs++ == 0 && mf_pb_get_str(&f, &n.output0, x->err, "ONNX node output")) return 1;
             break;
         case 3:
             if (mf_pb_get_str(&f, &n.name, x->err, "ONNX node name")) return 1;

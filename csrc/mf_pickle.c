@@ -228,7 +228,9 @@ static mf_pv *memo_get(mf_pkl *p, uint64_t key, uint64_t at) {
 
 /* A protocol-0 argument: bytes up to '\n' (excluded); the cursor moves past the newline. */
 static int read_line(mf_cursor *c, const uint8_t **s, size_t *n, const char *what) {
-    const uint8_t *nl = (const uint8_t *)memchr(c->pos, '\n', mf_remaining(c));
+    size_t left = mf_remaining(c), avail = c->win != NULL ? mf_win_avail(c->win, c->pos, left) : left;
+    const uint8_t *nl = (const uint8_t *)memchr(c->pos, '\n', avail);
+    if (nl == NULL && avail < left) return mf_need(c, avail + 1, what); /* MF_ERR_NEED: the rest of the line */
     if (nl == NULL)
         return mf_fail(c->err, MF_ERR_TRUNCATED, mf_tell(c), "pickle %s argument has no newline", what);
     *s = c->pos;
@@ -545,6 +547,7 @@ static int interpret(mf_pkl *p, const uint8_t *buf, size_t len, uint64_t base, m
             mf_fail(err, MF_ERR_TRUNCATED, at, "pickle data ends before STOP");
             goto fail;
         }
+        if (c.win != NULL && mf_need(&c, 1, "pickle opcode")) goto fail;
         op = *c.pos++;
         p->opcodes++;
         if (p->max_opcodes && p->opcodes > p->max_opcodes) {

@@ -12,6 +12,13 @@
 int mf_pb_varint_slow(mf_cursor *c, uint64_t *out, const char *what) {
     const uint8_t *p = c->pos;
     size_t left = (size_t)(c->end - p);
+    if (c->win != NULL) {
+        /* a sparse window: each byte is checked before it is read */
+        for (size_t i = 0; i < 10 && i < left; i++) {
+            if (mf_win_check(c->win, p + i, 1, c->err, what)) return 1;
+            if (p[i] < 0x80) break;
+        }
+    }
     /* fast path: one byte */
     if (left > 0 && p[0] < 0x80) {
         *out = p[0];
@@ -191,6 +198,7 @@ int mf_pb_get_bytes(const mf_pb_field *f, const uint8_t **p, uint32_t *n, mf_err
     if (f->n > 0x7fffffff)
         return mf_fail(err, MF_ERR_LIMIT, f->off, "%s: field %u holds %zu bytes, more than protobuf's 2 GB limit", what,
                        f->num, f->n);
+    if (mf_pb_present(f, err, what)) return 1;
     *p = f->p;
     *n = (uint32_t)f->n;
     return 0;
@@ -225,6 +233,7 @@ int mf_pb_count(const mf_pb_field *f, int kind, uint64_t *count, mf_error *err, 
     case MF_PB_VARINT: {
         /* each varint ends with a byte below 0x80 */
         uint64_t k = 0;
+        if (mf_pb_present(f, err, what)) return 1;
         for (size_t i = 0; i < f->n; i++) k += f->p[i] < 0x80;
         if (f->n > 0 && f->p[f->n - 1] >= 0x80)
             return mf_fail(err, MF_ERR_TRUNCATED, f->off + f->n, "%s: packed field %u ends inside a varint", what, f->num);
@@ -251,6 +260,7 @@ static int decode_values(const mf_pb_field *f, int kind, uint64_t *out, uint64_t
         if (f->n % w != 0)
             return mf_fail(err, MF_ERR_CORRUPT, f->off, "packed field %u of %zu bytes is not a whole number of %zu-byte values",
                            f->num, f->n, w);
+        if (mf_pb_present(f, err, "packed repeated field")) return 1;
         uint64_t k = f->n / w, room = *n < cap ? cap - *n : 0, take = k < room ? k : room;
         for (uint64_t i = 0; i < take; i++)
             out[*n + i] = w == 4 ? mf_load_u32le(f->p + 4 * i) : mf_load_u64le(f->p + 8 * i);

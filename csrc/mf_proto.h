@@ -46,9 +46,11 @@ typedef struct mf_pb_field {
 /* Read a varint (at most 10 bytes; the 10th may only hold the top bit). 0 on success. */
 int mf_pb_varint_slow(mf_cursor *c, uint64_t *out, const char *what);
 static inline int mf_pb_varint(mf_cursor *c, uint64_t *out, const char *what) {
-    /* fast paths: one or two bytes, which is nearly every tag and length */
+    /* fast paths: one or two bytes, which is nearly every tag and length (a sparse window
+     * takes the slow path, which checks each byte's presence) */
     const uint8_t *p = c->pos;
     size_t left = (size_t)(c->end - p);
+    if (c->win != NULL) return mf_pb_varint_slow(c, out, what);
     if (left >= 1 && p[0] < 0x80) {
         *out = p[0];
         c->pos = p + 1;
@@ -71,7 +73,7 @@ static inline int mf_pb_next(mf_cursor *c, mf_pb_field *f, int depth) {
      * bytes and fits; anything else (and every error) goes through the slow path */
     const uint8_t *p = c->pos;
     size_t left = (size_t)(c->end - p);
-    if (left < 2) return left ? mf_pb_next_slow(c, f, depth) : 0;
+    if (left < 2 || c->win != NULL) return left ? mf_pb_next_slow(c, f, depth) : 0;
     uint8_t tag = p[0], wt = tag & 7;
     if (tag >= 0x80 || tag < 8 || (wt != MF_PB_VARINT && wt != MF_PB_LEN)) return mf_pb_next_slow(c, f, depth);
     uint64_t v;
@@ -104,7 +106,8 @@ static inline int mf_pb_next(mf_cursor *c, mf_pb_field *f, int depth) {
     return 1;
 }
 
-/* A cursor over a LEN field's payload (file offsets preserved). */
+/* A cursor over a LEN field's payload (file offsets preserved; nothing is read, so nothing is
+ * checked for presence: the sub-cursor's own reads are). */
 void mf_pb_sub(const mf_cursor *parent, const mf_pb_field *f, mf_cursor *sub);
 
 /* Record "<what>: field N has wire type W" (a known field with an unexpected encoding). */
@@ -114,8 +117,13 @@ int mf_pb_bad_type(mf_error *err, const mf_pb_field *f, const char *what);
 int mf_pb_get_u64(const mf_pb_field *f, uint64_t *out, mf_error *err, const char *what);  /* varint */
 int mf_pb_get_i64(const mf_pb_field *f, int64_t *out, mf_error *err, const char *what);   /* int64 varint */
 int mf_pb_get_i32(const mf_pb_field *f, int32_t *out, mf_error *err, const char *what);   /* int32/enum varint */
+/* bytes / strings that will be read (checked for presence in a sparse window) */
 int mf_pb_get_bytes(const mf_pb_field *f, const uint8_t **p, uint32_t *n, mf_error *err, const char *what);
 int mf_pb_get_str(const mf_pb_field *f, mf_pb_str *out, mf_error *err, const char *what);
+/* Presence of a LEN field's payload before its bytes are read in place (0 without a window). */
+static inline int mf_pb_present(const mf_pb_field *f, mf_error *err, const char *what) {
+    return err->win != NULL ? mf_win_check(err->win, f->p, f->n, err, what) : 0;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Repeated scalars: a field may be sent packed (one or more LEN records) or unpacked (one

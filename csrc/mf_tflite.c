@@ -67,7 +67,7 @@ static int i32s_field(walk *w, const mf_fb_table *t, unsigned vo, mf_tfl_i32s *o
     memset(out, 0, sizeof *out);
     if (mf_fb_vector(&w->fb, t, vo, 4, &v, &out->present, what)) return w->err->code;
     if (!out->present || v.n == 0) return MF_OK;
-    if (mf_fb_charge(&w->fb, v.n, what)) return w->err->code;
+    if (mf_fb_charge(&w->fb, v.n, what) || mf_fb_vec_present(&w->fb, &v, what)) return w->err->code;
     out->v = (int32_t *)mf_arena_alloc(w->a, (size_t)v.n * 4, w->err, mf_fb_at(&w->fb, v.pos));
     if (out->v == NULL) return w->err->code;
     for (uint32_t i = 0; i < v.n; i++) out->v[i] = mf_fb_vec_i32(&w->fb, &v, i);
@@ -82,7 +82,7 @@ static int f32s_field(walk *w, const mf_fb_table *t, unsigned vo, float **out, u
     *n = 0;
     if (mf_fb_vector(&w->fb, t, vo, 4, &v, &present, what)) return w->err->code;
     if (!present || v.n == 0) return MF_OK;
-    if (mf_fb_charge(&w->fb, v.n, what)) return w->err->code;
+    if (mf_fb_charge(&w->fb, v.n, what) || mf_fb_vec_present(&w->fb, &v, what)) return w->err->code;
     *out = (float *)mf_arena_alloc(w->a, (size_t)v.n * 4, w->err, mf_fb_at(&w->fb, v.pos));
     if (*out == NULL) return w->err->code;
     for (uint32_t i = 0; i < v.n; i++) (*out)[i] = mf_fb_vec_f32(&w->fb, &v, i);
@@ -97,7 +97,7 @@ static int i64s_field(walk *w, const mf_fb_table *t, unsigned vo, int64_t **out,
     *n = 0;
     if (mf_fb_vector(&w->fb, t, vo, 8, &v, &present, what)) return w->err->code;
     if (!present || v.n == 0) return MF_OK;
-    if (mf_fb_charge(&w->fb, v.n, what)) return w->err->code;
+    if (mf_fb_charge(&w->fb, v.n, what) || mf_fb_vec_present(&w->fb, &v, what)) return w->err->code;
     *out = (int64_t *)mf_arena_alloc(w->a, (size_t)v.n * 8, w->err, mf_fb_at(&w->fb, v.pos));
     if (*out == NULL) return w->err->code;
     for (uint32_t i = 0; i < v.n; i++) (*out)[i] = mf_fb_vec_i64(&w->fb, &v, i);

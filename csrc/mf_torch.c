@@ -818,7 +818,13 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
                            (int)kn, (const char *)ks);
         mf_torch_storage *st = (mf_torch_storage *)out->storages.items + idx;
         uint64_t at = mf_tell(&c), numel, nbytes;
-        if (mf_u64le(&c, &numel, "legacy torch storage size")) return err->code;
+        if (mf_u64le(&c, &numel, "legacy torch storage size")) {
+            if (err->code != MF_ERR_NEED) return err->code;
+            /* a sparse window: go on with the pickle's count, so that one pass names every
+             * storage's count (they are checked on the next pass) */
+            numel = st->numel;
+            if (mf_skip(&c, 8, "legacy torch storage size")) return err->code;
+        }
         if (numel != st->numel)
             return mf_fail(err, MF_ERR_CORRUPT, at, "legacy torch storage '%.*s' holds %llu elements, the pickle says %llu",
                            (int)kn, (const char *)ks, (unsigned long long)numel, (unsigned long long)st->numel);
@@ -830,6 +836,7 @@ int mf_torch_legacy(mf_pkl *p, const uint8_t *buf, size_t len, mf_pv **main, mf_
         data[idx] = mf_tell(&c);
         c.pos += nbytes;
     }
+    if (err->code != MF_OK) return err->code; /* MF_ERR_NEED: counts not fetched yet */
     *storage_data = data;
     return MF_OK;
 }

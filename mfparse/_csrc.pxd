@@ -16,14 +16,26 @@ cdef extern from "mf_core.h" nogil:
         MF_ERR_LIMIT
         MF_ERR_NOMEM
         MF_ERR_UNSAFE
+        MF_ERR_NEED
 
     enum:
         MF_MSG_LEN
+
+    ctypedef struct mf_window:
+        const unsigned char *start
+        const unsigned char *end
+        const unsigned char *present
+        unsigned shift
+        uint64_t *needs
+        size_t n_needs
+        size_t cap_needs
+        uint64_t want
 
     ctypedef struct mf_error:
         int code
         uint64_t offset
         char msg[MF_MSG_LEN]
+        mf_window *win
 
     ctypedef struct mf_arena:
         uint64_t used

@@ -8,6 +8,8 @@ interface is included below (_native_<stem>.pxi next to csrc/mf_<stem>.c).
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.string cimport memcmp, memset
 
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+
 from cpython.long cimport PyLong_FromLongLong, PyLong_FromUnsignedLongLong
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -26,6 +28,7 @@ ERR_UNSUPPORTED = MF_ERR_UNSUPPORTED
 ERR_LIMIT = MF_ERR_LIMIT
 ERR_NOMEM = MF_ERR_NOMEM
 ERR_UNSAFE = MF_ERR_UNSAFE
+ERR_NEED = MF_ERR_NEED
 
 # HDF5 object kinds (csrc/mf_hdf5.h)
 H5_GROUP = MF_H5_GROUP
@@ -84,6 +87,67 @@ cdef int raise_error(mf_error *err) except -1:
     if err.code == MF_OK:
         return 0
     raise make_error(err)
+
+
+# ---- sparse windows (csrc/mf_core.h, docs/architecture.md "Readers on windows") -----------------
+
+cdef class Window:
+    """The presence map of a sparse map of a file (mfparse.io.sparse.SparseMap) as the C
+    cursor sees it: `buf` is the map (file offset 0 at its first byte), `bits` one bit per
+    block of 2**shift bytes. A parse given this window records every span it needed and did
+    not find (`needs()`) and fails with NeedMoreError (never shown to users)."""
+    cdef mf_window w
+    cdef const uint8_t[::1] buf
+    cdef const uint8_t[::1] bits
+    cdef uint64_t *store
+
+    def __cinit__(self, buf, bits, unsigned shift, size_t cap=4096):
+        self.store = NULL
+        self.buf = buf
+        self.bits = bits
+        if cap < 1:
+            cap = 1
+        if <uint64_t>self.bits.shape[0] * 8 * (<uint64_t>1 << shift) < <uint64_t>self.buf.shape[0]:
+            raise ValueError("the presence bits do not cover the map")
+        self.store = <uint64_t *>PyMem_Malloc(cap * 2 * sizeof(uint64_t))
+        if self.store == NULL:
+            raise MemoryError()
+        memset(&self.w, 0, sizeof(mf_window))
+        self.w.start = &self.buf[0] if self.buf.shape[0] else NULL
+        self.w.end = self.w.start + self.buf.shape[0]
+        self.w.present = &self.bits[0] if self.bits.shape[0] else NULL
+        self.w.shift = shift
+        self.w.needs = self.store
+        self.w.cap_needs = cap
+
+    def __dealloc__(self):
+        PyMem_Free(self.store)
+
+    def needs(self):
+        """[(file offset, length)] of the spans the last parse needed, in the order found."""
+        cdef size_t i
+        return [(self.w.needs[2 * i], self.w.needs[2 * i + 1]) for i in range(self.w.n_needs)]
+
+    @property
+    def want(self):
+        """A reader's estimate of the bytes the next fetch should bring past the first
+        missing one (0: none)."""
+        return self.w.want
+
+    def clear(self):
+        self.w.n_needs = 0
+        self.w.want = 0
+
+
+cdef mf_window *window_of(object window) except? NULL:
+    """The C window of a Window, or NULL for None (a whole local map: no presence checks)."""
+    if window is None:
+        return NULL
+    return &(<Window?>window).w
+
+
+cdef object make_error_at(int code, uint64_t offset, str message):
+    return error_of(code, offset, message)
 
 
 def exception_for(int code, offset, str message):

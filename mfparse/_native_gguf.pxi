@@ -82,7 +82,7 @@ def gguf_types():
     return out
 
 
-def gguf_parse(const uint8_t[::1] buf):
+def gguf_parse(const uint8_t[::1] buf, window=None):
     """Parse a GGUF header (buf = the whole file).
 
     Returns (version, big_endian, alignment, data_start, kvs, tensors) with kvs as
@@ -101,6 +101,7 @@ def gguf_parse(const uint8_t[::1] buf):
     cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
     cdef size_t n = buf.shape[0]
     clear_error(&err)
+    err.win = window_of(window)
     mf_arena_init(&arena, mf_arena_cap_for(buf.shape[0], 16, 1 << 20))
     try:
         with nogil:

@@ -203,12 +203,13 @@ cdef class H5File:
         mf_arena_init(&self.arena, 0)
         memset(&self.r, 0, sizeof(mf_h5_result))
 
-    def __init__(self, buf, uint64_t report_base=0, unsigned flags=0):
+    def __init__(self, buf, uint64_t report_base=0, unsigned flags=0, window=None):
         cdef mf_error err
         self.view = buf
         self.flags = flags
         self.report_base = report_base
         clear_error(&err)
+        err.win = window_of(window)
         # records, names and dtype trees are bounded by the file's size
         self.arena.cap = mf_arena_cap_for(self.view.shape[0], 16, 64 << 20)
         cdef const uint8_t *p = &self.view[0] if self.view.shape[0] else NULL
@@ -368,7 +369,7 @@ cdef class H5File:
                 out.append(i)
         return out, slow
 
-    def chunks(self, size_t i):
+    def chunks(self, size_t i, window=None):
         """[(offset tuple, addr, size, filter mask)] of every allocated chunk of dataset i."""
         cdef mf_arena arena
         cdef mf_error err
@@ -380,6 +381,7 @@ cdef class H5File:
             raise IndexError(i)
         d = &self.r.datasets[i]
         clear_error(&err)
+        err.win = window_of(window)
         mf_arena_init(&arena, mf_arena_cap_for(self.view.shape[0], 8, 16 << 20))
         try:
             mf_h5_chunks(&self.r, d, self.flags, &arena, &ch, &n, &err)
@@ -388,7 +390,7 @@ cdef class H5File:
         finally:
             mf_arena_free(&arena)
 
-    def vlen(self, const uint8_t[::1] elems, size_t n, size_t stride):
+    def vlen(self, const uint8_t[::1] elems, size_t n, size_t stride, window=None):
         """Resolve n variable-length elements: [(offset | None, size, count)]."""
         cdef mf_arena arena
         cdef mf_error err
@@ -402,6 +404,7 @@ cdef class H5File:
         if stride < mf_h5_vlen_elem_size(&self.r) or (n - 1) * stride + mf_h5_vlen_elem_size(&self.r) > <size_t>elems.shape[0]:
             raise ValueError("variable-length elements do not fit the buffer")
         clear_error(&err)
+        err.win = window_of(window)
         mf_arena_init(&arena, mf_arena_cap_for(self.view.shape[0] + 32 * n, 8, 16 << 20))
         try:
             offs = <uint64_t *>mf_arena_calloc(&arena, n, sizeof(uint64_t), &err, 0)

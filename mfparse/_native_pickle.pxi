@@ -532,12 +532,14 @@ cdef class PickleParse:
             mf_torch_walk_ex(r, flavor, hint, tree, &self.arena, &self.torch, &self.err)
         raise_error(&self.err)
 
-    def torch_legacy(self, file_buf):
-        """Run the stacked pickles of a legacy torch file; returns the main pickle's root."""
+    def torch_legacy(self, file_buf, window=None):
+        """Run the stacked pickles of a legacy torch file; returns the main pickle's root.
+        window: a sparse window over file_buf (mfparse.formats.base.parse_windows)."""
         cdef const uint8_t[::1] view = file_buf
         cdef mf_pv *root = NULL
         self.buffers.append(file_buf)
         clear_error(&self.err)
+        self.err.win = window_of(window)
         mf_torch_legacy(&self.pkl, &view[0] if view.shape[0] else NULL, view.shape[0], &root, &self.torch,
                         &self.legacy_data, &self.err)
         raise_error(&self.err)

@@ -151,12 +151,13 @@ cdef class TfGraphParse:
     cdef const uint8_t[::1] view
     cdef bint live
 
-    def __cinit__(self, buf, bint saved_model):
+    def __cinit__(self, buf, bint saved_model, window=None):
         cdef mf_error err
         self.view = buf
         self.live = True
         mf_arena_init(&self.arena, mf_arena_cap_for(self.view.shape[0], 128, 16 << 20))
         clear_error(&err)
+        err.win = window_of(window)
         cdef const uint8_t *p = &self.view[0] if self.view.shape[0] else NULL
         cdef size_t n = self.view.shape[0]
         with nogil:

@@ -187,7 +187,7 @@ def tflite_type_info(int type):
     return mf_tflite_dtype(type), mf_tflite_type_bits(type)
 
 
-def tflite_parse(const uint8_t[::1] buf, bint require_ident=True):
+def tflite_parse(const uint8_t[::1] buf, bint require_ident=True, window=None):
     """Walk a TFLite flatbuffer (buf = the whole file). Returns a dict of record lists:
 
     version, description, opcodes [(builtin, deprecated, version, custom)], subgraphs [(name,
@@ -211,6 +211,7 @@ def tflite_parse(const uint8_t[::1] buf, bint require_ident=True):
     cdef const uint8_t *p = &buf[0] if buf.shape[0] else NULL
     cdef size_t n = buf.shape[0]
     clear_error(&err)
+    err.win = window_of(window)
     # the flatbuffer part of a file is under 2 GB (u32 offsets); buffers after it cost nothing
     if fb_len > (<uint64_t>1 << 31):
         fb_len = <uint64_t>1 << 31

@@ -126,6 +126,21 @@ cdef class ZipDirectory:
         raise_error(&err)
         return self.entries[i].data_offset
 
+    def predict(self, size_t i, uint64_t data_offset):
+        """Set entry i's data offset without its local header (a remote archive whose writer's
+        layout rule gives it; the header is checked when the data is read). The member must
+        lie inside the file, as mf_zip_local requires."""
+        cdef mf_zip_entry *e
+        cdef uint64_t end
+        if i >= self.n:
+            raise IndexError(i)
+        e = &self.entries[i]
+        end = data_offset + e.comp_size
+        if end < data_offset or end > self.file_size:
+            raise make_error_at(MF_ERR_CORRUPT, e.local_offset, "zip member '%s' (%d bytes) runs past the end of the file"
+                                % ((<const char *>e.name)[:e.name_len].decode("utf-8", "replace"), e.comp_size))
+        e.data_offset = data_offset
+
     def find(self, bytes name):
         """Index of the last entry with this raw name, or -1."""
         cdef size_t i = self.n

@@ -61,6 +61,21 @@ class UnsafeContentError(MFParseError):
     """The file asks for something mfparse refuses to do (e.g. run code)."""
 
 
+class NeedMoreError(Exception):
+    """Internal, never seen by users: a parse over a sparse window (a remote file fetched by
+    ranges) reached bytes not fetched yet. `mfparse.formats.base.parse_windows` catches it,
+    fetches what the window recorded and parses again. Not an MFParseError, so that no
+    handler of bad input swallows it."""
+
+    def __init__(self, message: str = "", offset: int | None = None, path: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.path = path
+
+    __str__ = MFParseError.__str__
+
+
 #: The exception each C error raises, keyed on the error code's name: csrc/mf_core.h defines
 #: MF_ERR_<NAME>, mfparse._native exports its value as ERR_<NAME> and maps every C error record
 #: through this table (MemoryError takes no offset; an unknown code is a CorruptFileError).
@@ -71,5 +86,6 @@ C_ERRORS = {
     "ERR_LIMIT": ResourceLimitError,
     "ERR_NOMEM": MemoryError,
     "ERR_UNSAFE": UnsafeContentError,
+    "ERR_NEED": NeedMoreError,
 }
 

@@ -51,7 +51,7 @@ import re
 from mfparse.errors import CorruptFileError, MFParseError, UnsupportedFormatError
 from mfparse.io.base import OutsideFolderError, clean_relpath
 
-__all__ = ["Part", "Component", "Layout", "locate", "SHARD_RE", "read_json"]
+__all__ = ["Part", "Component", "Layout", "locate", "locate_url", "SHARD_RE", "read_json"]
 
 #: `<stem>-<i>-of-<n><ext>`: transformers/diffusers shards and llama.cpp GGUF splits
 SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})(?P<ext>\.[A-Za-z0-9_]+)$")
@@ -238,6 +238,50 @@ def locate(location, format: str | None = None, variant: str | None = None, file
         return Layout("file", path, path=location)  # a TF prefix, or missing: as before
     folder = os.path.dirname(os.path.abspath(path))
     return _locate_in(_local_fileset(folder), name, path, variant)
+
+
+def locate_url(url: str, format: str | None = None, variant: str | None = None, storage_options=None,
+               **source_options):
+    """What a URL means (http(s)://, s3://, gs://, hf://, any fsspec URL): (Layout, the opened
+    RemoteSource for one file, else None).
+
+    A URL whose path ends in "/" or an hf:// repository without a file (`hf://org/model`) is a
+    folder; a name like a shard or an index is resolved in its folder (the index beside a
+    shard, the shards of an index); any other URL is one file, unless it turns out not to be
+    one (an S3 prefix, an HTTP folder's index page), then it is tried as a folder. Folders are
+    read through a RemoteFileSet, with the rules of local folders.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    from mfparse.io.base import RangeNotSupportedError
+    from mfparse.io.remote import RemoteFileSet, RemoteSource, is_remote_folder, redact_url
+
+    shown = redact_url(url)
+    if not is_remote_folder(url):
+        parts = urlsplit(url)
+        folder, _, name = parts.path.rpartition("/")
+        if SHARD_RE.match(name) is not None or _is_index_name(name):
+            fs = RemoteFileSet(urlunsplit((parts.scheme, parts.netloc, folder, "", "")), storage_options,
+                               **source_options)
+            lay = _locate_in(fs, name, shown, variant)
+            return lay, (RemoteSource(url, storage_options, **source_options) if lay.kind == "file" else None)
+        try:
+            return Layout("file", shown, path=url), RemoteSource(url, storage_options, **source_options)
+        except (FileNotFoundError, IsADirectoryError, RangeNotSupportedError) as e:
+            first = e
+        fs = RemoteFileSet(url, storage_options, **source_options)
+        try:
+            if not fs.list():
+                raise first
+        except (OSError, ValueError):
+            raise first from None
+    else:
+        fs = RemoteFileSet(url, storage_options, **source_options)
+    if not any(fs.exists(n) for n in _MARKERS):
+        for name in ("saved_model.pb",):  # a TF SavedModel folder: its graph (variables beside it)
+            if fs.exists(name):
+                return Layout("file", fs.location(name), path=fs.location(name)), fs.open(name)
+    return _locate_in(fs, "", shown, variant), None
 
 
 def _local_fileset(folder: str):

@@ -67,6 +67,8 @@ class ModelFile:
         self._source = source
         self.format: str = reader.format
         self.path: str | None = source.path
+        if self.path is None and "://" in (getattr(source, "name", "") or ""):
+            self.path = source.name  # a remote file: its URL, credentials stripped
         self.size: int = source.size
         self._infos = reader.tensors()
         self._by_name: dict[str, TensorInfo] | None = None
@@ -77,6 +79,10 @@ class ModelFile:
     def files(self) -> list[str]:
         """The weight files of the model, relative to its folder: [the file's name] for one
         file ([] for bytes and anonymous streams)."""
+        if self.path and "://" in self.path:
+            from urllib.parse import unquote, urlsplit
+
+            return [unquote(urlsplit(self.path).path.rpartition("/")[2])]
         return [os.path.basename(self.path)] if self.path else []
 
     def parts(self) -> list:
@@ -140,7 +146,7 @@ class ModelFile:
         touching a page, whether an array read from this file is a view of it, and where)."""
         self._check_open()
         buf = self._source.buf
-        if len(buf) == 0:
+        if buf is None or len(buf) == 0:
             return None
         return np.frombuffer(buf, dtype=np.uint8, count=1).__array_interface__["data"][0]
 
@@ -207,6 +213,8 @@ def open_source_file(src, format: str | None = None) -> ModelFile:
     except MFParseError as e:
         if e.path is None and src.path is not None:
             e.path = os.fspath(src.path)
+        elif e.path is None and "://" in (getattr(src, "name", "") or ""):
+            e.path = src.name  # a remote file: the URL without credentials
         src.close()
         raise
     except BaseException:

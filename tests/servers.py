@@ -18,10 +18,17 @@ folders as HTML links, and takes faults per request from its control endpoint:
         starts with range_prefix.
     POST /_control/options {"etag": "strong"|"weak"|"none", "last_modified": true,
         "if_match": true (honour it), "auth": "user:password" (required under /private/),
-        "repo_commit": "<40 hex>" (sent as X-Repo-Commit for paths with /resolve/)}
+        "repo_commit": "<40 hex>" (sent as X-Repo-Commit for paths with /resolve/),
+        "latency": seconds every request waits before it is answered (a far-away server)}
     POST /_control/reset   faults, options and the log back to their defaults
     GET  /_control/log     every other request so far: method, path, range, if_match,
                            status, body bytes sent (logged before the body is written)
+
+The Hugging Face Hub's tree listing is answered for repositories laid out as the Hub's resolve
+URLs are (ROOT/<org>/<name>/resolve/<revision>/<files>): `GET /api/models/<org>/<name>/tree/
+<revision>[/<folder>]?recursive=...` lists their files as JSON (what huggingface_hub's
+list_repo_tree reads), so that `hf://org/name` with the endpoint set to this server is a
+repository.
 """
 
 from __future__ import annotations
@@ -40,7 +47,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import quote, unquote, urlsplit
 
-DEFAULT_OPTIONS = {"etag": "strong", "last_modified": True, "if_match": True, "auth": None, "repo_commit": None}
+DEFAULT_OPTIONS = {"etag": "strong", "last_modified": True, "if_match": True, "auth": None, "repo_commit": None,
+                   "latency": 0.0}
 
 
 class State:
@@ -117,6 +125,10 @@ class RangeHandler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         rng = self.headers.get("Range")
         opts = dict(st.options)
+        if opts["latency"]:
+            time.sleep(float(opts["latency"]))
+        if path.startswith("/api/models/") and "/tree/" in path:
+            return self._hf_tree(path)
         fault = st.take_fault(path, rng)
         if fault and fault["fault"] == "slow":
             time.sleep(float(fault["arg"]))
@@ -181,12 +193,10 @@ class RangeHandler(BaseHTTPRequestHandler):
                 status, (a, b) = 206, span
                 headers["Content-Range"] = f"bytes {a}-{b}/{size}"
         f.seek(a)
-        body = f.read(b + 1 - a) if self.command != "HEAD" else b""
-        send = len(body)
+        length = b + 1 - a if self.command != "HEAD" else 0
+        send = length
         if fault and fault["fault"] == "drop":
-            send = min(int(fault["arg"]), len(body))
-        if self.command == "HEAD":
-            send = 0
+            send = min(int(fault["arg"]), length)
         self._entry(status, send, path)
         self.send_response(status)
         for k, v in headers.items():
@@ -196,12 +206,18 @@ class RangeHandler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         try:
-            self.wfile.write(body[:send])
+            left = send
+            while left:  # in pieces: a whole multi-GB file is never held in memory
+                piece = f.read(min(left, 1 << 20))
+                if not piece:
+                    break
+                self.wfile.write(piece)
+                left -= len(piece)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
             return
-        if send < len(body):  # the dropped connection: close it with the body unfinished
+        if send < length:  # the dropped connection: close it with the body unfinished
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -226,6 +242,26 @@ class RangeHandler(BaseHTTPRequestHandler):
         if a >= size or a > b:
             return "unsatisfiable"
         return a, b
+
+    def _hf_tree(self, path: str):
+        repo, _, rest = path[len("/api/models/"):].partition("/tree/")
+        revision, _, folder = rest.partition("/")
+        base = os.path.join(self.state.root, repo, "resolve", revision)
+        top = os.path.join(base, folder) if folder else base
+        if not os.path.isdir(top):
+            self._entry(404, 0, path)
+            return self._plain(404, b'{"error": "not found"}', {"Content-Type": "application/json",
+                                                                  "X-Error-Code": "RepoNotFound"})
+        items = []
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames.sort()
+            for f in sorted(filenames):
+                full = os.path.join(dirpath, f)
+                rel = os.path.relpath(full, base).replace(os.sep, "/")
+                items.append({"type": "file", "path": rel, "size": os.path.getsize(full), "oid": "0" * 40})
+        body = json.dumps(items).encode()
+        self._entry(200, len(body), path)
+        self._plain(200, body, {"Content-Type": "application/json"})
 
     def _listing(self, full: str, path: str):
         base = path if path.endswith("/") else path + "/"

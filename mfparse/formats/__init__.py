@@ -67,16 +67,16 @@ def zip_at_end(source) -> bool:
     """True when the file ends with a zip end-of-central-directory record (its comment, if any,
     reaching the last byte): what zipfile.is_zipfile looks for."""
     size = source.size
-    if size < 22 or b"PK\x05\x06" not in bytes(source.buf[max(0, size - 22 - 0xFFFF):]):
+    if size < 22:
         return False
-    from mfparse import _native
     from mfparse.errors import MFParseError
+    from mfparse.formats.zip import find_eocd
 
     try:
-        eocd = _native.zip_eocd(source.buf[size - min(size, _native.ZIP_TAIL_MAX):], size)
+        eocd = find_eocd(source)
     except MFParseError:
         return False
-    return not eocd[6] & (1 << 7)  # a record followed by stray bytes does not count
+    return eocd is not None and not eocd[6] & (1 << 7)  # a record followed by stray bytes does not count
 
 
 def detect(source) -> str:
@@ -93,8 +93,9 @@ def detect(source) -> str:
     read as two formats is a polyglot: `mfparse scan` reports it.
     """
     from mfparse.formats import hdf5, safetensors, torch
+    from mfparse.formats.base import read_at
 
-    head = bytes(source.buf[:64])
+    head = bytes(read_at(source, 0, 64))
     if head[:4] in ZIP_MAGICS:
         return "zip"
     if torch.is_legacy(head):
@@ -116,7 +117,7 @@ def detect(source) -> str:
         return found
     if zip_at_end(source):
         return "zip"
-    if source.size > 512 and hdf5.find_superblock(source.buf) is not None:
+    if source.size > 512 and hdf5.find_superblock_in(source) is not None:
         return "hdf5"  # behind a user block (MATLAB v7.3): signature at 512, 1024, 2048, ...
     raise UnsupportedFormatError(
         f"unrecognised file format (first bytes {head[:8].hex(' ')})" if head else "empty file", 0

@@ -25,7 +25,7 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
-from mfparse.formats.base import Reader, opened, reader_of, view
+from mfparse.formats.base import Reader, opened, parse_windows, read_at, reader_of, source_view
 
 MAGIC = b"GGUF"
 
@@ -113,9 +113,10 @@ class GGUFReader(Reader):
 
     def __init__(self, source):
         super().__init__(source)
-        buf = source.buf
+        # a remote file: the header, key/values and tensor table as a prefix that grows by what
+        # the parser estimates it still needs (a vocabulary, the rest of the table)
         (self.version, self.big_endian, self.alignment, self.data_start, kvs,
-         rows) = _native.gguf_parse(buf)
+         rows) = parse_windows(_native.gguf_parse, source, grow=True, prefix=True)
         self.byteorder = ">" if self.big_endian else "<"
         self._kvs = {}
         for key, vtype, value in kvs:
@@ -157,7 +158,13 @@ class GGUFReader(Reader):
 
     def read(self, info: TensorInfo) -> np.ndarray:
         if info.extras.get("block_size", 1) == 1:
-            return view(self.source.buf, info, self.byteorder)
+            return source_view(self.source, info, self.byteorder)
+        if self.source.buf is None:
+            if info.offset is None or info.offset + info.nbytes > self.source.size:
+                raise CorruptFileError(f"tensor {info.name!r} data ({info.nbytes} bytes) runs past the end of the file",
+                                       info.offset)
+            data = read_at(self.source, info.offset, info.nbytes)
+            return raw_blocks(data, info._replace(offset=0))
         return raw_blocks(self.source.buf, info)
 
     # ---- metadata -----------------------------------------------------------------------------
@@ -165,6 +172,12 @@ class GGUFReader(Reader):
     def metadata(self) -> dict:
         if self._meta is None:
             buf = self.source.buf
+            if buf is None:  # a remote file: the whole header (array values too), one fetch
+                from mfparse.io.sparse import sparse_map
+
+                smap = sparse_map(self.source)
+                smap.fetch([(0, self.data_start)])
+                buf = smap.view
             self._meta = {key: self._decode(buf, vtype, value) for key, (vtype, value) in self._kvs.items()}
         return dict(self._meta)
 

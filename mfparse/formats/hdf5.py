@@ -29,7 +29,7 @@ from mfparse.errors import (
     TruncatedFileError,
     UnsupportedFormatError,
 )
-from mfparse.formats.base import Reader, view
+from mfparse.formats.base import Reader, access, parse_windows, read_many, source_view
 from mfparse.records import TensorInfo
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -68,6 +68,18 @@ def find_superblock(buf) -> int | None:
     """Offset of the HDF5 signature (0, 512, 1024, ...), or None."""
     off = _native.h5_find_superblock(buf)
     return None if off < 0 else off
+
+
+def find_superblock_in(source) -> int | None:
+    """find_superblock over a source: its map, or for a remote file the 8 bytes at each place
+    the signature may be (0, 512, 1024, ...), fetched in one round trip."""
+    if source.buf is not None:
+        return find_superblock(source.buf)
+    places = [0] + [512 << k for k in range(64) if (512 << k) + 8 <= source.size]
+    for off, head in zip(places, read_many(source, [(o, 8) for o in places])):
+        if bytes(head) == SIGNATURE:
+            return off
+    return None
 
 
 def probe(head: bytes) -> bool:
@@ -311,15 +323,48 @@ class HDF5File:
 
     def __init__(self, source, buf=None, shift: int | None = 0, report_base: int = 0, flags: int = 0):
         self.source = source
+        self._smap = None  # a remote file: its SparseMap (mfparse.io.sparse), which buf views
+        if source.buf is None and shift is not None:
+            from mfparse.io.sparse import sparse_map
+
+            self._smap = sparse_map(source)
+            if buf is None:
+                buf = self._smap.view
         self.buf = source.buf if buf is None else buf
         self.shift = shift
-        self.h5 = _native.H5File(self.buf, report_base, flags)
+        if self._smap is None:
+            with access(source, scattered=buf is None):  # object headers lie next to their data
+                self.h5 = _native.H5File(self.buf, report_base, flags)
+        else:  # the metadata blocks through the map, a level of the tree per round trip
+            data = self.buf
+            self.h5 = parse_windows(lambda _b, w: _native.H5File(data, report_base, flags, w), source, fetch=4096)
         self._objects = None
         self._by_path = None
         self._types: dict[int, H5Type] = {}
 
     def close(self):
         self.h5.close()
+
+    # -- bytes: slices of the map; of a remote file, fetched first ----------------------------
+    def _windowed(self, fn):
+        """fn(window) for a C call over the map after the open (chunk indexes, heaps)."""
+        if self._smap is None:
+            return fn(None)
+        return parse_windows(lambda _b, w: fn(w), self.source, fetch=4096)
+
+    def _meta(self, off: int, n: int):
+        """Metadata bytes of buf (attribute values, fill values, heap objects)."""
+        if self._smap is not None:
+            self._smap.fetch([(off + self.shift, n)])
+        return self.buf[off:off + n]
+
+    def _data(self, ranges) -> list:
+        """Raw data of buf (datasets, chunks): slices of the map, or exactly those bytes of a
+        remote file (one round trip), never copied into its map."""
+        if self._smap is None:
+            return [self.buf[o:o + n] for o, n in ranges]
+        size = len(self.buf)  # bytes past the end of buf are not its bytes, as a slice would say
+        return read_many(self.source, [(o + self.shift, max(0, min(n, size - o))) for o, n in ranges])
 
     # -- objects --
     @property
@@ -405,7 +450,7 @@ class HDF5File:
         ht = H5Type(t)
         ht.check()
         _np_shape(tuple(dims) + ht.shape, "attribute", ht.itemsize)
-        raw = self.buf[off:off + size]
+        raw = self._meta(off, size)
         arr = self._decode_raw(ht, raw, numel)
         if ht.shape:
             arr = arr.reshape((numel,) + ht.shape)
@@ -434,8 +479,11 @@ class HDF5File:
         if leaf[1] != esize or len(raw) < n * esize:
             raise CorruptFileError(
                 f"variable-length data: {len(raw)} bytes of {leaf[1]}-byte elements for {n} references of {esize} bytes")
-        rows = self.h5.vlen(bytes(raw[: n * esize]), n, esize)
+        elems = bytes(raw[: n * esize])
+        rows = self._windowed(lambda w: self.h5.vlen(elems, n, esize, w))
         base = None if ht.vlen == "str" else element_dtype(_vlen_base(ht.t))
+        if self._smap is not None:  # every element's bytes in one round trip
+            self._smap.fetch([(off + self.shift, size) for off, size, _count in rows if off is not None])
         buf = self.buf
         for k, (off, size, count) in enumerate(rows):
             if ht.vlen == "str":
@@ -516,7 +564,7 @@ class HDF5File:
         if layout == 3:
             raise UnsupportedFormatError(f"dataset {path!r} is a virtual dataset (data in other files)")
         if layout in (0, 1) and data_offset is not None:
-            raw = self.buf[data_offset:data_offset + nbytes]
+            raw = self._meta(data_offset, nbytes) if layout == 0 else self._data([(data_offset, nbytes)])[0]
             if len(raw) < nbytes:
                 raise CorruptFileError(f"dataset {path!r} data runs past the end of the file", data_offset)
             if ht.vlen is None and not ht.np.hasobject:
@@ -560,7 +608,7 @@ class HDF5File:
         if use:
             if fsize != itemsize:
                 raise CorruptFileError(f"fill value of {fsize} bytes for {itemsize}-byte elements", foff)
-            value = bytes(self.buf[foff:foff + fsize])
+            value = bytes(self._meta(foff, fsize))
             if any(value):
                 out.view(np.uint8).reshape(numel, itemsize)[:] = np.frombuffer(value, dtype=np.uint8)
         return out
@@ -578,9 +626,9 @@ class HDF5File:
         filters = d[13]
         partial_unfiltered = bool(d[9] & 1)
         itemsize = ht.itemsize
-        buf = self.buf
-        for offset, addr, size, mask in self.h5.chunks(ds):
-            data = buf[addr:addr + size]
+        chunks = self._windowed(lambda w: self.h5.chunks(ds, w))
+        datas = self._data([(addr, size) for _o, addr, size, _m in chunks])
+        for (offset, addr, size, mask), data in zip(chunks, datas):
             partial = any(o + c > n for o, c, n in zip(offset, chunk, dims))
             if filters and not (partial_unfiltered and partial):
                 data = unfilter(data, filters, mask, chunk_bytes, itemsize, path, addr)
@@ -1045,7 +1093,7 @@ class HDF5Reader(Reader):
     def read(self, info: TensorInfo):
         f = self.file
         if info.offset is not None and info.dtype in _PLAIN:
-            return view(self.source.buf, info, info.extras.get("byteorder", "<"))
+            return source_view(self.source, info, info.extras.get("byteorder", "<"))
         return f.read(f.index(info.name), info.name)
 
     def attrs(self, path: str = "") -> dict:
@@ -1059,7 +1107,7 @@ class HDF5Reader(Reader):
         ub = f.h5.superblock[0]
         if ub:
             meta["userblock_size"] = ub
-            head = bytes(f.buf[:min(ub, 128)])
+            head = bytes(f._meta(0, min(ub, 128)))
             if head.startswith(b"MATLAB"):
                 meta["matlab_header"] = head.split(b"\x00", 1)[0].decode("latin-1").strip()
         return meta

@@ -286,7 +286,12 @@ def open_zip(source, archive):
         return KerasZipReader(source, archive, None)
     if m.method == 0:
         start = m.data_offset
-        buf = source.buf[start:start + m.size]
+        if source.buf is not None:
+            buf = source.buf[start:start + m.size]
+        else:  # a remote archive: the member's part of the file's sparse map
+            from mfparse.io.sparse import sparse_map
+
+            buf = sparse_map(source).view[start:start + m.size]
         f = HDF5File(source, buf, shift=start, report_base=start)
     else:
         data = archive.read(m)
@@ -323,11 +328,14 @@ def model_config(obj) -> dict | None:
 
 def _open_keras(source):
     """The Keras (or plain HDF5) reader of an .h5 file or a .keras archive; None for other files."""
-    from mfparse.formats.hdf5 import find_superblock, probe
+    from mfparse.formats.hdf5 import probe
     from mfparse.formats.zip import ZipArchive
 
-    head = bytes(source.buf[:8])
-    if probe(head) or (source.size > 512 and find_superblock(source.buf) is not None):
+    from mfparse.formats.base import read_at
+    from mfparse.formats.hdf5 import find_superblock_in
+
+    head = bytes(read_at(source, 0, 8))
+    if probe(head) or (source.size > 512 and find_superblock_in(source) is not None):
         return open_hdf5(source)
     if head[:4] == b"PK\x03\x04":
         archive = ZipArchive(source)

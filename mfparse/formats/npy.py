@@ -18,7 +18,8 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
-from mfparse.formats.base import Reader, view
+from mfparse.formats.base import SCATTERED, Reader, access, read_at, source_view
+from mfparse.formats.zip import LOCAL_GUESS
 
 MAGIC = b"\x93NUMPY"
 #: the name of the single array of a .npy file
@@ -114,6 +115,11 @@ def _fields_to_str(spec):
     return spec
 
 
+#: bytes of a member's .npy header fetched with its local header (numpy pads v1 headers to 64
+#: bytes; a longer one is read again)
+NPY_GUESS = 512
+
+
 def _header_prefix_len(head: bytes) -> int:
     """Bytes up to the data of a .npy whose first 12 bytes are head (0 if unknown)."""
     if len(head) < 10 or head[:6] != MAGIC:
@@ -135,29 +141,66 @@ class NpyReader(Reader):
         self.archive = archive
         if archive is None:
             self.format = "npy"
-            a = _Array(_native.npy_parse(source.buf), "npy", 0)
+            if source.buf is not None:
+                a = _Array(_native.npy_parse(source.buf), "npy", 0)
+            else:  # a remote file: the header only (in the head fetched when it was opened)
+                n = _header_prefix_len(bytes(read_at(source, 0, 12)))
+                a = _Array(_native.npy_parse(read_at(source, 0, n or source.size)), "npy", 0)
             self._add(NPY_NAME, a, source.size, a.data_offset, {})
         else:
             self.format = "npz"
-            for mname, m in archive.members.items():
-                if mname.endswith("/"):
-                    continue
-                name = mname[:-4] if mname.endswith(".npy") else mname
-                if m.method == 0:
-                    data = archive.read(m)
-                    a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
-                    self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
-                else:
-                    head = bytes(archive.read(m, max_size=12))
-                    n = _header_prefix_len(head)
-                    if n == 0 or n > m.size:
-                        raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
-                    data = archive.read(m, max_size=n)
-                    a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
-                    method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
-                    extras = {"zip_member": mname, "compression": method}
-                    self._members[name] = m
-                    self._add(name, a, m.size, None, extras)
+            # a local map: each member's .npy header is a page of its own when members are large
+            with access(source, source.size // max(len(archive.members), 1) >= SCATTERED):
+                self._npz_members(source, archive)
+
+    def _npz_members(self, source, archive) -> None:
+        heads = self._remote_heads(archive) if archive.lazy else {}
+        for mname, m in archive.members.items():
+            if mname.endswith("/"):
+                continue
+            name = mname[:-4] if mname.endswith(".npy") else mname
+            if m.method == 0 and archive.lazy:
+                m = archive._refresh(m)
+                data = heads.get(mname)
+                if data is None:
+                    data = archive.read(m, max_size=12)
+                    data = read_at(source, m.data_offset, _header_prefix_len(bytes(data)) or m.size)
+                a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
+                self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
+            elif m.method == 0:
+                data = archive.read(m)
+                a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
+                self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
+            else:
+                head = bytes(archive.read(m, max_size=12))
+                n = _header_prefix_len(head)
+                if n == 0 or n > m.size:
+                    raise CorruptFileError(f"npz member {mname!r} is not a .npy array", m.local_offset)
+                data = archive.read(m, max_size=n)
+                if archive.lazy:
+                    m = archive._refresh(m)
+                a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
+                method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
+                extras = {"zip_member": mname, "compression": method}
+                self._members[name] = m
+                self._add(name, a, m.size, None, extras)
+
+    @staticmethod
+    def _remote_heads(archive) -> dict:
+        """For a remote .npz: every stored member's local header and .npy header, in one round
+        trip ({member: the .npy header's bytes}; a header longer than guessed is read again)."""
+        stored = [m for name, m in archive.members.items() if m.method == 0 and not name.endswith("/")]
+        got = archive._resolve([(m, LOCAL_GUESS + NPY_GUESS) for m in stored])
+        out = {}
+        for m in stored:
+            m = archive._refresh(m)
+            raw = got.get(m.name, b"")
+            at = m.data_offset - m.local_offset
+            head = raw[at:at + min(m.size, NPY_GUESS)]
+            n = _header_prefix_len(bytes(head[:12]))
+            if n and n <= len(head):
+                out[m.name] = head[:n]
+        return out
 
     def _add(self, name: str, a: _Array, end: int, offset, extras: dict) -> None:
         info = a.info(name, offset, extras)
@@ -182,7 +225,10 @@ class NpyReader(Reader):
             data = bytes(self.archive.read(m))
             return _from_bytes(data, a, a.data_offset)
         if info.dtype in dtypes.NAMES and info.dtype != "unknown":
-            return view(self.source.buf, info, a.byteorder)
+            return source_view(self.source, info, a.byteorder)
+        if self.source.buf is None:
+            n = a.numel * a.np_dtype.itemsize
+            return _from_bytes(read_at(self.source, a.data_offset, n), a, 0)
         return _from_bytes(self.source.buf, a, a.data_offset)
 
     def metadata(self) -> dict:

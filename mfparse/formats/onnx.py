@@ -39,7 +39,7 @@ from mfparse._lazy import numpy as np
 from mfparse import _native, dtypes
 from mfparse.records import EMPTY, TensorInfo
 from mfparse.errors import CorruptFileError, UnsafeContentError, UnsupportedFormatError
-from mfparse.formats.base import Reader, view
+from mfparse.formats.base import Reader, access, file_name, parse_windows, read_at, source_view
 
 # ModelProto field numbers a file may start with (onnx writes ir_version first)
 _MODEL_FIELDS = {1, 2, 3, 4, 5, 6, 7, 8, 14, 20, 25, 26}
@@ -87,7 +87,7 @@ def probe(source, head: bytes) -> str | None:
     .pb file counts only when it starts the way onnx writes a model (ir_version >= 3 first);
     a SavedModel starts with schema version 1, a GraphDef with a node.
     """
-    path = (source.path or "").lower()
+    path = file_name(source).lower()
     if not head or not (path.endswith(".onnx") or path.endswith(".pb")):
         return None
     if (head[0] >> 3) not in _MODEL_FIELDS or not _native.pb_looks_like(head, source.size, 26):
@@ -131,7 +131,11 @@ class OnnxReader(Reader):
         super().__init__(source)
         if bare:
             self.format = "onnx-tensor"
-        self._parse = _native.OnnxParse(source.buf, bare)
+        # a remote file: the protobuf walk over a sparse window, raw_data skipped by its length;
+        # each pass stops at the first record not fetched yet (a record's place depends on the
+        # lengths before it), and a fetch brings 64 KiB, so small tensors come in batches
+        with access(source, scattered=True):  # a local map: one record head per initializer
+            self._parse = parse_windows(lambda buf, w: _native.OnnxParse(buf, bare, w), source)
         self._graph = None
         self._scopes = self._parse.scopes()
         self._paths: dict[int, str] = {}
@@ -292,8 +296,11 @@ class OnnxReader(Reader):
             return st
         problem = location_problem(location)
         folder = self.source.path and os.path.dirname(os.path.realpath(self.source.path))
+        siblings = self.source.siblings() if self.source.path is None else None
         if problem is not None:
             st = ("refused", problem)
+        elif siblings is not None:  # a remote model: the file beside it, through its FileSet
+            st = _side_file(siblings, location)
         elif not folder:
             st = ("missing", "the model was not opened from a path, so external data cannot be located")
         else:
@@ -308,26 +315,34 @@ class OnnxReader(Reader):
         return st
 
     def _ext_buffer(self, location: str):
+        """The whole-file buffer of a local external data file (None for a remote one)."""
+        return self._ext_source(location).buf
+
+    def _ext_source(self, location: str):
         src = self._ext_sources.get(location)
         if src is None:
-            from mfparse.source import Source
+            status = self._ext_status[location]
+            if len(status) > 3:  # (ok, location, size, FileSet)
+                src = status[3].open(location)
+            else:
+                from mfparse.source import Source
 
-            src = Source(self._ext_status[location][1])
+                src = Source(status[1])
             self._ext_sources[location] = src
-        return src.buf
+        return src
 
     # ---- data -------------------------------------------------------------------------------
 
     def read(self, info: TensorInfo) -> np.ndarray:
         rec = self._records.get(info.name)
         if rec is None:
-            return view(self.source.buf, info)
+            return source_view(self.source, info)
         if rec["segment"] is not None:
             raise UnsupportedFormatError(f"ONNX tensor {info.name!r} is a segment of a larger tensor "
                                          "(TensorProto.segment), which this reader does not assemble")
         data = rec["data"]
         if data == DATA_RAW:
-            return view(self.source.buf, info)
+            return source_view(self.source, info)
         if data == DATA_EXTERNAL:
             ext = info.extras["external"]
             if "refused" in ext:
@@ -335,17 +350,16 @@ class OnnxReader(Reader):
                                          f"{ext['location']!r} refused ({ext['refused']})")
             if "missing" in ext:
                 raise CorruptFileError(f"ONNX tensor {info.name!r}: {ext['missing']}")
-            return view(self._ext_buffer(ext["location"]), info)
+            return source_view(self._ext_source(ext["location"]), info)
         if data == DATA_EMPTY:
             if info.dtype in dtypes.PACKED:
                 return np.zeros(0, dtype=np.uint8)
             return np.zeros(info.shape, dtype=dtypes.numpy_dtype(info.dtype))
         start, n = rec["msg_off"], rec["msg_len"]
-        msg = self.source.buf[start:start + n]
+        msg = read_at(self.source, start, n)
         if data == DATA_STRINGS:
             offs, lens = _native.pb_collect_bytes(msg, start, 6, rec["count"])
-            buf = self.source.buf
-            items = [bytes(buf[o:o + k]) for o, k in zip(offs.tolist(), lens.tolist())]
+            items = [bytes(msg[o - start:o - start + k]) for o, k in zip(offs.tolist(), lens.tolist())]
             out = np.empty(len(items), dtype=object)
             out[:] = items
             return out.reshape(info.shape)
@@ -472,6 +486,20 @@ def _pack6(v: np.ndarray) -> np.ndarray:
     bits = w[:, 0] | (w[:, 1] << 6) | (w[:, 2] << 12) | (w[:, 3] << 18)
     out = np.stack([bits & 0xFF, (bits >> 8) & 0xFF, (bits >> 16) & 0xFF], axis=1).astype(np.uint8).reshape(-1)
     return out[: (n * 6 + 7) // 8]
+
+
+def _side_file(fs, location: str) -> tuple:
+    """_resolve's answer for an external data file of a remote model, through the FileSet of
+    the model's folder (its containment check; the size from the server, nothing fetched)."""
+    from mfparse.io.base import OutsideFolderError
+
+    try:
+        size = fs.size(location)
+    except OutsideFolderError:
+        return ("refused", "location resolves outside the model's folder")
+    if size is None:
+        return ("missing", f"external data file {location!r} not found")
+    return ("ok", fs.location(location), size, fs)
 
 
 def open_reader(source):

@@ -7,7 +7,7 @@ import struct
 
 from mfparse import _native
 from mfparse.records import EMPTY, TensorInfo
-from mfparse.formats.base import Reader
+from mfparse.formats.base import Reader, read_at
 
 
 def probe(head: bytes, size: int) -> bool:
@@ -23,9 +23,11 @@ class SafetensorsReader(Reader):
 
     def __init__(self, source):
         super().__init__(source)
-        buf, size = source.buf, source.size
-        n = _native.safetensors_header_len(buf[:8], size)
-        self._tensors, self._meta, self.data_start = _native.safetensors_parse(buf[: 8 + n], size, TensorInfo, EMPTY)
+        size = source.size
+        n = _native.safetensors_header_len(read_at(source, 0, 8), size)
+        # a remote file: 8 + N bytes, in the head fetched when it was opened unless N is large
+        self._tensors, self._meta, self.data_start = _native.safetensors_parse(
+            read_at(source, 0, 8 + n), size, TensorInfo, EMPTY)
 
     def metadata(self) -> dict:
         return dict(self._meta or {})

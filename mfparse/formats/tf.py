@@ -29,6 +29,7 @@ files or run Python (see RISKY_OPS).
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections import Counter
 
@@ -38,7 +39,7 @@ from mfparse import _native, dtypes
 from mfparse.records import TensorInfo
 from mfparse.errors import CorruptFileError, UnsupportedFormatError
 from mfparse.formats import tf_ops as _tf_ops
-from mfparse.formats.base import Reader, opened, reader_of, view
+from mfparse.formats.base import Reader, file_name, opened, parse_windows, read_at, reader_of, source_view, view
 from mfparse.formats.onnx import Unique
 
 #: Ops that reach outside the graph when the model runs: they read or write files, run Python,
@@ -65,10 +66,9 @@ _STATE_LINE = re.compile(r'^\s*model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"\s*$'
 
 def probe(source, head: bytes) -> str | None:
     """tf-savedmodel / tf-checkpoint / tf-graphdef, or None."""
-    path = source.path or ""
-    base = os.path.basename(path).lower()
+    base = os.path.basename(file_name(source)).lower()
     size = source.size
-    if size >= 48 and bytes(source.buf[size - 8:size]) == _SSTABLE_MAGIC:
+    if size >= 48 and bytes(read_at(source, size - 8, 8)) == _SSTABLE_MAGIC:
         return "tf-checkpoint"
     if not head:
         return None
@@ -173,8 +173,11 @@ def data_filename(prefix: str, shard: int, num_shards: int) -> str:
 class Bundle:
     """A tensor bundle: the parsed .index and the (lazily mapped) data shards."""
 
-    def __init__(self, index_buf, prefix: str | None):
+    def __init__(self, index_buf, prefix: str | None, fileset=None):
+        """prefix: the checkpoint's path prefix; with `fileset` (a remote folder), its name
+        relative to that FileSet, through which the data shards are sized and read."""
         self.prefix = prefix
+        self.fileset = fileset
         self.header, entries, slices = _native.tf_bundle(index_buf)
         self.big_endian = self.header["big_endian"]
         self.num_shards = self.header["num_shards"]
@@ -189,7 +192,8 @@ class Bundle:
         self.files = {i: data_filename(prefix, i, self.num_shards) for i in self.shards} if prefix else {}
         # the common case (a numeric tensor in a present shard) is built inline; the rest by _info
         sizes = {i: self.shard_size(i) for i in self.shards}
-        storages = {i: os.path.basename(f) for i, f in self.files.items()}
+        storages = {i: posixpath.basename(f) if fileset is not None else os.path.basename(f)
+                    for i, f in self.files.items()}
         records = self.records
         infos = []
         big = self.big_endian
@@ -210,7 +214,10 @@ class Bundle:
     def shard_size(self, shard: int) -> int | None:
         if shard not in self._sizes:
             path = self.files.get(shard)
-            self._sizes[shard] = os.path.getsize(path) if path and os.path.isfile(path) else None
+            if self.fileset is not None:  # a remote shard: its size from the server, nothing fetched
+                self._sizes[shard] = self.fileset.size(path) if path else None
+            else:
+                self._sizes[shard] = os.path.getsize(path) if path and os.path.isfile(path) else None
         return self._sizes[shard]
 
     def _check_range(self, name: str, shard: int, offset: int, size: int, entry_off: int) -> None:
@@ -271,20 +278,39 @@ class Bundle:
             raise CorruptFileError(f"slice of {key!r} stores {s_size} bytes, its extent needs {numel * item}",
                                    entry_off)
 
-    def _buffer(self, shard: int):
+    def _source(self, shard: int):
         src = self._sources.get(shard)
         if src is None:
             if not self.prefix:
                 raise UnsupportedFormatError("the checkpoint index was not opened from a path, so its data files "
                                              "cannot be located")
             path = self.files.get(shard) or data_filename(self.prefix, shard, self.num_shards)
-            if not os.path.isfile(path):
-                raise CorruptFileError(f"checkpoint data file {os.path.basename(path)} not found")
-            from mfparse.source import Source
+            if self.fileset is not None:
+                if self.shard_size(shard) is None:
+                    raise CorruptFileError(f"checkpoint data file {posixpath.basename(path)} not found")
+                src = self.fileset.open(path)
+            else:
+                if not os.path.isfile(path):
+                    raise CorruptFileError(f"checkpoint data file {os.path.basename(path)} not found")
+                from mfparse.source import Source
 
-            src = Source(path)
+                src = Source(path)
             self._sources[shard] = src
-        return src.buf
+        return src
+
+    def _bytes(self, shard: int, offset: int, size: int):
+        """Bytes of a data shard: a view of its map, or exactly those bytes of a remote one."""
+        return read_at(self._source(shard), offset, size)
+
+    def _numeric_at(self, shard: int, offset: int, dtype: str, shape: tuple, tf_dtype: int) -> np.ndarray:
+        src = self._source(shard)
+        if src.buf is not None:
+            return self._numeric(src.buf, offset, dtype, shape, tf_dtype)
+        numel = 1
+        for d in shape:
+            numel *= d
+        n = numel if dtype in _ONE_PER_BYTE else dtypes.nbytes(dtype, numel)
+        return self._numeric(read_at(src, offset, n), 0, dtype, shape, tf_dtype)
 
     def _numeric(self, buf, offset: int, dtype: str, shape: tuple, tf_dtype: int) -> np.ndarray:
         numel = 1
@@ -305,15 +331,14 @@ class Bundle:
                                          "array representation")
         if n_slices:
             return self._assemble(key, dtype, shape, tf_dtype)
-        buf = self._buffer(shard)
         if dtype == "string":
             numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            data = buf[offset:offset + size]
+            data = self._bytes(shard, offset, size)
             offs, lens = _native.tf_bundle_strings(data, offset, numel, self.big_endian)
             out = np.empty(numel, dtype=object)
             out[:] = [bytes(data[o:o + n]) for o, n in zip(offs.tolist(), lens.tolist())]
             return out.reshape(shape)
-        return self._numeric(buf, offset, dtype, shape, tf_dtype)
+        return self._numeric_at(shard, offset, dtype, shape, tf_dtype)
 
     def _assemble(self, key, dtype, shape, tf_dtype) -> np.ndarray:
         if dtype == "string":
@@ -327,7 +352,7 @@ class Bundle:
             if hits[box].any():
                 raise CorruptFileError(f"slices of {key!r} overlap", s_entry)
             hits[box] = 1
-            out[box] = self._numeric(self._buffer(s_shard), s_off, dtype, ext, tf_dtype)
+            out[box] = self._numeric_at(s_shard, s_off, dtype, ext, tf_dtype)
         if not hits.all():
             raise CorruptFileError(f"slices of {key!r} cover {int(hits.sum())} of its {out.size} elements")
         return out
@@ -345,7 +370,7 @@ class Bundle:
                 if p_crc is None:
                     continue
                 try:
-                    data = self._buffer(p_shard)[p_off:p_off + p_size]
+                    data = self._bytes(p_shard, p_off, p_size)
                     if dtype == "string":
                         numel = 1
                         for d in p_shape:
@@ -374,9 +399,15 @@ class TFCheckpointReader(Reader):
     def __init__(self, source):
         super().__init__(source)
         prefix = None
+        fileset = None
         if source.path and source.path.endswith(".index"):
             prefix = source.path[: -len(".index")]
-        self.bundle = Bundle(source.buf, prefix)
+        elif source.buf is None and file_name(source).endswith(".index"):
+            # a remote checkpoint: the data shards beside the .index, through its folder's FileSet
+            fileset = source.siblings()
+            prefix = posixpath.basename(file_name(source))[: -len(".index")] if fileset is not None else None
+        # the .index is small: read whole (a remote one's data shards are never fetched to list it)
+        self.bundle = Bundle(read_at(source, 0, source.size), prefix, fileset)
         self._tensors = self.bundle.infos
 
     def read(self, info: TensorInfo) -> np.ndarray:
@@ -402,13 +433,24 @@ class TFGraphReader(Reader):
     def __init__(self, source, saved_model: bool):
         super().__init__(source)
         self.format = "tf-savedmodel" if saved_model else "tf-graphdef"
-        self._parse = _native.TfGraphParse(source.buf, saved_model)
+        self._parse = parse_windows(lambda buf, w: _native.TfGraphParse(buf, saved_model, w), source)
         self._nodes = self._parse.nodes()
         self._functions = self._parse.functions()
         self._graph = None
         self.bundle = None
         infos = []
-        if saved_model and source.path:
+        siblings = source.siblings() if saved_model and source.path is None else None
+        if siblings is not None and siblings.size("variables/variables.index") is not None:
+            # a remote SavedModel: its variables' index through the folder's FileSet, read whole
+            self._index_source = siblings.open("variables/variables.index")
+            try:
+                self.bundle = Bundle(read_at(self._index_source, 0, self._index_source.size), "variables/variables",
+                                     siblings)
+            except BaseException:
+                self._index_source.close()
+                raise
+            infos.extend(self.bundle.infos)
+        elif saved_model and source.path:
             prefix = os.path.join(os.path.dirname(source.path), "variables", "variables")
             if os.path.isfile(prefix + ".index"):
                 from mfparse.source import Source
@@ -473,21 +515,20 @@ class TFGraphReader(Reader):
                 return np.empty(shape, dtype=object)
             return np.zeros(shape, dtype=dtypes.numpy_dtype(dtype))
         if dtype in _ONE_PER_BYTE and data == DATA_CONTENT:
-            return np.frombuffer(self.source.buf, dtype=dtypes.numpy_dtype(dtype), count=numel,
-                                 offset=data_off).reshape(shape)
+            return np.frombuffer(read_at(self.source, data_off, numel), dtype=dtypes.numpy_dtype(dtype),
+                                 count=numel).reshape(shape)
         if data == DATA_CONTENT:
-            return view(self.source.buf, info)
-        msg = self.source.buf[msg_off:msg_off + msg_len]
+            return source_view(self.source, info)
+        msg = read_at(self.source, msg_off, msg_len)
         if data == DATA_STRINGS:
             offs, lens = _native.pb_collect_bytes(msg, msg_off, 8, count)
-            buf = self.source.buf
-            vals = [bytes(buf[o:o + n]) for o, n in zip(offs.tolist(), lens.tolist())]
+            vals = [bytes(msg[o - msg_off:o - msg_off + n]) for o, n in zip(offs.tolist(), lens.tolist())]
             vals = _fill(vals, numel, b"")
             out = np.empty(numel, dtype=object)
             out[:] = vals
             return out.reshape(shape)
         if field == 18:   # float8_val: a bytes field, one byte per element
-            raw = np.frombuffer(self.source.buf, dtype=np.uint8, count=count, offset=data_off)
+            raw = np.frombuffer(read_at(self.source, data_off, count), dtype=np.uint8, count=count)
             return _fill_array(raw, numel).view(dtypes.numpy_dtype(dtype)).reshape(shape)
         kind = _FIELD_KIND.get(field, _native.PB_VARINT)
         raw = _native.pb_collect(msg, msg_off, field, kind, count)
@@ -664,7 +705,7 @@ def verify(target, names=None) -> list:
 
 def _open_tf(source):
     """A SavedModel, GraphDef or checkpoint reader for a source, by what its bytes are."""
-    found = probe(source, bytes(source.buf[:64]))
+    found = probe(source, bytes(read_at(source, 0, 64)))
     if found is None:
         raise UnsupportedFormatError("not a TensorFlow SavedModel, GraphDef or checkpoint", 0)
     return {"tf-savedmodel": open_saved_model, "tf-graphdef": open_graphdef, "tf-checkpoint": open_checkpoint}[found](source)

@@ -31,8 +31,8 @@ from mfparse._lazy import numpy as np
 
 from mfparse import _native, dtypes
 from mfparse.errors import CorruptFileError, MFParseError, UnsupportedFormatError
-from mfparse.formats.base import Reader, view
-from mfparse.formats.zip import ZipArchive, ZipMember
+from mfparse.formats.base import Reader, parse_windows, read_at, read_many, source_view
+from mfparse.formats.zip import ZipArchive, ZipMember, _held_tail
 from mfparse.records import TensorInfo, to_jsonable
 
 MAGIC = b"TFL3"
@@ -204,7 +204,9 @@ class TFLiteReader(Reader):
 
     def __init__(self, source, require_ident: bool = True):
         super().__init__(source)
-        rec = _native.tflite_parse(source.buf, require_ident)
+        # a remote file: the flatbuffer's tables, vectors and strings through a sparse window
+        # (buffers' data are never asked for)
+        rec = parse_windows(lambda buf, w: _native.tflite_parse(buf, require_ident, w), source)
         self._rec = rec
         buffers = rec["buffers"]
         n_buffers = len(buffers)
@@ -281,9 +283,9 @@ class TFLiteReader(Reader):
             raise UnsupportedFormatError(
                 f"tflite tensor {info.name!r} lives in the external weights file {e['group']!r}")
         if info.dtype == "string":
-            return _read_strings(self.source.buf, info)
+            return _read_strings(read_at(self.source, info.offset, info.nbytes), info._replace(offset=0))
         try:
-            return view(self.source.buf, info)
+            return source_view(self.source, info)
         except TypeError:
             raise UnsupportedFormatError(f"tflite tensor {info.name!r} has type {info.dtype}, which has no numpy "
                                          "equivalent", info.offset) from None
@@ -295,14 +297,15 @@ class TFLiteReader(Reader):
         out: dict = {"version": rec["version"]}
         if rec["description"] is not None:
             out["description"] = rec["description"]
-        buf = self.source.buf
-        for name, b in rec["metadata"]:
-            off, size, _ext = rec["buffers"][b]
+        wanted = [rec["buffers"][b] for name, b in rec["metadata"]]
+        blobs = read_many(self.source, [(off, size if (name == METADATA_NAME or size <= 256) else 0)
+                                        for (name, _b), (off, size, _e) in zip(rec["metadata"], wanted)])
+        for (name, b), (off, size, _ext), blob in zip(rec["metadata"], wanted, blobs):
             value: object = {"buffer": b, "bytes": size}
             if name == METADATA_NAME and size:
-                value = _model_metadata(buf, b, off, size)
+                value = _model_metadata(blob, b, off, size)
             elif 0 < size <= 256:
-                raw = bytes(buf[off:off + size]).rstrip(b"\0")
+                raw = bytes(blob).rstrip(b"\0")
                 if raw and all(32 <= c < 127 for c in raw):
                     value = raw.decode("ascii")
             out[name if name is not None else f"metadata{b}"] = value
@@ -326,8 +329,11 @@ class TFLiteReader(Reader):
             self._zip = _appended_zip(self.source) or False
         if self._zip is False:
             return None
+        members = [ZipMember(*row) for row in self._zip.directory.entries_list()]
+        if self._zip.lazy:  # a remote file: every local header, one round trip
+            members = self._zip.resolve(members)
         return [{"name": m.name, "size": m.size, "offset": m.data_offset if m.method == 0 else None}
-                for m in (ZipMember(*row) for row in self._zip.directory.entries_list())]
+                for m in members]
 
     def associated_file(self, name: str) -> bytes:
         """The bytes of one associated file (a member of the appended zip archive)."""
@@ -396,7 +402,7 @@ def _file_dict(f) -> dict:
     return d
 
 
-def _model_metadata(buf, b: int, off: int, size: int) -> dict:
+def _model_metadata(blob, b: int, off: int, size: int) -> dict:
     """The TFLite Model Metadata flatbuffer (metadata_schema.fbs) in buffer b, parsed in C:
     name, description, version, author, license, min_parser_version, per subgraph its input and
     output tensor metadata (name, description, content, process units, associated files) and
@@ -404,7 +410,7 @@ def _model_metadata(buf, b: int, off: int, size: int) -> dict:
     gives {buffer, bytes, error}: the model itself still opens."""
     out: dict = {"buffer": b, "bytes": size}
     try:
-        rec = _native.tflite_metadata(buf[off:off + size], off)
+        rec = _native.tflite_metadata(blob, off)
     except MFParseError as e:
         out["error"] = str(e)
         return out
@@ -444,11 +450,18 @@ def _appended_zip(source) -> ZipArchive | None:
     does not end with a zip end record (its comment reaching the last byte). An end record
     whose archive cannot be read raises."""
     size = source.size
-    tail = bytes(source.buf[max(0, size - 22 - 0xFFFF):])
-    i = tail.rfind(b"PK\x05\x06")
-    while i >= 0 and not (i + 22 <= len(tail) and i + 22 + int.from_bytes(tail[i + 20:i + 22], "little") == len(tail)):
-        i = tail.rfind(b"PK\x05\x06", 0, i)
-    return None if i < 0 else ZipArchive(source)
+    full = min(size, 22 + 0xFFFF)
+    # a remote file: the tail fetched when it was opened first (a record found there is the
+    # one the whole tail would show: the scan goes from the end)
+    held = _held_tail(source) if source.buf is None else 0
+    for n in ((held, full) if 22 <= held < full else (full,)):
+        tail = bytes(read_at(source, size - n, n))
+        i = tail.rfind(b"PK\x05\x06")
+        while i >= 0 and not (i + 22 <= len(tail) and i + 22 + int.from_bytes(tail[i + 20:i + 22], "little") == len(tail)):
+            i = tail.rfind(b"PK\x05\x06", 0, i)
+        if i >= 0:
+            return ZipArchive(source)
+    return None
 
 
 def _dedupe(infos: list) -> list:

@@ -12,8 +12,8 @@ import re
 
 from mfparse import _native, dtypes
 from mfparse.errors import CorruptFileError, ResourceLimitError, UnsupportedFormatError
-from mfparse.formats.base import Reader, view
-from mfparse.formats.zip import ZipArchive
+from mfparse.formats.base import Reader, parse_windows, read_many, source_view, stored_extent, view
+from mfparse.formats.zip import ZipArchive, ZipMember, raw_name_len
 from mfparse.records import EMPTY, ObjectNode, SharedRef, TensorInfo
 
 #: torch.serialization.MAGIC_NUMBER, pickled first in every legacy file
@@ -53,7 +53,7 @@ class _TorchReader(Reader):
     def read(self, info: TensorInfo):
         if info.offset is None:
             raise UnsupportedFormatError(f"tensor {info.name!r} has no data in the file (meta tensor)")
-        return view(self.source.buf, info, self.byteorder)
+        return source_view(self.source, info, self.byteorder)
 
     def tree(self):
         by_name = {t.name: t for t in self._tensors}
@@ -90,6 +90,12 @@ class TorchZipReader(_TorchReader):
         if prefix is None:
             raise UnsupportedFormatError("zip archive without a data.pkl: not a torch checkpoint")
         self.prefix = prefix
+        self._unverified: dict[str, int] = {}  # member -> predicted data offset (remote archives)
+        if self.zip.lazy:
+            # a remote archive: the records read to list it (the pickle, byte order, alignment),
+            # local headers included, in one round trip (torch writes them next to each other)
+            self.zip.prefetch([m for m in (self.zip.find(f"{prefix}/{r}") for r in _RECORDS) if m is not None])
+            self._predict_offsets()
         if self.zip.find(f"{prefix}/constants.pkl") is not None:
             self.format = "torchscript"
         order = self.zip.find(f"{prefix}/byteorder")
@@ -97,11 +103,14 @@ class TorchZipReader(_TorchReader):
             text = bytes(self.zip.read(order))
             if text not in (b"little", b"big"):  # as torch.load: anything else is damage, not a guess
                 raise CorruptFileError(f"torch byteorder record says {text[:16]!r}, not 'little' or 'big'",
-                                       order.data_offset)
+                                       self.zip.find(f"{prefix}/byteorder").data_offset)
             if text == b"big":
                 self.byteorder = ">"
         pkl_member = self.zip.find(f"{prefix}/data.pkl")
+        if pkl_member is not None and pkl_member.data_offset is not None:
+            source.advise("willneed", [(pkl_member.data_offset, pkl_member.comp_size)])
         pkl = self.zip.read(pkl_member)
+        pkl_member = self.zip.find(f"{prefix}/data.pkl")  # (a remote archive's: now resolved)
         base = pkl_member.data_offset if pkl_member.method == 0 else 0
         self.parse = _native.PickleParse(len(pkl))
         root, _ = self.parse.load(pkl, base)
@@ -111,11 +120,75 @@ class TorchZipReader(_TorchReader):
             infos += self._torchscript_constants()
         self._tensors = last_wins(infos)
 
+    # ---- remote archives: data offsets from torch's own layout rule ---------------------------
+
+    def _predict_offsets(self) -> None:
+        """Data offsets of the members of a remote archive without reading their local headers.
+
+        torch's writer (caffe2/serialize/inline_container.cc, PyTorchStreamWriter) pads every
+        local header's extra field (an "FB" record, after a zip64 record when the member or its
+        offset passes 4 GiB) so that the data starts at a multiple of the storage alignment (64,
+        or what `.storage_alignment` says). The rule is checked against every local header the
+        source already holds (the head and tail fetched when it was opened: data.pkl and the
+        small records); if one disagrees, or none is held, every local header is read instead (one
+        round trip). A predicted offset is checked against its local header when the member's
+        data is read (`read`): a mismatch is a CorruptFileError, never a wrong tensor.
+        """
+        z = self.zip
+        align = 64
+        rec = z.find(f"{self.prefix}/.storage_alignment")
+        if rec is not None and rec.method == 0 and 0 < rec.size <= 16:
+            text = bytes(z.read(rec)).strip()
+            if text.isdigit() and 0 < int(text) <= 1 << 30 and int(text) & (int(text) - 1) == 0:
+                align = int(text)
+        rows = [ZipMember(*r) for r in z.directory.entries_list()]
+        predicted = {i: torch_data_offset(m, align) for i, m in enumerate(rows) if m.data_offset is None}
+        held = [(off, off + len(d)) for off, d in self.source.held()]
+        check = [i for i, off in predicted.items() if any(a <= rows[i].local_offset and off <= b for a, b in held)]
+        ok = bool(check)
+        # the local headers held: exactly the bytes up to the predicted data (no request)
+        for i, head in zip(check, read_many(self.source, [(rows[i].local_offset, predicted[i] - rows[i].local_offset)
+                                                          for i in check])):
+            head = bytes(head)
+            if len(head) < 30 or 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little") \
+                    != len(head) or z.directory.resolve(i, head) != predicted[i]:
+                ok = False
+                break
+        if not ok:  # not torch's layout: every local header, one round trip
+            z.resolve([m for m in rows if m.data_offset is None])
+            return
+        resolved = {rows[i].name for i in check}
+        for i, off in predicted.items():
+            m = rows[i]
+            if m.name in resolved or z.index(m.name) != i:
+                continue
+            z.directory.predict(i, off)
+            self._unverified[m.name] = off
+        z._members = None
+
+    def _verify(self, name: str, then=None):
+        """Check a predicted data offset against the member's local header (read with the
+        `then` range of its data in one round trip); returns the data of `then`."""
+        z = self.zip
+        i = z.index(name)
+        m = ZipMember(*z.directory.entry(i))
+        want = self._unverified[name]
+        ranges = [(m.local_offset, want - m.local_offset)] + ([then] if then is not None else [])
+        got = self.source.read_ranges(ranges, 1)
+        real = z.directory.resolve(i, bytes(got[0]))
+        if real != want:
+            raise CorruptFileError(
+                f"zip member {name!r}: its local header puts the data at byte {real}, not at {want} where torch's "
+                f"writer would (the listing's offsets for this member are wrong)", m.local_offset)
+        del self._unverified[name]
+        z._members = None
+        return got[1] if then is not None else None
+
     def _torchscript_constants(self) -> list[TensorInfo]:
         """Tensors of constants.pkl (storages under constants/), named as TorchScript code names
         them: CONSTANTS.c0, CONSTANTS.c1, ..."""
+        data = self.zip.read(self.zip.find(f"{self.prefix}/constants.pkl"))
         member = self.zip.find(f"{self.prefix}/constants.pkl")
-        data = self.zip.read(member)
         parse = _native.PickleParse(len(data))
         root, _ = parse.load(data, member.data_offset if member.method == 0 else 0)
         parse.torch_walk(root, 0)
@@ -124,6 +197,11 @@ class TorchZipReader(_TorchReader):
         return [t._replace(name=f"CONSTANTS.c{t.name}") for t in infos]
 
     def read(self, info: TensorInfo):
+        if self._unverified and info.storage in self._unverified and info.offset is not None:
+            n = stored_extent(info, self.byteorder)
+            data = self._verify(info.storage, (info.offset, n) if n else None)
+            if n:
+                return view(data, info._replace(offset=0), self.byteorder)
         if info.offset is None and "storage_offset" in info.extras:
             # a deflated storage record (a re-zipped checkpoint): inflate it, view the tensor in it
             data = self.zip.read(self.zip.find(info.storage))
@@ -140,9 +218,31 @@ class TorchLegacyReader(_TorchReader):
 
     def __init__(self, source):
         super().__init__(source)
-        self.parse = _native.PickleParse(source.size)
-        self.parse.torch_legacy(source.buf)
+        size = source.size
+
+        def run(buf, window):
+            self.parse = _native.PickleParse(size)
+            self.parse.torch_legacy(buf, window)
+
+        # a remote file: the stacked pickles as a growing prefix, then every storage's count
+        parse_windows(run, source, fetch=4096, prefix=True)
         self._tensors = last_wins(self.parse.torch_infos(None, b"", TensorInfo, EMPTY))
+
+
+#: the records of a torch archive read to list it
+_RECORDS = ("data.pkl", "byteorder", ".storage_alignment", "constants.pkl")
+
+
+def torch_data_offset(m, align: int = 64) -> int:
+    """Where torch's writer puts a member's data: after the 30-byte local header, the name, a
+    zip64 extra record when the member or its header offset reaches 4 GiB (4 bytes + 16 for
+    the sizes + 8 for the offset), and an "FB" padding record (4 bytes + padding) that ends
+    at the next multiple of `align`."""
+    start = m.local_offset + 30 + raw_name_len(m) + 4
+    big_size, big_off = m.size >= 0xFFFFFFFF or m.comp_size >= 0xFFFFFFFF, m.local_offset >= 0xFFFFFFFF
+    if big_size or big_off:
+        start += 4 + (16 if big_size else 0) + (8 if big_off else 0)
+    return -(-start // align) * align
 
 
 def open_zip(source, archive: ZipArchive | None = None):

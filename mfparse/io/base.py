@@ -52,9 +52,11 @@ class ByteSource:
         """
         return self.read_ranges([(offset, n)])[0]
 
-    def read_ranges(self, ranges) -> list:
+    def read_ranges(self, ranges, block: int | None = None) -> list:
         """Several ranges at once, in one round trip for remote sources (fetched concurrently,
-        neighbours coalesced). Each range is (offset, n); the answer is a list of buffers."""
+        neighbours coalesced). Each range is (offset, n); the answer is a list of buffers.
+        `block`: remote sources round what they fetch out to multiples of this (default their
+        block_size); a small one fetches scattered metadata without its neighbourhood."""
         buf = self.buf
         out = []
         for offset, n in ranges:
@@ -62,8 +64,25 @@ class ByteSource:
             out.append(buf[offset:offset + n])
         return out
 
-    def prefetch(self, ranges) -> None:
+    def prefetch(self, ranges, block: int | None = None) -> None:
         """Hint: these ranges will be read soon (remote sources fetch them in one round trip)."""
+
+    def held(self) -> list:
+        """[(offset, buffer)] of the bytes a remote source holds already (its block cache: the
+        head and tail fetched when it was opened, and what was read since); [] for sources
+        that hold the whole file (`buf`) or nothing."""
+        return []
+
+    def advise(self, pattern: str, ranges=None) -> None:
+        """An access hint for a local map (madvise): "random" (no readahead: a listing that
+        touches scattered pages of a large file), "normal", "willneed" (read these ranges
+        ahead, in the background); `ranges` (offset, n) limit it. No-op for other sources."""
+
+    def siblings(self):
+        """The FileSet of the folder this file is in, for the side files a format names (ONNX
+        external data): a remote file's prefix; None where there is no folder (bytes, streams).
+        Local readers keep to their paths."""
+        return None
 
     def spec(self) -> SourceSpec:
         """How to open this source again (in another process)."""
@@ -165,6 +184,11 @@ class FileSet:
 
     def exists(self, relpath: str) -> bool:
         return False
+
+    def size(self, relpath: str) -> int | None:
+        """The size of a file of the set without reading it, or None when it is not there.
+        Raises OutsideFolderError for a path that leaves the folder."""
+        return None
 
     def list(self) -> list:
         """Every file under the root, as sorted relative paths with "/" separators."""

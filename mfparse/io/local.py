@@ -15,6 +15,10 @@ import mmap
 import os
 import stat
 
+#: madvise hints on local maps (LocalSource.advise); benchmarks turn them off to compare
+ACCESS_HINTS = True
+_PAGE = mmap.PAGESIZE
+
 #: the most bytes read into memory from an input that cannot be memory-mapped (a pipe, standard
 #: input, a FIFO, a file object without a descriptor); change it here, or read the stream
 #: yourself and pass bytes
@@ -111,6 +115,26 @@ class LocalSource(ByteSource):
             return False
         return fd >= 0
 
+    def advise(self, pattern: str, ranges=None) -> None:
+        m = self._mmap
+        flag = getattr(mmap, "MADV_" + pattern.upper(), None)
+        if m is None or flag is None or not ACCESS_HINTS or not hasattr(m, "madvise"):
+            return
+        try:
+            if ranges is None:
+                m.madvise(flag)
+                return
+            for off, n in ranges:
+                start = max(0, off - off % _PAGE)
+                end = min(len(m), off + n)
+                if end > start:
+                    m.madvise(flag, start, end - start)
+        except (OSError, ValueError):
+            pass  # a hint: never an error
+
+    def siblings(self):
+        return LocalFileSet(os.path.dirname(os.path.abspath(self.path))) if self.path is not None else None
+
     def spec(self) -> SourceSpec:
         if self.path is None:
             return super().spec()
@@ -177,6 +201,10 @@ class LocalFileSet(FileSet):
             return os.path.isfile(self._resolve(relpath))
         except OutsideFolderError:
             return False
+
+    def size(self, relpath: str) -> int | None:
+        path = self._resolve(relpath)
+        return os.path.getsize(path) if os.path.isfile(path) else None
 
     def list(self) -> list:
         out = []

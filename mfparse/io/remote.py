@@ -59,7 +59,7 @@ COALESCE_GAP = 64 * KiB
 TIMEOUT = 30.0
 RETRIES = 3
 BACKOFF = 0.25
-MAX_CONCURRENCY = 32
+MAX_CONCURRENCY = 100  # aiohttp's default connection pool (fsspec's http sessions); s3fs's is set to it
 
 # query parameters whose values are secrets (presigned URLs, tokens)
 _SECRET_QUERY = re.compile(r"sig|token|key|secret|passw|credential|auth|security", re.I)
@@ -404,14 +404,14 @@ class RemoteSource(ByteSource):
         return RemoteReadError(f"{self.name}: {detail} ({tried})", self.name, r.status)
 
     # -- the ByteSource contract ----------------------------------------------------------
-    def read_ranges(self, ranges) -> list:
+    def read_ranges(self, ranges, block: int | None = None) -> list:
         ranges = [(int(o), int(n)) for o, n in ranges]
         for o, n in ranges:
             check_range(self, o, n)
         with self._lock:
             held = []
             need = []
-            bs = self.block_size
+            bs = self.block_size if block is None else max(int(block), 1)
             for o, n in ranges:
                 pieces, gaps = self._cache.lookup(o, o + n) if n else ([], [])
                 held.append(pieces)
@@ -456,14 +456,32 @@ class RemoteSource(ByteSource):
                 out.append([s, e])
         return [(s, e) for s, e in out]
 
-    def prefetch(self, ranges) -> None:
-        self.read_ranges(ranges)
+    def prefetch(self, ranges, block: int | None = None) -> None:
+        self.read_ranges(ranges, block)
+
+    def held(self) -> list:
+        with self._lock:
+            c = self._cache
+            return [(st, c._data[st]) for st in c._starts]
 
     def spec(self) -> SourceSpec:
         return SourceSpec(self.location, self.size, self.version, public_options(self.storage_options))
 
+    def siblings(self) -> "RemoteFileSet":
+        """The files under this file's URL prefix (its folder)."""
+        parts = urlsplit(self.url)
+        folder = parts.path.rpartition("/")[0]
+        url = urlunsplit((parts.scheme, parts.netloc, folder, "", ""))
+        opts = {"block_size": self.block_size, "timeout": self.timeout, "retries": self.retries,
+                "backoff": self.backoff, "max_concurrency": self.max_concurrency}
+        return RemoteFileSet(url, self.storage_options, **opts)
+
     def close(self) -> None:
         self._cache.clear()
+        smap = getattr(self, "_sparse_map", None)
+        if smap is not None:
+            self._sparse_map = None
+            smap.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
@@ -1097,6 +1115,8 @@ class RemoteFileSet(FileSet):
         self.storage_options = dict(storage_options or {})
         self.source_options = source_options
         self._fs = None
+        self._hf = _hf_repo(self.url)   # (repo type, repo id, revision, folder) of an hf:// repo
+        self._hf_files = None            # {relpath: size} from the Hub's tree, once listed
 
     def _target(self, relpath: str) -> str:
         rel = clean_relpath(relpath)
@@ -1147,6 +1167,8 @@ class RemoteFileSet(FileSet):
             target = self._target(relpath)
         except (ValueError, IsADirectoryError):
             return False
+        if self._hf is not None:
+            return clean_relpath(relpath) in self._hf_tree()
         try:
             if self._is_http():
                 return self._http_exists(target)
@@ -1157,7 +1179,27 @@ class RemoteFileSet(FileSet):
         except Exception as e:
             raise self._failed(e, redact_url(target)) from None
 
+    def size(self, relpath: str) -> int | None:
+        """The file's size from the server (HEAD for http; the filesystem's info otherwise)."""
+        target = self._target(relpath)
+        if self._hf is not None:
+            return self._hf_tree().get(clean_relpath(relpath))
+        try:
+            if self._is_http():
+                return self._http_head(target)[1]
+            fs, _ = self._filesystem()
+            info = fs.info(fs._strip_protocol(target))
+            return None if info.get("type") == "directory" else int(info["size"])
+        except FileNotFoundError:
+            return None
+        except Exception as e:
+            raise self._failed(e, redact_url(target)) from None
+
     def _http_exists(self, url: str) -> bool:
+        return self._http_head(url)[0]
+
+    def _http_head(self, url: str) -> tuple:
+        """(exists, Content-Length or None) from a HEAD."""
         import aiohttp
         from fsspec.asyn import sync
 
@@ -1174,13 +1216,16 @@ class RemoteFileSet(FileSet):
                                     **kw) as r:
                 if r.status in (401, 403):
                     raise PermissionError(errno.EACCES, f"access denied (HTTP {r.status})", redact_url(url))
-                return r.status < 300
+                ok = r.status < 300
+                return ok, (r.content_length if ok else None)
 
         return sync(fs.loop, head)
 
     def list(self) -> list:
         """Every file under the prefix, as sorted relative paths (for http: the links of the
         folder's index pages that stay under the prefix)."""
+        if self._hf is not None:
+            return sorted(self._hf_tree())
         fs, root = self._filesystem()
         http = self._is_http()
         prefix = self.url + "/" if http else root.rstrip("/") + "/"
@@ -1200,3 +1245,56 @@ class RemoteFileSet(FileSet):
             if rel != ".":
                 out.append(rel)
         return sorted(set(out))
+
+    # -- hf:// repositories: the Hub's tree listing (one paginated request), files by resolve URL
+    def _hf_tree(self) -> dict:
+        if self._hf_files is None:
+            from huggingface_hub import HfApi
+
+            kind, repo_id, revision, folder = self._hf
+            opts = self.storage_options
+            api = HfApi(endpoint=opts.get("endpoint"), token=opts.get("token"))
+            files = {}
+            try:
+                for item in api.list_repo_tree(repo_id, folder or None, recursive=True, revision=revision,
+                                               repo_type=kind):
+                    if getattr(item, "size", None) is None or not hasattr(item, "blob_id"):
+                        continue  # a folder
+                    rel = item.path[len(folder) + 1:] if folder else item.path
+                    files[rel] = int(item.size)
+            except Exception as e:
+                if type(e).__name__ in ("RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError"):
+                    raise FileNotFoundError(errno.ENOENT, "not found on the Hub", self.root) from None
+                if type(e).__name__ == "GatedRepoError" or "401" in str(e) or "403" in str(e):
+                    raise PermissionError(errno.EACCES, "access denied", self.root) from None
+                raise self._failed(e, self.root) from None
+            self._hf_files = files
+        return self._hf_files
+
+
+def _hf_repo(url: str):
+    """(repo type, repo id, revision or None, folder in the repo) of an hf:// URL that names a
+    repository or a folder of one; None for anything else."""
+    if url.split("://", 1)[0].lower() != "hf":
+        return None
+    parts = url.split("://", 1)[1].strip("/").split("/")
+    if not parts or parts[0] == "buckets":
+        return None
+    kind = "model"
+    if parts[0] in _HF_TYPES:
+        kind = _HF_TYPES[parts.pop(0)]
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        return None
+    name, _, revision = parts[1].partition("@")
+    rest = parts[2:]
+    if revision == "refs" and len(rest) >= 2 and rest[0] in ("pr", "convert"):
+        revision, rest = f"refs/{rest[0]}/{rest[1]}", rest[2:]
+    return kind, f"{parts[0]}/{name}", unquote(revision) or None, "/".join(rest)
+
+
+def is_remote_folder(url: str) -> bool:
+    """True for a URL that names a folder by its form: a path ending in "/", or an hf://
+    repository without a file in it."""
+    if url.split("://", 1)[0].lower() == "hf":
+        return _hf_repo_file(url) is None
+    return urlsplit(url).path.endswith("/") or urlsplit(url).path in ("", "/")

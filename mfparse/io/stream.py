@@ -121,7 +121,7 @@ class StreamSource(ByteSource):
                                      f"{self.consumed}", self.consumed)
         return memoryview(bytes(self._buf[:n]))
 
-    def read_ranges(self, ranges) -> list:
+    def read_ranges(self, ranges, block: int | None = None) -> list:
         """Ranges in ascending order of offset (each at or after the previous one's offset)."""
         return [self.read(o, n) for o, n in ranges]
 
