@@ -106,6 +106,16 @@ def _comparable(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k != "seconds"}
 
 
+def validate_report_lines(lines: list) -> None:
+    """Every line of a --report file against mfparse/schemas/scan.json (jsonl_line)."""
+    js = pytest.importorskip("jsonschema")
+    from mfparse import schemas
+
+    v = js.Draft202012Validator(schemas.sub("scan", "jsonl_line"))
+    for x in lines:
+        v.validate(x)
+
+
 def _by_path(recs) -> dict:
     """{path: record} after asserting that no path came twice."""
     out = {}
@@ -312,6 +322,7 @@ def test_cli_engine_dask_report_and_exit_status(tmp_path, corpus, two_workers):
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 1, r.stderr  # unsafe files in the corpus
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    validate_report_lines(lines)
     *files, summary = lines
     assert_same_as_local(files, local)
     assert summary["summary"]["files"] == len(local) and summary["summary"]["exit_status"] == 1
@@ -397,6 +408,7 @@ def test_resume_skips_what_was_done(corpus, tmp_path, monkeypatch, hooks_importa
                         "--format", "jsonl"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 1, r.stderr
     lines = [json.loads(x) for x in out.read_text().splitlines()]
+    validate_report_lines(lines)
     *files, summary = lines
     assert files[:9] == done  # carried over as they were
     assert_same_as_local(files, {p: v for p, v in local.items() if p.startswith(sub + os.sep)})

@@ -1,0 +1,252 @@
+"""Engines benchmark (issue 20): files/s of mfparse.scan_many on Dask with 1 and 2 workers against
+the local engines on the same files, and the client's peak memory and time as the number of
+files grows (1,000 / 10,000 / 100,000 distinct small files).
+
+Throughput files (generated once into the cache, benchmarks/.data/engines/):
+  heavy/  200 files of 0.9-2 MB whose scan has work to do: torch.save checkpoints of 3,000
+          small tensors (a 3,000-member zip and its data.pkl) and 1.9 MB pickles of 40,000
+          small dicts, half each
+  light/  400 torch.save checkpoints of one 1 MB tensor: the scan reads the zip directory and a
+          tiny data.pkl, never the tensor (per-file overhead dominates)
+Runs, each timed around the iteration of every report (median of --repeat runs):
+  scan_paths jobs=1         `mfparse scan DIR` (in this process)
+  scan_paths jobs=2         `mfparse scan DIR --jobs 2` (spawned pool, in input order; pool
+                            start-up included, as the command pays it)
+  scan_many local jobs=N    `mfparse scan DIR --report OUT.jsonl --jobs N` (threads + scan children)
+  scan_many dask N workers  LocalCluster(N workers, 1 thread each) started before the clock
+                            (start-up reported apart); warm (children started by a first run)
+
+Client memory: a fresh process runs `mfparse scan FOLDERS... --engine dask --workers 2 --report
+OUT.jsonl --format jsonl` (standard output to /dev/null) over 1 / 10 / 100 folders of 1,000
+distinct files of a few bytes each (benchmarks/.data/engines/small/); its VmHWM (peak RSS; the
+LocalCluster's scheduler runs in it, the workers do not) and wall time. The same with
+`--engine local --jobs 2`.
+
+Usage: python benchmarks/bench_engines.py [--repeat 3] [--counts 1000,10000,100000] [--no-write]
+       [--only throughput|memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import common  # noqa: E402
+
+DATA = common.DATA / "engines"
+
+
+# ---- files -----------------------------------------------------------------------------------
+
+def ensure_heavy(n: int = 200) -> str:
+    import torch
+
+    d = DATA / "heavy"
+    if d.exists() and len(os.listdir(d)) == n:
+        return str(d)
+    d.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i in range(n):
+            if i % 2 == 0:
+                sd = {f"model.layers.{j}.w{i % 7}": torch.full((16,), float(j % 5)) for j in range(3000)}
+                torch.save(sd, d / f"ckpt_{i:04d}.pt")
+            else:
+                obj = [{"id": j, "name": f"item{j}-{i}", "vals": [j, j + 1.5, str(j)]} for j in range(40000)]
+                (d / f"records_{i:04d}.pkl").write_bytes(pickle.dumps(obj, protocol=4))
+    return str(d)
+
+
+def ensure_light(n: int = 400) -> str:
+    import torch
+
+    d = DATA / "light"
+    if d.exists() and len(os.listdir(d)) == n:
+        return str(d)
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        torch.save({"w": torch.full((512, 512), float(i))}, d / f"one_{i:04d}.pt")
+    return str(d)
+
+
+def ensure_small(folders: int = 100, per: int = 1000) -> list:
+    """`folders` folders of `per` distinct tiny pickles (a few bytes each)."""
+    root = DATA / "small"
+    out = []
+    for k in range(folders):
+        d = root / f"f{k:03d}"
+        out.append(str(d))
+        if d.exists() and len(os.listdir(d)) == per:
+            continue
+        d.mkdir(parents=True, exist_ok=True)
+        for j in range(per):
+            with open(d / f"x{j:04d}.pkl", "wb") as f:
+                f.write(pickle.dumps(k * per + j, protocol=2))
+    return out
+
+
+def size_mb(folder: str) -> float:
+    return sum(e.stat().st_size for e in os.scandir(folder)) / 1e6
+
+
+# ---- throughput -------------------------------------------------------------------------------
+
+def run_scan_paths(folder: str, jobs: int) -> int:
+    from mfparse.scan import scan_paths
+
+    return sum(1 for _ in scan_paths([folder], jobs=jobs))
+
+
+def run_scan_many(folder: str, **kw) -> int:
+    import mfparse
+
+    n = 0
+    for rec in mfparse.scan_many([folder], **kw):
+        assert rec["verdict"] == "safe", rec
+        n += 1
+    return n
+
+
+def timed(fn, repeat: int) -> tuple[float, int]:
+    times = []
+    n = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        n = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), n
+
+
+def throughput(folder: str, repeat: int) -> tuple[list, dict]:
+    import distributed
+
+    rows = []
+    extra = {}
+    count = len(os.listdir(folder))
+
+    def row(label, seconds, n):
+        assert n == count, (label, n, count)
+        rows.append((label, f"{seconds:.2f}", f"{n / seconds:,.0f}"))
+        return n / seconds
+
+    rate = {}
+    for jobs in (1, 2):
+        s, n = timed(lambda: run_scan_paths(folder, jobs), repeat)
+        rate[f"paths{jobs}"] = row(f"scan_paths jobs={jobs} (`mfparse scan --jobs {jobs}`)", s, n)
+    for jobs in (1, 2):
+        run_scan_many(folder, jobs=jobs)  # warm-up
+        s, n = timed(lambda: run_scan_many(folder, jobs=jobs), repeat)
+        rate[f"local{jobs}"] = row(f"scan_many local jobs={jobs}", s, n)
+    for workers in (1, 2):
+        t0 = time.perf_counter()
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        client = distributed.Client(cluster)
+        extra[f"start{workers}"] = time.perf_counter() - t0
+        try:
+            run_scan_many(folder, engine="dask", client=client)  # warm-up: workers import, children start
+            s, n = timed(lambda: run_scan_many(folder, engine="dask", client=client), repeat)
+            rate[f"dask{workers}"] = row(f"scan_many dask, {workers} worker{'s' if workers > 1 else ''}", s, n)
+            if workers == 2:
+                s, n = timed(lambda: run_scan_many(folder, engine="dask", client=client, isolate=False), repeat)
+                rate["dask2inline"] = row("scan_many dask, 2 workers, isolate=False (no scan child)", s, n)
+        finally:
+            client.close()
+            cluster.close()
+    extra["rate"] = rate
+    return rows, extra
+
+
+# ---- client memory ---------------------------------------------------------------------------
+
+PROBE = """
+import sys
+from mfparse.cli import main
+rc = main(sys.argv[1:])
+hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
+print('RSS', hwm, 'RC', rc, file=sys.stderr)
+"""
+
+
+def client_run(argv: list) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB) of `mfparse` argv in a fresh process."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", PROBE, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, env={**os.environ, "PYTHONPATH": str(common.ROOT)}, timeout=3600)
+    wall = time.perf_counter() - t0
+    m = re.search(r"RSS (\d+) RC (\d+)", r.stderr)
+    assert m and m.group(2) == "0", r.stderr[-2000:]
+    return wall, int(m.group(1)) / 1024
+
+
+def memory(counts: list) -> list:
+    folders = ensure_small(max(counts) // 1000)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mfparse-bench-engines-") as tmp:
+        for n in counts:
+            srcs = folders[:n // 1000]
+            for label, opts in (("dask, 2 workers (LocalCluster)", ["--engine", "dask", "--workers", "2"]),
+                                ("local, --jobs 2", ["--jobs", "2"])):
+                out = os.path.join(tmp, "out.jsonl")
+                wall, rss = client_run(["scan", *srcs, *opts, "--report", out, "--format", "jsonl"])
+                with open(out, "rb") as f:
+                    lines = sum(1 for _ in f)
+                assert lines == n + 1, (lines, n)
+                rows.append((f"{n:,}", label, f"{wall:.1f}", f"{n / wall:,.0f}", f"{rss:.0f}"))
+                print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--counts", default="1000,10000,100000")
+    ap.add_argument("--only", choices=("throughput", "memory"))
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args()
+    import mfparse
+
+    v = common.versions("dask", "distributed", "torch")
+    head = (f"Command: `python benchmarks/bench_engines.py --repeat {args.repeat}`. Machine: {common.machine()}, "
+            "shared with other work (loads vary). "
+            f"Python {v['python']}, mfparse {mfparse.__version__}, dask {v['dask']}, distributed {v['distributed']}, "
+            f"torch {v['torch']}. Warm page cache.\n\n")
+    body = head
+    if args.only in (None, "throughput"):
+        for kind, folder in (("heavy", ensure_heavy()), ("light", ensure_light())):
+            rows, extra = throughput(folder, args.repeat)
+            r = extra["rate"]
+            n = len(os.listdir(folder))
+            body += (f"**{kind}**: {n} files, {size_mb(folder):.0f} MB ({kind} files: see the script's docstring); "
+                     f"LocalCluster start-up {extra['start1']:.1f} s (1 worker), {extra['start2']:.1f} s (2 workers), "
+                     "not in the times below.\n\n")
+            body += common.table(rows, ("engine", "s", "files/s")) + "\n\n"
+            body += (f"2 workers / 1 worker on Dask: {r['dask2'] / r['dask1']:.2f}x; local engine jobs 2 / 1: "
+                     f"{r['local2'] / r['local1']:.2f}x; `--jobs 2` / `--jobs 1`: {r['paths2'] / r['paths1']:.2f}x.\n\n")
+            print(body, flush=True)
+    if args.only in (None, "memory"):
+        counts = [int(c) for c in args.counts.split(",")]
+        rows = memory(counts)
+        body += ("**Client memory and time by number of files** (tiny distinct pickles, 1,000 per folder; "
+                 "`mfparse scan FOLDERS... --report OUT.jsonl --format jsonl > /dev/null` in a fresh process, "
+                 "cluster start-up included; peak RSS = the client's VmHWM, the LocalCluster's scheduler "
+                 "included, its workers not):\n\n")
+        body += common.table(rows, ("files", "engine", "wall s", "files/s", "client peak RSS MB")) + "\n"
+    print(body)
+    if not args.no_write:
+        common.write_section("Scanning many files: engines (issue 20)", body)
+
+
+if __name__ == "__main__":
+    main()
