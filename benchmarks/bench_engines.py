@@ -118,53 +118,54 @@ def run_scan_many(folder: str, **kw) -> int:
     return n
 
 
-def timed(fn, repeat: int) -> tuple[float, int]:
-    times = []
-    n = 0
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        n = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), n
-
-
 def throughput(folder: str, repeat: int) -> tuple[list, dict]:
+    """Every configuration once per round, `repeat` rounds (interleaved, so that a burst of load
+    from elsewhere hits all alike); best and median wall time of each."""
     import distributed
 
-    rows = []
-    extra = {}
     count = len(os.listdir(folder))
-
-    def row(label, seconds, n):
-        assert n == count, (label, n, count)
-        rows.append((label, f"{seconds:.2f}", f"{n / seconds:,.0f}"))
-        return n / seconds
-
-    rate = {}
-    for jobs in (1, 2):
-        s, n = timed(lambda: run_scan_paths(folder, jobs), repeat)
-        rate[f"paths{jobs}"] = row(f"scan_paths jobs={jobs} (`mfparse scan --jobs {jobs}`)", s, n)
-    for jobs in (1, 2):
-        run_scan_many(folder, jobs=jobs)  # warm-up
-        s, n = timed(lambda: run_scan_many(folder, jobs=jobs), repeat)
-        rate[f"local{jobs}"] = row(f"scan_many local jobs={jobs}", s, n)
+    extra = {}
+    clusters = {}
     for workers in (1, 2):
         t0 = time.perf_counter()
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=40)
-        client = distributed.Client(cluster)
+        clusters[workers] = (cluster, distributed.Client(cluster))
         extra[f"start{workers}"] = time.perf_counter() - t0
-        try:
-            run_scan_many(folder, engine="dask", client=client)  # warm-up: workers import, children start
-            s, n = timed(lambda: run_scan_many(folder, engine="dask", client=client), repeat)
-            rate[f"dask{workers}"] = row(f"scan_many dask, {workers} worker{'s' if workers > 1 else ''}", s, n)
-            if workers == 2:
-                s, n = timed(lambda: run_scan_many(folder, engine="dask", client=client, isolate=False), repeat)
-                rate["dask2inline"] = row("scan_many dask, 2 workers, isolate=False (no scan child)", s, n)
-        finally:
+    runs = [
+        ("paths1", "`mfparse scan DIR` (scan_paths, in process)", lambda: run_scan_paths(folder, 1)),
+        ("paths2", "`mfparse scan DIR --jobs 2` (scan_paths, spawned pool)", lambda: run_scan_paths(folder, 2)),
+        ("local1", "scan_many local, jobs=1", lambda: run_scan_many(folder, jobs=1)),
+        ("local2", "scan_many local, jobs=2", lambda: run_scan_many(folder, jobs=2)),
+        ("dask1", "scan_many dask, 1 worker", lambda: run_scan_many(folder, engine="dask", client=clusters[1][1])),
+        ("dask2", "scan_many dask, 2 workers", lambda: run_scan_many(folder, engine="dask", client=clusters[2][1])),
+        ("dask2inline", "scan_many dask, 2 workers, isolate=False",
+         lambda: run_scan_many(folder, engine="dask", client=clusters[2][1], isolate=False)),
+    ]
+    times: dict = {k: [] for k, _, _ in runs}
+    loads = []
+    try:
+        for k, _, fn in runs:  # warm-up: workers import mfparse, scan children start
+            assert fn() == count, k
+        for _ in range(repeat):
+            loads.append(os.getloadavg()[0])
+            for k, _, fn in runs:
+                t0 = time.perf_counter()
+                assert fn() == count, k
+                times[k].append(time.perf_counter() - t0)
+    finally:
+        for cluster, client in clusters.values():
             client.close()
             cluster.close()
+    rows = []
+    rate = {}
+    for k, label, _ in runs:
+        best, med = min(times[k]), statistics.median(times[k])
+        rate[k] = count / best
+        rows.append((label, f"{best:.2f}", f"{med:.2f}", f"{count / best:,.0f}", f"{count / med:,.0f}"))
     extra["rate"] = rate
+    extra["med"] = {k: count / statistics.median(v) for k, v in times.items()}
+    extra["load"] = (min(loads), max(loads))
     return rows, extra
 
 
@@ -190,22 +191,79 @@ def client_run(argv: list) -> tuple[float, float]:
     return wall, int(m.group(1)) / 1024
 
 
+class ExternalCluster:
+    """`dask scheduler` and two `dask worker` processes on 127.0.0.1 (the client then holds no
+    scheduler: its memory is mfparse's and distributed's Client's alone)."""
+
+    def __init__(self, folder: str, workers: int = 2):
+        import signal
+
+        self.signal = signal
+        self.procs = []
+        log = os.path.join(folder, "scheduler.log")
+        self._spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], log)
+        self.address = None
+        deadline = time.monotonic() + 120
+        while self.address is None:
+            assert time.monotonic() < deadline, "no scheduler"
+            time.sleep(0.1)
+            with open(log, encoding="utf-8", errors="replace") as f:
+                m = re.search(r"Scheduler at:\s*(\S+)", f.read())
+            self.address = m and m.group(1)
+        for i in range(workers):
+            self._spawn(["distributed.cli.dask_worker", self.address, "--nthreads", "1", "--nworkers", "1",
+                         "--no-dashboard", "--host", "127.0.0.1"], os.path.join(folder, f"worker{i}.log"))
+        import distributed
+
+        with distributed.Client(self.address, timeout=60) as c:
+            c.wait_for_workers(workers, timeout=120)
+
+    def _spawn(self, argv, log):
+        with open(log, "ab") as f:
+            self.procs.append(subprocess.Popen([sys.executable, "-m", *argv], stdout=f, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, start_new_session=True,
+                                               env={**os.environ, "PYTHONPATH": str(common.ROOT)}))
+
+    def close(self):
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, self.signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, self.signal.SIGKILL)
+                p.wait()
+
+
 def memory(counts: list) -> list:
     folders = ensure_small(max(counts) // 1000)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mfparse-bench-engines-") as tmp:
-        for n in counts:
-            srcs = folders[:n // 1000]
-            for label, opts in (("dask, 2 workers (LocalCluster)", ["--engine", "dask", "--workers", "2"]),
-                                ("local, --jobs 2", ["--jobs", "2"])):
-                out = os.path.join(tmp, "out.jsonl")
-                wall, rss = client_run(["scan", *srcs, *opts, "--report", out, "--format", "jsonl"])
-                with open(out, "rb") as f:
-                    lines = sum(1 for _ in f)
-                assert lines == n + 1, (lines, n)
-                rows.append((f"{n:,}", label, f"{wall:.1f}", f"{n / wall:,.0f}", f"{rss:.0f}"))
-                print(rows[-1], flush=True)
+        ext = ExternalCluster(tmp)
+        try:
+            configs = (("dask, 2 workers (LocalCluster in the client)", ["--engine", "dask", "--workers", "2"]),
+                       ("dask, 2 workers (--address: scheduler apart)", ["--engine", "dask", "--address", ext.address]),
+                       ("local, --jobs 2", ["--jobs", "2"]))
+            _memory_rows(counts, folders, configs, tmp, rows)
+        finally:
+            ext.close()
     return rows
+
+
+def _memory_rows(counts, folders, configs, tmp, rows) -> None:
+    for n in counts:
+        srcs = folders[:n // 1000]
+        for label, opts in configs:
+            out = os.path.join(tmp, "out.jsonl")
+            wall, rss = client_run(["scan", *srcs, *opts, "--report", out, "--format", "jsonl"])
+            with open(out, "rb") as f:
+                lines = sum(1 for _ in f)
+            assert lines == n + 1, (lines, n)
+            rows.append((f"{n:,}", label, f"{wall:.1f}", f"{n / wall:,.0f}", f"{rss:.0f}"))
+            print(rows[-1], flush=True)
 
 
 def main() -> None:
@@ -231,17 +289,20 @@ def main() -> None:
             body += (f"**{kind}**: {n} files, {size_mb(folder):.0f} MB ({kind} files: see the script's docstring); "
                      f"LocalCluster start-up {extra['start1']:.1f} s (1 worker), {extra['start2']:.1f} s (2 workers), "
                      "not in the times below.\n\n")
-            body += common.table(rows, ("engine", "s", "files/s")) + "\n\n"
-            body += (f"2 workers / 1 worker on Dask: {r['dask2'] / r['dask1']:.2f}x; local engine jobs 2 / 1: "
-                     f"{r['local2'] / r['local1']:.2f}x; `--jobs 2` / `--jobs 1`: {r['paths2'] / r['paths1']:.2f}x.\n\n")
+            m = extra["med"]
+            body += common.table(rows, ("engine", "best s", "median s", "files/s (best)", "files/s (median)")) + "\n\n"
+            body += (f"2 workers / 1 worker on Dask: {r['dask2'] / r['dask1']:.2f}x best, "
+                     f"{m['dask2'] / m['dask1']:.2f}x median; local engine jobs 2 / 1: {r['local2'] / r['local1']:.2f}x "
+                     f"best; `--jobs 2` / `--jobs 1`: {r['paths2'] / r['paths1']:.2f}x best. Load average (1 min) "
+                     f"at the rounds' starts: {extra['load'][0]:.1f}-{extra['load'][1]:.1f}.\n\n")
             print(body, flush=True)
     if args.only in (None, "memory"):
         counts = [int(c) for c in args.counts.split(",")]
         rows = memory(counts)
         body += ("**Client memory and time by number of files** (tiny distinct pickles, 1,000 per folder; "
-                 "`mfparse scan FOLDERS... --report OUT.jsonl --format jsonl > /dev/null` in a fresh process, "
-                 "cluster start-up included; peak RSS = the client's VmHWM, the LocalCluster's scheduler "
-                 "included, its workers not):\n\n")
+                 "`mfparse scan FOLDERS... --report OUT.jsonl --format jsonl > /dev/null` in a fresh process; "
+                 "wall time includes the LocalCluster's start-up where there is one; peak RSS = the client's "
+                 "VmHWM, a LocalCluster's scheduler included, workers never):\n\n")
         body += common.table(rows, ("files", "engine", "wall s", "files/s", "client peak RSS MB")) + "\n"
     print(body)
     if not args.no_write:

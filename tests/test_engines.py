@@ -392,6 +392,16 @@ def test_local_engine_timeout_crash_and_memory_limit(tmp_path, hooks_importable)
     assert hog["verdict"] == "error" and hog["errors"][0].startswith("ran out of memory while scanning"), hog
 
 
+def test_a_consumer_that_stops_early_does_not_wait_for_a_hung_scan(tmp_path, hooks_importable):
+    (tmp_path / "a_ok.pkl").write_bytes(pickle.dumps(1))
+    (tmp_path / "hang.pkl").write_bytes(pickle.dumps(2))
+    it = mfparse.scan_many(str(tmp_path), jobs=2, batch_size=1, scanner="engine_hooks:misbehave")
+    assert next(it)["path"] == str(tmp_path / "a_ok.pkl")
+    t0 = time.monotonic()
+    it.close()  # the hung scan's child is killed, not waited for (the hang is an hour)
+    assert time.monotonic() - t0 < 60
+
+
 def test_resume_skips_what_was_done(corpus, tmp_path, monkeypatch, hooks_importable):
     """An interrupted run (OUT.jsonl.partial with a torn last line) is resumed: the files it
     reported are not scanned again, the torn one is, and the report holds each file once."""

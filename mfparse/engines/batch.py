@@ -63,6 +63,7 @@ class ScanChild:
         self.lines = None
         self.stderr = None
         self.stderr_mark = 0
+        self.aborted = False
 
     def set_limits(self, config: dict) -> None:
         """The worker's side of a config (a child is kept across runs whose child configs are
@@ -150,6 +151,17 @@ class ScanChild:
         lines = [x.strip() for x in text.splitlines() if x.strip()]
         return lines[-1][:300] if lines else ""
 
+    def abort(self) -> None:
+        """From another thread: kill the child and make every scan still asked for return at
+        once (an engine that is closing must not wait for a hung file)."""
+        self.aborted = True
+        proc = self.proc
+        if proc is not None:
+            try:
+                proc.kill()
+            except Exception:
+                pass
+
     def close(self) -> None:
         if self.proc is not None:
             try:
@@ -172,6 +184,8 @@ class ScanChild:
         reasons = []
         idle_restarts = 0
         while True:
+            if self.aborted:
+                return _failed(name, size, reasons + ["was stopped: the run was interrupted"], time.perf_counter() - t0)
             try:
                 return self._try(location, size, name)
             except _IdleExit:

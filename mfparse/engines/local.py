@@ -82,6 +82,8 @@ class LocalEngine:
 
     def close(self) -> None:
         if self.pool is not None:
+            for child in list(self._children.values()):
+                child.abort()  # a batch still running (a consumer that stopped early, ^C) ends now
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
         for child in list(self._children.values()):
