@@ -118,7 +118,35 @@ def run_scan_many(folder: str, **kw) -> int:
     return n
 
 
-def throughput(folder: str, repeat: int) -> tuple[list, dict]:
+def _cpu_idle(seconds: float = 1.0) -> float:
+    """The fraction of the machine's CPU time idle over the next `seconds` (/proc/stat)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+
+    i0, t0 = snap()
+    time.sleep(seconds)
+    i1, t1 = snap()
+    return (i1 - i0) / max(1, t1 - t0)
+
+
+QUIET = {"wait": 0.0, "quiet": 0, "runs": 0}
+
+
+def wait_quiet(max_wait: float) -> None:
+    """Wait (at most max_wait s) for a second in which >= 90% of the CPUs were idle: the machine
+    is shared, and a scaling figure taken while another job holds a core says nothing."""
+    QUIET["runs"] += 1
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_wait:
+        if _cpu_idle() >= 0.9:
+            QUIET["quiet"] += 1
+            break
+    QUIET["wait"] += time.monotonic() - t0
+
+
+def throughput(folder: str, repeat: int, max_wait: float = 0.0) -> tuple[list, dict]:
     """Every configuration once per round, `repeat` rounds (interleaved, so that a burst of load
     from elsewhere hits all alike); best and median wall time of each."""
     import distributed
@@ -150,6 +178,8 @@ def throughput(folder: str, repeat: int) -> tuple[list, dict]:
         for _ in range(repeat):
             loads.append(os.getloadavg()[0])
             for k, _, fn in runs:
+                if max_wait:
+                    wait_quiet(max_wait)
                 t0 = time.perf_counter()
                 assert fn() == count, k
                 times[k].append(time.perf_counter() - t0)
@@ -272,18 +302,22 @@ def main() -> None:
     ap.add_argument("--counts", default="1000,10000,100000")
     ap.add_argument("--only", choices=("throughput", "memory"))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--quiet-wait", type=float, default=0.0, metavar="S",
+                    help="before each timed run, wait up to S seconds for a second with >= 90%% of the CPUs idle")
     args = ap.parse_args()
     import mfparse
 
     v = common.versions("dask", "distributed", "torch")
-    head = (f"Command: `python benchmarks/bench_engines.py --repeat {args.repeat}`. Machine: {common.machine()}, "
+    cmd = " ".join(["python benchmarks/bench_engines.py"] + sys.argv[1:])
+    head = (f"Command: `{cmd}`. Machine: {common.machine()}, "
             "shared with other work (loads vary). "
             f"Python {v['python']}, mfparse {mfparse.__version__}, dask {v['dask']}, distributed {v['distributed']}, "
             f"torch {v['torch']}. Warm page cache.\n\n")
     body = head
     if args.only in (None, "throughput"):
         for kind, folder in (("heavy", ensure_heavy()), ("light", ensure_light())):
-            rows, extra = throughput(folder, args.repeat)
+            QUIET.update(wait=0.0, quiet=0, runs=0)
+            rows, extra = throughput(folder, args.repeat, args.quiet_wait)
             r = extra["rate"]
             n = len(os.listdir(folder))
             body += (f"**{kind}**: {n} files, {size_mb(folder):.0f} MB ({kind} files: see the script's docstring); "
@@ -294,7 +328,9 @@ def main() -> None:
             body += (f"2 workers / 1 worker on Dask: {r['dask2'] / r['dask1']:.2f}x best, "
                      f"{m['dask2'] / m['dask1']:.2f}x median; local engine jobs 2 / 1: {r['local2'] / r['local1']:.2f}x "
                      f"best; `--jobs 2` / `--jobs 1`: {r['paths2'] / r['paths1']:.2f}x best. Load average (1 min) "
-                     f"at the rounds' starts: {extra['load'][0]:.1f}-{extra['load'][1]:.1f}.\n\n")
+                     f"at the rounds' starts: {extra['load'][0]:.1f}-{extra['load'][1]:.1f}"
+                     + (f"; {QUIET['quiet']} of {QUIET['runs']} timed runs started after a quiet second "
+                        f"(--quiet-wait {args.quiet_wait:g})" if args.quiet_wait else "") + ".\n\n")
             print(body, flush=True)
     if args.only in (None, "memory"):
         counts = [int(c) for c in args.counts.split(",")]

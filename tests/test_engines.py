@@ -469,6 +469,21 @@ def test_remote_prefix_is_listed_and_scanned(corpus, tmp_path):
         s.stop()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["-", "--report", "{out}"], "standard input (-) cannot be scanned with --engine"),
+    (["{dir}", "--workers", "2"], "--address and --workers are for --engine dask"),
+    (["{dir}", "--engine", "dask", "--address", "tcp://127.0.0.1:1", "--workers", "2"], "cannot be combined"),
+    (["{dir}", "--memory-limit", "lots"], "cannot read the size 'lots'"),
+    (["{dir}", "--timeout", "0"], "--timeout must be a positive number"),
+])
+def test_cli_engine_options_are_checked(tmp_path, argv, message):
+    argv = [a.format(out=tmp_path / "out.jsonl", dir=tmp_path) for a in argv]
+    r = subprocess.run([sys.executable, "-m", "mfparse", "scan", *argv], capture_output=True, text=True, env=ENV,
+                       timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_bad_arguments_fail_at_the_call():
     with pytest.raises(ValueError, match="engine must be"):
         mfparse.scan_many(["x"], engine="ray")
