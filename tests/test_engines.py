@@ -484,6 +484,43 @@ def test_cli_engine_options_are_checked(tmp_path, argv, message):
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def test_s3_prefix_and_pattern_are_listed_and_scanned(corpus, monkeypatch):
+    """s3:// through moto's S3 server: a prefix walked folder by folder, a pattern, a missing
+    prefix (an error record that names no secret)."""
+    for mod in ("s3fs", "moto.server", "boto3"):
+        pytest.importorskip(mod)
+    import boto3
+    from servers import Server
+
+    root, local = corpus
+    secret = "Engines-S3-Secret-0123456789"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    s = Server("s3")
+    try:
+        client = boto3.client("s3", endpoint_url=s.url, aws_access_key_id="testing", aws_secret_access_key=secret,
+                              region_name="us-east-1")
+        client.create_bucket(Bucket="hub")
+        keys = {"models/a/weights.pt": "weights.pt", "models/a/evil.pt": "evil.pt",
+                "models/b/c/os_system.pkl": "os_system.pkl", "models/config.json": "config.json",
+                "other/popen.bin": "popen.bin"}
+        for key, name in keys.items():
+            with open(os.path.join(root, "d08", name), "rb") as f:
+                client.put_object(Bucket="hub", Key=key, Body=f.read())
+        opts = {"key": "testing", "secret": secret, "client_kwargs": {"endpoint_url": s.url}}
+        recs = _by_path(mfparse.scan_many(["s3://hub/models/", "s3://hub/other/*.bin", "s3://hub/nothing/"],
+                                          jobs=2, storage_options=opts))
+        missing = recs.pop("s3://hub/nothing/")
+        assert missing["verdict"] == "error" and secret not in json.dumps(missing)
+        assert set(recs) == {f"s3://hub/{k}" for k in keys}
+        for key, name in keys.items():
+            want = dict(local[os.path.join(root, "d08", name)], path=f"s3://hub/{key}")
+            assert _comparable(recs[f"s3://hub/{key}"]) == want, key
+    finally:
+        s.stop()
+
+
 def test_bad_arguments_fail_at_the_call():
     with pytest.raises(ValueError, match="engine must be"):
         mfparse.scan_many(["x"], engine="ray")
