@@ -48,6 +48,19 @@ def run_batch(items, config: dict) -> list:
     return [child.scan(loc, size, name) for loc, size, name in items]
 
 
+def _child_env() -> dict:
+    """The worker's environment; when this mfparse comes from a source tree rather than an
+    installed package, that tree first on PYTHONPATH, so that the child imports the same
+    mfparse as the worker that starts it."""
+    import mfparse
+
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(mfparse.__file__)))
+    if os.path.basename(root) not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class ChildDied(Exception):
     """The scan child ended or was killed; args[0] says how."""
 
@@ -81,7 +94,7 @@ class ScanChild:
         self.stderr.truncate()
         self.stderr_mark = 0
         self.proc = subprocess.Popen([sys.executable, "-m", "mfparse.engines.child"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, close_fds=True)
+                                     stdout=subprocess.PIPE, stderr=self.stderr, close_fds=True, env=_child_env())
         self.lines = _Lines(self.proc.stdout.fileno())
         self._send(child_config(self.config))
         line = self.lines.next(STARTUP_TIMEOUT_S)
