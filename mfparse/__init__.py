@@ -27,9 +27,18 @@ def dequantize(path, name: str, threads: int | None = None):
     return _dequantize(path, name, threads)
 
 
+def __getattr__(name):
+    if name == "scan_many":  # mfparse.engines: imported on first use (dask only by the dask engine)
+        from mfparse.engines import scan_many
+
+        return scan_many
+    raise AttributeError(f"module 'mfparse' has no attribute {name!r}")
+
+
 __all__ = [
     "open",
     "scan",
+    "scan_many",
     "ScanReport",
     "Finding",
     "ModelFile",

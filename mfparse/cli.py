@@ -1,7 +1,9 @@
 """Command line: `mfparse inspect FILE... [--json|--jsonl] [--stats] [--tree] [--filter PATTERN] [--collapse]
 [--sort KEY]`,
 `mfparse scan PATH... [--json|--jsonl|--format sarif] [--sarif FILE] [--fail-on LEVEL] [--allow NAME]
-[--policy FILE] [--jobs N] [--max-stdin-bytes N]` (folders are walked; "-" is standard input),
+[--policy FILE] [--jobs N] [--max-stdin-bytes N] [--engine local|dask] [--address URL] [--workers N]
+[--report OUT.jsonl] [--resume OUT.jsonl] [--timeout S] [--memory-limit BYTES] [--retries N]`
+(folders are walked; "-" is standard input; URLs, globs and @lists go through mfparse.scan_many),
 `mfparse convert SRC DST` ("-" is standard input / standard output), `mfparse quantize`,
 `mfparse diff A B` (one of them may be "-"), `mfparse bench MODEL ...` (also `python -m mfparse`).
 
@@ -195,7 +197,9 @@ def _scan_policy(args):
 def _cmd_scan(args) -> int:
     """Exit 1 when any file has a finding at or above --fail-on (this wins over errors), else 2
     when a file could not be judged, else 0. Folders are walked (--recursive is accepted and
-    changes nothing); "-" reads standard input."""
+    changes nothing); "-" reads standard input. With --engine dask, --report, --resume,
+    --timeout, --memory-limit, or a URL, glob or @list among the sources, the files go through
+    mfparse.scan_many (reports as they finish, not in input order)."""
     from mfparse import __version__
     from mfparse.scan import STDIN, render_text, scan_paths
     from mfparse.scan.policy import PolicyError
@@ -217,20 +221,38 @@ def _cmd_scan(args) -> int:
         fmt, args.sarif = "sarif", None
     counts = {"safe": 0, "unsafe": 0, "error": 0}
     severities = {"dangerous": 0, "suspicious": 0, "info": 0}
-    failed = 0
-    unjudged = 0
+    tally = {"failed": 0, "unjudged": 0, "resumed": 0}
     reports = []
     keep = fmt in ("json", "sarif") or args.sarif
-    single = len(args.paths) == 1 and (args.paths[0] == STDIN or not os.path.isdir(args.paths[0]))
+
+    def account(r) -> None:
+        counts[r.verdict] += 1
+        for sev, n in r.severity_counts().items():
+            severities[sev] = severities.get(sev, 0) + n
+        if policy.fails(r):
+            tally["failed"] += 1
+        if r.errors:
+            tally["unjudged"] += 1
+
+    def account_prior(rec: dict) -> None:  # a record carried over from the report resumed
+        from mfparse.scan.report import ScanReport
+
+        tally["resumed"] += 1
+        account(ScanReport.from_dict(rec))
+
+    journal = None
+    engine = _engine_wanted(args)
+    if engine:
+        started = _scan_engine(args, policy, account_prior)
+        if isinstance(started, int):
+            return started
+        journal, found = started
+    else:
+        found = scan_paths(args.paths, jobs=args.jobs, max_stdin_bytes=args.max_stdin_bytes, policy=policy)
+    single = not engine and len(args.paths) == 1 and (args.paths[0] == STDIN or not os.path.isdir(args.paths[0]))
     try:
-        for r in scan_paths(args.paths, jobs=args.jobs, max_stdin_bytes=args.max_stdin_bytes, policy=policy):
-            counts[r.verdict] += 1
-            for sev, n in r.severity_counts().items():
-                severities[sev] = severities.get(sev, 0) + n
-            if policy.fails(r):
-                failed += 1
-            if r.errors:
-                unjudged += 1
+        for r in found:
+            account(r)
             if keep:
                 reports.append(r)
             if fmt == "text":
@@ -239,14 +261,27 @@ def _cmd_scan(args) -> int:
                 _print_jsonl(r.to_dict())
     except BrokenPipeError:
         raise
-    except OSError as e:  # not a file's content: e.g. a worker process that could not start
-        _print_error(e)
+    except (OSError, ImportError, RuntimeError) as e:  # not a file's content: a worker process that could
+        _print_error(e)                                # not start, a cluster that went away, no dask
         counts["error"] += 1
-        unjudged += 1
+        tally["unjudged"] += 1
+        if journal is not None:
+            journal.close()  # OUT.jsonl.partial stays: --resume OUT.jsonl goes on from there
+            print(f"mfparse: the report so far is in {journal.partial} (--resume {journal.path})", file=sys.stderr)
+            journal = None
+    failed, unjudged = tally["failed"], tally["unjudged"]
     status = 1 if failed else (2 if unjudged else 0)
     n = sum(counts.values())
     summary = {"files": n, **counts, "failed": failed, "findings": severities, "fail_on": policy.fail_on,
                "exit_status": status}
+    if engine and args.resume:
+        summary["resumed"] = tally["resumed"]
+    if journal is not None:
+        try:
+            journal.finish(_summary_record("scan", summary, policy=policy.to_dict()))
+        except OSError as e:
+            _print_error(e, journal.path)
+            status = summary["exit_status"] = 1 if status == 1 else 2
     if args.sarif:
         from mfparse.scan.sarif import to_sarif
 
@@ -268,12 +303,85 @@ def _cmd_scan(args) -> int:
     else:
         quiet = counts["unsafe"] - failed  # unsafe files that do not fail the gate
         if not single:
+            resumed = f" ({tally['resumed']} of them from {args.resume})" if tally["resumed"] else ""
             print(f"{n} file{'s' if n != 1 else ''}: {counts['safe']} safe, {counts['unsafe']} unsafe, "
-                  f"{counts['error']} error", flush=True)
+                  f"{counts['error']} error{resumed}", flush=True)
         if quiet:
             print(f"not failing: {quiet} unsafe file{'s' if quiet != 1 else ''} with only suspicious findings "
                   f"(--fail-on {policy.fail_on})", flush=True)
     return status
+
+
+#: characters that make a source a glob pattern (when no file of that name exists)
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _engine_wanted(args) -> bool:
+    """True when the sources or options need mfparse.scan_many rather than the plain scan."""
+    from mfparse.io.base import is_url
+
+    if (args.engine != "local" or args.report or args.resume or args.timeout is not None
+            or args.memory_limit is not None or args.address or args.workers is not None or args.retries is not None):
+        return True
+    return any(p.startswith("@") or is_url(p) or (_GLOB_CHARS.intersection(p) and not os.path.lexists(p))
+               for p in args.paths)
+
+
+def _scan_engine(args, policy, account_prior):
+    """(journal or None, ScanReports as they finish) for the engine route, or an exit status
+    after an error message."""
+    from mfparse.scan import STDIN
+    from mfparse.scan.report import ScanReport
+
+    if STDIN in args.paths:
+        print("mfparse: standard input (-) cannot be scanned with --engine, --report, --resume, --timeout, "
+              "--memory-limit or URL/glob/@list sources: scan it on its own (mfparse scan -)", file=sys.stderr)
+        return 2
+    if args.engine == "local" and (args.address or args.workers is not None):
+        print("mfparse: --address and --workers are for --engine dask (the local engine takes --jobs)", file=sys.stderr)
+        return 2
+    if args.address and args.workers is not None:
+        print("mfparse: --workers starts a local Dask cluster: it cannot be combined with --address", file=sys.stderr)
+        return 2
+    import mfparse.engines as engines
+    from mfparse.engines.journal import Journal
+
+    kw = {"timeout": args.timeout, "retries": engines.DEFAULT_RETRIES if args.retries is None else args.retries,
+          "policy": policy}
+    if args.engine == "local":
+        kw["jobs"] = args.jobs
+    else:
+        kw.update(address=args.address, workers=args.workers)
+    try:
+        if args.memory_limit is not None:
+            kw["memory_limit"] = engines.parse_bytes(args.memory_limit)
+        if args.timeout is not None and not args.timeout > 0:
+            raise ValueError("--timeout must be a positive number of seconds")
+        if kw["retries"] < 0:
+            raise ValueError("--retries must be >= 0")
+    except ValueError as e:
+        print(f"mfparse: {e}", file=sys.stderr)
+        return 2
+    journal = None
+    target = args.report or args.resume
+    if target:
+        try:
+            journal = Journal(target, resume=args.resume, on_prior=account_prior)
+        except OSError as e:
+            _print_error(e, target)
+            return 2
+        kw["resume"] = journal.done
+    elif args.resume:
+        kw["resume"] = args.resume
+    found = engines.scan_many(args.paths, engine=args.engine, **kw)
+
+    def reports():
+        for d in found:
+            if journal is not None:
+                journal.write(d)  # before anything is printed: what was shown is in the report
+            yield ScanReport.from_dict(d)
+
+    return journal, reports()
 
 
 def _write_text_atomic(path, text: str) -> None:
@@ -521,7 +629,9 @@ def _args_scan(p) -> None:
                      "file under it; - reads standard input. Imports of known-benign classes (transformers' "
                      "TrainingArguments, argparse.Namespace, datetime, pathlib paths, ...) and names you allow "
                      "are reported as info and never fail the scan.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="a file, a folder (walked), or - for standard input")
+    p.add_argument("paths", nargs="+", metavar="PATH",
+                   help="a file, a folder (walked), or - for standard input; also a glob, @LIST.txt (one source a "
+                        "line) or a URL or prefix (s3://bucket/models/, https://host/model.bin, hf://org/model)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--format", choices=("text", "json", "jsonl", "sarif"), default="text",
                      help="output on standard output: text (default); json: one document {schema_version, "
@@ -551,6 +661,28 @@ def _args_scan(p) -> None:
     p.add_argument("--max-stdin-bytes", type=int, default=MAX_STREAM_BYTES, metavar="N",
                    help=f"read at most N bytes from standard input or a pipe (default {MAX_STREAM_BYTES:,}); "
                         "a longer input is an error")
+    # many files (mfparse.scan_many): any of these, or a URL, glob or @list among the sources, scans
+    # through the engines, reports as they finish (docs/architecture.md, "Engines")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local (default): --jobs processes on this machine; dask: a Dask cluster (--address, or a "
+                        "local one of --workers processes); needs pip install 'mfparse[dask]'")
+    p.add_argument("--address", metavar="tcp://HOST:PORT", help="--engine dask: the scheduler of an existing cluster")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="--engine dask without --address: start a local cluster of N worker processes (default: "
+                        "one per CPU), closed at the end")
+    p.add_argument("--report", metavar="OUT.jsonl",
+                   help="write one JSON record per file as it finishes (the --jsonl records), then a summary record: "
+                        "OUT.jsonl.partial while running, renamed to OUT.jsonl at the end")
+    p.add_argument("--resume", metavar="OUT.jsonl",
+                   help="skip the files already in this report (its .partial if a run was interrupted) and add the "
+                        "others; the report written is --report, else this one")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="seconds one file's scan may take: its scan process is killed, the file tried again "
+                        "(--retries), then reported as an error")
+    p.add_argument("--memory-limit", metavar="BYTES",
+                   help="heap one scan process may use (e.g. 4GB, 512MiB); a file that needs more is an error")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="tries after the first for a file whose scan process crashed or timed out (default 1)")
     p.set_defaults(func=_cmd_scan)
 
 

@@ -14,7 +14,7 @@ import mfparse
 
 # the folder that holds the mfparse package under test (the tree or an installed copy)
 PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(mfparse.__file__)))
-HEAVY = ("numpy", "torch", "onnx", "onnxruntime", "h5py", "ml_dtypes", "fsspec", "dask", "tensorrt")
+HEAVY = ("numpy", "torch", "onnx", "onnxruntime", "h5py", "ml_dtypes", "fsspec", "dask", "distributed", "tensorrt")
 TOOLS = ("mfparse.bench", "mfparse.convert", "mfparse.quantize", "mfparse.writers", "mfparse.diff",
          "mfparse.runtime_quant")
 
@@ -82,6 +82,22 @@ def files(tmp_path_factory):
 
 def test_import_mfparse_is_light():
     assert loaded_after("import mfparse") == set()
+
+
+def test_scan_many_imports_no_dask_until_the_dask_engine_runs():
+    assert loaded_after("import mfparse\nmfparse.scan_many\nimport mfparse.engines.dask") == set()
+
+
+def test_scan_of_a_file_takes_the_fast_path(files):
+    """`mfparse scan FILE` parses its arguments without argparse (the engine options included)
+    and loads no engine."""
+    probe = (cli("scan", files["pth"]) + "import sys, json\n"
+             "print(json.dumps([m for m in ('argparse', 'mfparse.engines', 'dask', 'distributed') if m in sys.modules]))")
+    env = dict(os.environ, PYTHONPATH=PKG_PARENT)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == f"{files['pth']}: SAFE"
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_the_check_can_fail():

@@ -294,8 +294,9 @@ def _report(item, max_stdin_bytes: int) -> ScanReport:
 def scan_paths(paths, recursive: bool = True, jobs: int = 1, max_stdin_bytes: int = MAX_STREAM_BYTES,
                policy=None):
     """Scan files, folders (recursively) and "-" (standard input); yields ScanReports in input
-    order. jobs > 1 scans files in worker processes (standard input in this one). policy: a
-    mfparse.scan.Policy applied to every report."""
+    order. jobs > 1 scans files in worker processes (mfparse.engines.local.ordered_map;
+    standard input in this one). policy: a mfparse.scan.Policy applied to every report. For
+    many files, URLs, timeouts and Dask: mfparse.scan_many."""
     if policy is not None:
         for r in scan_paths(paths, recursive, jobs, max_stdin_bytes):
             yield policy.apply(r)
@@ -306,17 +307,17 @@ def scan_paths(paths, recursive: bool = True, jobs: int = 1, max_stdin_bytes: in
         for item in items:
             yield _report(item, max_stdin_bytes)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from mfparse.engines.local import ordered_map  # the process pool (in input order)
 
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as ex:
-        done = ex.map(_scan_to_dict, files, chunksize=max(1, len(files) // (jobs * 8)))
+    done = ordered_map(_scan_to_dict, files, jobs)
+    try:
         for item in items:
             if isinstance(item, str) and item != STDIN:
                 yield ScanReport.from_dict(next(done))
             else:
                 yield _report(item, max_stdin_bytes)
+    finally:
+        done.close()
 
 
 def register_checker(kind: str, checker, sniffer=None, before: str | None = None, first_bytes=None) -> None:
