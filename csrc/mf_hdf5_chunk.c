@@ -551,16 +551,15 @@ static int h5_gcol_parse(mf_h5ctx *h, uint64_t abs, h5_gcol *col) {
     if (version != 1) return mf_fail(h->err, MF_ERR_UNSUPPORTED, h5_rep(h, abs), "global heap collection version %u", version);
     if (size < 8 + (uint64_t)h->sl) return mf_fail(h->err, MF_ERR_CORRUPT, h5_rep(h, abs), "%s of %llu bytes", what, (unsigned long long)size);
     if (h5_at(h, abs, size, what, &c)) return 1;
-    mf_skip(&c, 8 + h->sl, what);
+    if (mf_skip(&c, 8 + h->sl, what)) return 1;
     mf_vec v = {0};
     uint64_t ohdr = 8 + (uint64_t)h->sl;
     while (mf_remaining(&c) >= ohdr) {
-        uint16_t index, refs;
-        uint64_t osize;
-        mf_u16le(&c, &index, what);
-        mf_u16le(&c, &refs, what);
-        mf_skip(&c, 4, what);
-        h5_length(h, &c, &osize, what);
+        uint16_t index = 0, refs = 0;
+        uint64_t osize = 0;
+        if (mf_u16le(&c, &index, what) || mf_u16le(&c, &refs, what) || mf_skip(&c, 4, what) ||
+            h5_length(h, &c, &osize, what))
+            return 1;
         if (index == 0) break; /* free space */
         uint64_t at = mf_tell(&c) - h->report_base;
         uint64_t padded = (osize + 7) & ~(uint64_t)7;

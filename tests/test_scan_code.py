@@ -415,7 +415,10 @@ def _jit_bytes(m) -> bytes:
 
 
 def test_torchscript_benign_is_safe():
-    for m in (torch.jit.script(_Net()), torch.jit.trace(_Net(), torch.ones(1, 3)), torch.jit.script(_State())):
+    # nn.Sequential's saved code reaches its submodules with getattr(self, "0"): TorchScript's own getattr
+    seq = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU())
+    for m in (torch.jit.script(_Net()), torch.jit.trace(_Net(), torch.ones(1, 3)), torch.jit.script(_State()),
+              torch.jit.script(seq), torch.jit.trace(seq, torch.ones(1, 3))):
         r = scan(_jit_bytes(m))
         assert r.verdict == "safe", str(r)
         assert any("every call judged" in n for n in r.notes)
@@ -457,6 +460,8 @@ def _replace_code(data: bytes, new_code: bytes) -> bytes:
     ('torch.distributed.rpc.rpc_sync("w", f, (x,))', "dangerous", "torchscript.torch.distributed.rpc.rpc_sync"),
     ('open("/etc/passwd")', "suspicious", "torchscript.open"),
     ('__import__("os")', "suspicious", "torchscript.__import__"),
+    ('getattr(self, st[0])', "suspicious", "torchscript.getattr"),      # only a literal name is TorchScript's
+    ('getattr(self, "w", None)', "suspicious", "torchscript.getattr"),
 ])
 def test_torchscript_code_written_by_hand(call, severity, glob):
     base = _jit_bytes(torch.jit.script(_State()))

@@ -580,7 +580,7 @@ def _judge_code_reference(text: str):
                 why = "reads or writes files, or loads a library"
         if why is not None:
             out.append(("dangerous", f"calls {name} ({why})", node.lineno, fn))
-        elif name in ts._PYTHON_BUILTINS:
+        elif name in ts._PYTHON_BUILTINS and not ts._torchscript_getattr(name, node):
             out.append(("suspicious", f"calls {name} (a Python builtin TorchScript does not have: code written by "
                         "hand, not by torch.jit.save)", node.lineno, fn))
     return out, custom

@@ -52,10 +52,8 @@ def _child_env() -> dict:
     """The worker's environment; when this mfparse comes from a source tree rather than an
     installed package, that tree first on PYTHONPATH, so that the child imports the same
     mfparse as the worker that starts it."""
-    import mfparse
-
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(mfparse.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # above mfparse/
     if os.path.basename(root) not in ("site-packages", "dist-packages"):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env

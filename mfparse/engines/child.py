@@ -27,7 +27,7 @@ IDLE_EXIT_S = 120.0
 def scan_item(location: str, size, name: str, policy=None, storage_options=None) -> dict:
     """The report dict (ScanReport.to_dict) of one file: a local path, or a URL. Never raises
     for the file's content or for an unreadable file (an error record)."""
-    import mfparse
+    from mfparse.scan import scan as scan_file
     from mfparse.io.base import is_url
 
     t0 = time.perf_counter()
@@ -42,7 +42,7 @@ def scan_item(location: str, size, name: str, policy=None, storage_options=None)
                 from mfparse.io import open_fileset
 
                 location = open_fileset(location).root
-            report = mfparse.scan(location, policy=policy)
+            report = scan_file(location, policy=policy)
     except OSError as e:
         return _error(name, size, f"cannot read: {_os_error_text(e)}", time.perf_counter() - t0)
     except Exception as e:  # never a verdict from a failed scan
@@ -57,7 +57,7 @@ def _scan_fetched(url: str, name: str, policy, storage_options):
     into a temporary file named like the remote one (name-based judgements, such as a LICENSE
     text or an empty __init__.py, stay the same as for a local copy), scanned as a local
     file. Files over REMOTE_FETCH_LIMIT are an error record."""
-    import mfparse
+    from mfparse.scan import scan as scan_file
     from mfparse.io import open_source
     from mfparse.scan.report import ScanReport
 
@@ -74,7 +74,7 @@ def _scan_fetched(url: str, name: str, policy, storage_options):
             with open(local, "wb") as f:
                 f.write(data)
             del data
-            report = mfparse.scan(local, policy=policy)
+            report = scan_file(local, policy=policy)
     report.seconds = time.perf_counter() - t0
     return report
 

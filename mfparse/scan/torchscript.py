@@ -124,10 +124,18 @@ def judge_code(text: str):
                 why = "reads or writes files, or loads a library"
         if why is not None:
             out.append(("dangerous", f"calls {name} ({why})", node.lineno, fn))
-        elif name in _PYTHON_BUILTINS:
+        elif name in _PYTHON_BUILTINS and not _torchscript_getattr(name, node):
             out.append(("suspicious", f"calls {name} (a Python builtin TorchScript does not have: code written by "
                         "hand, not by torch.jit.save)", node.lineno, fn))
     return out, custom
+
+
+def _torchscript_getattr(name: str, node) -> bool:
+    """`getattr(obj, "literal")`: TorchScript's own getattr (torch.jit.save writes it for submodules
+    whose names are not identifiers, as nn.Sequential's `getattr(self, "0")`); only a constant
+    name of two arguments compiles, and it reads an attribute of a scripted object."""
+    return (name == "getattr" and len(node.args) == 2 and not node.keywords
+            and type(node.args[1]) is ast.Constant and type(node.args[1].value) is str)
 
 
 def why_name(why: str) -> str:
