@@ -114,7 +114,7 @@ def _print_jsonl(obj) -> None:
 
 def _cmd_inspect(args) -> int:
     """Exit 0 when every input was listed, 2 when one could not be read (or a bad --filter).
-    "-" reads standard input (a pipe is read into memory, at most --max-stdin-bytes)."""
+    "-" reads standard input (a pipe is read to its end, at most --max-stdin-bytes)."""
     import mfparse
     from mfparse.inspect import add_totals, name_matcher, render_grand_total, render_text, summarize
 
@@ -546,7 +546,7 @@ def _cmd_quantize(args) -> int:
 
 
 def _cmd_diff(args) -> int:
-    """One of A and B may be "-": standard input (a pipe is read into memory, at most
+    """One of A and B may be "-": standard input (a pipe is read to its end, at most
     --max-stdin-bytes)."""
     from mfparse.diff import diff
 

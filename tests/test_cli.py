@@ -164,7 +164,7 @@ def test_scan_reads_standard_input(tmp_path):
     assert json.loads(r.stdout)["files"][0]["path"] == "<stdin>" and r.stdout.endswith("}\n")
     r = mfparse_cli("scan", "-", "--max-stdin-bytes", "100", input=pt)
     assert r.returncode == 2
-    assert "more than 100 bytes: too large to read into memory from a pipe" in r.stdout
+    assert "more than 100 bytes from a pipe: more than mfparse reads from one" in r.stdout
     r = mfparse_cli("scan", "-", input=b"")
     assert r.returncode == 2 and "empty file" in r.stdout
     r = mfparse_cli("scan", "-", f, input=MALICIOUS)  # stdin among files

@@ -338,8 +338,8 @@ def test_inspect_reads_standard_input(files):
     assert "Format:     safetensors" in text(cli("inspect", "/dev/stdin", input=data))  # a pipe by its path
     r = cli("inspect", "--max-stdin-bytes", "100", "-", input=data)
     assert r.returncode == 2 and r.stderr.decode() == (
-        "mfparse: <stdin>: more than 100 bytes from a pipe or stream: too large to read into memory (write it to "
-        "a file first)\n")
+        "mfparse: <stdin>: more than 100 bytes from a pipe or stream: too large to read (write it to a file first, "
+        "or raise the limit)\n")
     r = cli("inspect", "-", "-", input=data)
     assert r.returncode == 2 and b"can be read only once" in r.stderr
     r = cli("inspect", "-", input=b"")

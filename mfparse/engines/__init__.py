@@ -19,8 +19,9 @@ How it keeps the client's memory bounded and every file reported exactly once
   sources naming it, `./a` and `a`) or already in the `resume` report is skipped, and each
   batch answers one record per file it holds, so each file is reported exactly once;
 - a batch whose task is lost (Dask's KilledWorker: its workers died each time it ran) is split
-  in halves and both sent again, down to the one file that kills workers, which is reported
-  as an error; a task that fails for another reason (mfparse missing on a worker) gives an
+  in halves and both sent again, down to the one file that kills workers, which is run once
+  more alone (nothing else in flight: Dask charges every task a dying worker was given, so a
+  file that only shared the worker is cleared there) and then reported as an error; a task that fails for another reason (mfparse missing on a worker) gives an
   error record to each of its files.
 
 Only plain data crosses process boundaries: (location, size, name) items, a config dict
@@ -196,6 +197,11 @@ def _run(sources, eng, config: dict, done, batch_size: int, batch_bytes: int, wi
 
     listing = iter_sources(sources, storage_options)
     pending: deque = deque()  # halves of split batches: sent before new ones
+    # single files lost alongside other tasks: Dask charges every task a dying worker was given
+    # (up to ~1.1 x its threads), so a file that shared a worker with the killer is run again
+    # alone, with nothing else in flight, before it is reported as the one that kills workers
+    suspects: deque = deque()
+    solo = None  # the task of a suspect running alone
     ready: deque = deque()  # records to hand out
     inflight: dict = {}  # task -> its batch (list of Items)
     exhausted = False
@@ -203,20 +209,25 @@ def _run(sources, eng, config: dict, done, batch_size: int, batch_bytes: int, wi
     try:
         win = int(window) if window else max(4, 2 * eng.slots)
         while True:
-            while len(inflight) < win and len(ready) < batch_size:
+            while solo is None and len(inflight) < win and len(ready) < batch_size:
                 if pending:
                     batch = pending.popleft()
                 elif not exhausted:
                     batch, exhausted = _take(listing, done, ready, batch_size, batch_bytes)
                     if not batch:
                         continue
+                elif suspects and not inflight:
+                    batch = suspects.popleft()
+                    solo = eng.submit([tuple(i) for i in batch], config)
+                    inflight[solo] = batch
+                    break
                 else:
                     break
                 inflight[eng.submit([tuple(i) for i in batch], config)] = batch
             while ready:
                 yield ready.popleft()
             if not inflight:
-                if exhausted and not pending:
+                if exhausted and not pending and not suspects:
                     return
                 continue
             for task in eng.wait(list(inflight)):
@@ -228,12 +239,17 @@ def _run(sources, eng, config: dict, done, batch_size: int, batch_bytes: int, wi
                 release = getattr(eng, "release", None)
                 if release is not None:
                     release(task)
+                alone = task is solo
+                if alone:
+                    solo = None
                 if kind == "ok":
                     ready.extend(_answers(batch, value))
                 elif kind == "lost" and len(batch) > 1:
                     mid = len(batch) // 2  # find the file that kills workers: halves, sent first
                     pending.appendleft(batch[mid:])
                     pending.appendleft(batch[:mid])
+                elif kind == "lost" and not alone:
+                    suspects.append(batch)
                 elif kind == "lost":
                     ready.append(_error_record(batch[0].name, batch[0].size,
                                                f"the scan {value}: the file cannot be judged"))

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 
-#: remote files up to this size are fetched whole and scanned from a local copy until
-#: mfparse.scan reads URLs by ranges itself; larger ones are an error record
-REMOTE_FETCH_LIMIT = 64 << 20
 #: seconds without a request after which a scan child exits (status 0)
 IDLE_EXIT_S = 120.0
 
@@ -33,10 +29,8 @@ def scan_item(location: str, size, name: str, policy=None, storage_options=None)
     t0 = time.perf_counter()
     try:
         if is_url(location) and location[:7].lower() != "file://":
-            # THE call site for remote files: switch to `mfparse.scan(location, policy=policy)`
-            # once mfparse.scan reads URLs by ranges (then drop _scan_fetched and
-            # REMOTE_FETCH_LIMIT).
-            report = _scan_fetched(location, name, policy, storage_options)
+            # read whole, front to back, spooled to a temporary file past 64 MiB (mfparse.scan)
+            report = scan_file(location, policy=policy, storage_options=storage_options)
         else:
             if location[:7].lower() == "file://":
                 from mfparse.io import open_fileset
@@ -50,33 +44,6 @@ def scan_item(location: str, size, name: str, policy=None, storage_options=None)
                                   "judged", time.perf_counter() - t0)
     report.path = name
     return report.to_dict()
-
-
-def _scan_fetched(url: str, name: str, policy, storage_options):
-    """Interim remote scan: the whole file through mfparse.io.open_source(url).read(0, size)
-    into a temporary file named like the remote one (name-based judgements, such as a LICENSE
-    text or an empty __init__.py, stay the same as for a local copy), scanned as a local
-    file. Files over REMOTE_FETCH_LIMIT are an error record."""
-    from mfparse.scan import scan as scan_file
-    from mfparse.io import open_source
-    from mfparse.scan.report import ScanReport
-
-    t0 = time.perf_counter()
-    with open_source(url, storage_options) as src:
-        if src.size > REMOTE_FETCH_LIMIT:
-            return ScanReport(path=name, verdict="error", size=src.size, seconds=time.perf_counter() - t0,
-                              errors=[f"remote scan of large files needs ranged scanning ({src.size:,} bytes; "
-                                      f"files up to {REMOTE_FETCH_LIMIT:,} bytes are fetched whole)"])
-        data = src.read(0, src.size)
-        base = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "file"
-        with tempfile.TemporaryDirectory(prefix="mfparse-remote-") as d:
-            local = os.path.join(d, base)
-            with open(local, "wb") as f:
-                f.write(data)
-            del data
-            report = scan_file(local, policy=policy)
-    report.seconds = time.perf_counter() - t0
-    return report
 
 
 def _os_error_text(e: OSError) -> str:

@@ -3,8 +3,9 @@
 A LocalSource holds one read-only buffer of the whole input (`buf`): with a path or a real file
 object it is a memory map, so only the pages a reader touches are ever read, and tensor data
 handed out as numpy arrays are views of the map. What cannot be mapped (a pipe, a FIFO, a
-character device, a socket, a file object without a file descriptor) is read to its end into
-memory, at most MAX_STREAM_BYTES (more is an OSError EFBIG naming the input).
+character device, a socket, a file object without a file descriptor) is read to its end (`spool`:
+in memory up to SPOOL_MEMORY, then in an unlinked temporary file that is mapped), at most
+MAX_STREAM_BYTES (more is an OSError EFBIG naming the input).
 """
 
 from __future__ import annotations
@@ -19,31 +20,76 @@ import stat
 ACCESS_HINTS = True
 _PAGE = mmap.PAGESIZE
 
-#: the most bytes read into memory from an input that cannot be memory-mapped (a pipe, standard
+#: the most bytes read from an input that cannot be memory-mapped (a pipe, standard
 #: input, a FIFO, a file object without a descriptor); change it here, or read the stream
 #: yourself and pass bytes
 MAX_STREAM_BYTES = 4 << 30
 
 
+#: what a stream read to its end keeps in memory; past it the bytes go on in an unlinked
+#: temporary file (TMPDIR) that is then memory-mapped, so memory stays bounded whatever the size
+SPOOL_MEMORY = 64 << 20
+
+
 def read_all(f, limit: int | None = None, name=None) -> memoryview:
-    """Everything a binary file object gives until its end, as a read-only view (no copy).
+    """Everything a binary file object gives until its end, as a read-only buffer (see spool).
 
     Raises:
         OSError(EFBIG): more than `limit` bytes (default MAX_STREAM_BYTES); nothing is kept.
         TypeError: a text-mode file object.
     """
+    def chunks():
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise TypeError("file object must be opened in binary mode")
+            yield chunk
+
+    return spool(chunks(), limit, name)
+
+
+def spool(chunks, limit: int | None = None, name=None, memory: int | None = None) -> memoryview:
+    """The concatenation of `chunks` (bytes-like, in order) as one read-only buffer: a view of
+    memory while it is at most `memory` bytes (default SPOOL_MEMORY), else a read-only memory
+    map of an unlinked temporary file the bytes were written to as they came (memory bounded
+    by the chunk size and the page cache; the disk holds the stream; the file goes away with
+    the last view).
+
+    Raises:
+        OSError(EFBIG): more than `limit` bytes (default MAX_STREAM_BYTES); nothing is kept.
+        OSError: the temporary file cannot be written (ENOSPC), naming `name`.
+    """
     limit = MAX_STREAM_BYTES if limit is None else limit
+    memory = SPOOL_MEMORY if memory is None else memory
     buf = bytearray()
-    while True:
-        chunk = f.read(min(1 << 20, limit + 1 - len(buf)))
-        if not chunk:
-            return memoryview(buf).toreadonly()
-        if not isinstance(chunk, (bytes, bytearray, memoryview)):
-            raise TypeError("file object must be opened in binary mode")
-        buf += chunk
-        if len(buf) > limit:
-            raise OSError(errno.EFBIG, f"more than {limit:,} bytes from a pipe or stream: too large to read into "
-                                       "memory (write it to a file first)", name)
+    tmp = None
+    total = 0
+    try:
+        for chunk in chunks:
+            total += len(chunk)
+            if total > limit:
+                raise OSError(errno.EFBIG, f"more than {limit:,} bytes from a pipe or stream: too large to read "
+                                           "(write it to a file first, or raise the limit)", name)
+            if tmp is not None:
+                tmp.write(chunk)
+                continue
+            buf += chunk
+            if len(buf) > memory:
+                import tempfile
+
+                tmp = tempfile.TemporaryFile(prefix="mfparse-stream-")
+                tmp.write(buf)
+                buf = bytearray()
+        if tmp is None:
+            return memoryview(buf).toreadonly()  # Source keeps read-only views without a copy
+        tmp.flush()
+        return memoryview(mmap.mmap(tmp.fileno(), 0, access=mmap.ACCESS_READ))  # the map outlives the fd
+    finally:
+        if tmp is not None:
+            tmp.close()
+
 
 from mfparse.io.base import ByteSource, FileSet, OutsideFolderError, SourceSpec, clean_relpath
 

@@ -121,6 +121,20 @@ class StreamSource(ByteSource):
                                      f"{self.consumed}", self.consumed)
         return memoryview(bytes(self._buf[:n]))
 
+    def chunks(self, size: int = _CHUNK):
+        """The rest of the stream, from the current position, as successive chunks of at most
+        `size` bytes (what is held first); the stream is used up afterwards."""
+        if self._buf:
+            held = bytes(self._buf)
+            self.position += len(held)
+            self._buf = bytearray()
+            yield held
+        while not self._eof:
+            data = self._pull(size)
+            self.position += len(data)
+            if data:
+                yield data
+
     def read_ranges(self, ranges, block: int | None = None) -> list:
         """Ranges in ascending order of offset (each at or after the previous one's offset)."""
         return [self.read(o, n) for o, n in ranges]
