@@ -18,7 +18,7 @@ import mfparse
 from mfparse import _native
 from helpers import ROOT
 
-IN_TREE = os.path.isfile(os.path.join(ROOT, "pyproject.toml")) and os.path.isdir(os.path.join(ROOT, "csrc"))
+IN_TREE = all(os.path.exists(os.path.join(ROOT, p)) for p in ("pyproject.toml", "csrc", "MANIFEST.in", "Makefile"))
 tree_only = pytest.mark.skipif(not IN_TREE, reason="tests copied out of the source tree (installed-wheel run)")
 
 
