@@ -587,3 +587,11 @@ def vfield(num: int, v: int) -> bytes:
 
 if __name__ == "__main__":
     _child(json.loads(sys.argv[1]))
+
+
+def run_cli(*args):
+    """`python -m mfparse ARGS...` in a fresh process from the repository root (text output)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "mfparse", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT)

@@ -13,14 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, run_cli
 from models import CNN, training_checkpoint
 from pickle_asm import P, call_pickle, shared_bomb, tensor, torch_zip
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "mfparse", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -644,7 +644,7 @@ def test_datatype_numpy_cannot_hold_lists_then_fails_on_read():
 def test_inspect_stats_skips_undecodable_datasets(sink):
     import json
 
-    from test_cli import run_cli
+    from helpers import run_cli
 
     r = run_cli("inspect", sink, "--json", "--stats", "--tree")
     assert r.returncode == 0, r.stderr

@@ -215,7 +215,7 @@ def test_deflated_keras_archive(tmp_path):
 
 
 def test_inspect_tree_shows_layers():
-    from test_cli import run_cli
+    from helpers import run_cli
 
     r = run_cli("inspect", fx("k2_model.h5"), "--tree")
     assert r.returncode == 0, r.stderr

@@ -254,6 +254,38 @@ def test_npz_bad_member(tmp_path):
         mfparse.open(p)
 
 
+def _cd_entries(data: bytes) -> list:
+    """Offsets of the central directory entries of a small zip (no zip64, no comment)."""
+    cd = struct.unpack_from("<I", data, len(data) - 22 + 16)[0]
+    out = []
+    while data[cd:cd + 4] == b"PK\x01\x02":
+        out.append(cd)
+        n, e, c = struct.unpack_from("<HHH", data, cd + 28)
+        cd += 46 + n + e + c
+    return out
+
+
+def test_npz_overlapping_entries_are_refused(tmp_path):
+    """As zipfile (Python >= 3.12) refuses them: a member whose data runs into the next local
+    header, and a second directory entry pointing at a header already used (a zip-bomb
+    technique: the same bytes counted many times)."""
+    p = tmp_path / "ok.npz"
+    np.savez(p, a=np.arange(10), b=np.arange(20))
+    data = bytearray(p.read_bytes())
+    first, second = _cd_entries(bytes(data))
+    grown = bytearray(data)
+    struct.pack_into("<II", grown, first + 20, *(struct.unpack_from("<II", data, first + 20)[0] + 64,) * 2)
+    (tmp_path / "grown.npz").write_bytes(grown)
+    with pytest.raises(mfparse.CorruptFileError, match="'a.npy' runs into the next member") as e:
+        mfparse.open(tmp_path / "grown.npz")
+    assert e.value.offset == 0
+    shared = bytearray(data)  # b's entry points at a's local header (b renamed as a's in the header check)
+    struct.pack_into("<I", shared, second + 42, struct.unpack_from("<I", data, first + 42)[0])
+    (tmp_path / "shared.npz").write_bytes(shared)
+    with pytest.raises(mfparse.CorruptFileError, match="runs into the next member"):
+        mfparse.open(tmp_path / "shared.npz")
+
+
 #: where mfparse and np.load part ways on damaged .npy headers, on purpose
 NPY_KNOWN = [
     Known("stricter", r"npy header: bytes after the header dict",
@@ -281,6 +313,9 @@ NPZ_KNOWN = [
     Known("laxer", r"BadZipFile: File name in directory .* and header .* differ",
           "mfparse reads a member through its central-directory entry, the authoritative one (`mfparse scan` "
           "reports the mismatch); zipfile also demands the local header's name"),
+    Known("stricter", r"runs into the next member or the central directory",
+          "a member whose data runs into the next local header (overlapping entries, a zip-bomb technique) is "
+          "refused as zipfile of Python >= 3.12 (and 3.11.8, 3.10.14) refuses it; an older zipfile reads it"),
     Known("laxer", r"NotImplementedError: zip file version",
           "mfparse, like torch.load's miniz, ignores the 'version needed to extract' field; zipfile refuses >6.3"),
 ]

@@ -155,9 +155,11 @@ class NpyReader(Reader):
 
     def _npz_members(self, source, archive) -> None:
         heads = self._remote_heads(archive) if archive.lazy else {}
+        ends = archive.member_ends()
         for mname, m in archive.members.items():
             if mname.endswith("/"):
                 continue
+            end = ends[archive.index(mname)]
             name = mname[:-4] if mname.endswith(".npy") else mname
             if m.method == 0 and archive.lazy:
                 m = archive._refresh(m)
@@ -165,9 +167,13 @@ class NpyReader(Reader):
                 if data is None:
                     data = archive.read(m, max_size=12)
                     data = read_at(source, m.data_offset, _header_prefix_len(bytes(data)) or m.size)
+                if m.data_offset + m.comp_size > end:
+                    _overlap(mname, m)
                 a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
                 self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
             elif m.method == 0:
+                if m.data_offset + m.comp_size > end:
+                    _overlap(mname, m)
                 data = archive.read(m)
                 a = _Array(_native.npy_parse(data, m.data_offset), f"npz member {mname!r}", m.data_offset)
                 self._add(name, a, m.data_offset + m.size, a.data_offset, {"zip_member": mname})
@@ -179,6 +185,8 @@ class NpyReader(Reader):
                 data = archive.read(m, max_size=n)
                 if archive.lazy:
                     m = archive._refresh(m)
+                if m.data_offset + m.comp_size > end:
+                    _overlap(mname, m)
                 a = _Array(_native.npy_parse(data, 0), f"npz member {mname!r}", m.data_offset)
                 method = {8: "deflate", 12: "bzip2", 14: "lzma"}.get(m.method, m.method)
                 extras = {"zip_member": mname, "compression": method}
@@ -250,6 +258,11 @@ def _from_bytes(buf, a: _Array, offset: int) -> np.ndarray:
 
 def open_npy(source):
     return NpyReader(source)
+
+
+def _overlap(mname: str, m) -> None:
+    raise CorruptFileError(f"npz member {mname!r} runs into the next member or the central directory (overlapping "
+                           "entries, a zip-bomb technique: zipfile, and so np.load, refuses it)", m.local_offset)
 
 
 def open_npz(source, archive=None):

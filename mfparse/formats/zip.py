@@ -63,6 +63,7 @@ class ZipArchive:
         if eocd[4] is not None:
             eocd = _native.zip_eocd64(read_at(source, eocd[4], 56), size, eocd)
         _, cd_offset, cd_size = eocd[:3]
+        self.cd_offset = cd_offset
         source.advise("willneed", [(cd_offset, cd_size)])  # a local map: read the directory ahead
         self.directory = _native.ZipDirectory(read_at(source, cd_offset, cd_size), eocd, size)
         self.lazy = source.buf is None
@@ -138,6 +139,21 @@ class ZipArchive:
                 members[m.name] = m
             self._members = members
         return self._members
+
+    def member_ends(self) -> list:
+        """For each directory entry (by index), where its data must end: the next local header
+        by offset, or the central directory for the last. zipfile (Python >= 3.12, and 3.11.8,
+        3.10.14 and later) refuses to read a member whose data runs past it ("Overlapped
+        entries", a zip-bomb technique), and so np.load does; of entries sharing one local
+        header the first in directory order ends at the next header and the others at once,
+        as zipfile orders them."""
+        offsets = [row[6] for row in self.directory.entries_list()]
+        ends = [0] * len(offsets)
+        end = self.cd_offset
+        for i in sorted(range(len(offsets)), key=offsets.__getitem__, reverse=True):
+            ends[i] = end  # a stable sort: equal offsets keep directory order, as zipfile's does
+            end = offsets[i]
+        return ends
 
     def names(self) -> list[str]:
         return list(self.members)
