@@ -26,4 +26,25 @@ class LazyModule:
         return f"<lazy module {self._lazy_name!r}>"
 
 
+class LazyPattern:
+    """A regular expression compiled, and `re` imported, the first time it is used: a scan of a
+    small pickle never needs one, and `re` (with enum) is a tenth of such a process's imports.
+    flags: names of re flags ("M", "I", ...), not their values (those would import re)."""
+
+    def __init__(self, pattern, *flags: str):
+        self.__dict__["_lazy_args"] = (pattern, flags)
+
+    def __getattr__(self, attr: str):
+        import re
+
+        pattern, flags = self._lazy_args
+        compiled = re.compile(pattern, sum((getattr(re, f) for f in flags), 0))
+        value = getattr(compiled, attr)
+        self.__dict__[attr] = value
+        return value
+
+    def __repr__(self) -> str:
+        return f"<lazy pattern {self._lazy_args[0]!r}>"
+
+
 numpy = LazyModule("numpy")

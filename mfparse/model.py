@@ -38,7 +38,6 @@ tensors' bytes with storages shared inside a shard counted once, as huggingface_
 
 from __future__ import annotations
 
-import numbers
 import os
 from collections.abc import Iterator
 
@@ -459,7 +458,7 @@ def _check_index(comp, parts, first: int, owner: dict, infos: list, warnings: li
     declared = comp.index_metadata.get("total_size")
     if declared is None:
         return
-    if not isinstance(declared, numbers.Real) or isinstance(declared, bool):
+    if not isinstance(declared, (int, float)) or isinstance(declared, bool):  # JSON gives int or float
         warnings.append(f"{where}: total_size {declared!r} is not a number")
         return
     listed = [t for t in infos if t.name[n:] in wm] if extra else infos

@@ -11,6 +11,10 @@ import sys
 from dataclasses import dataclass, field as dc_field
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: make test-asan preloads the sanitizer runtime into every process it starts: ASan then turns a
+#: SIGSEGV into its own exit status 1 and needs address space that RLIMIT_DATA/RLIMIT_AS and
+#: qemu-user deny, so the tests of those behaviours skip there (they run in make test)
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

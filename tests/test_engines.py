@@ -27,6 +27,7 @@ import pytest
 import mfparse
 from mfparse.engines.journal import PARTIAL_SUFFIX, key_of
 from mfparse.scan import scan_paths
+from helpers import UNDER_ASAN
 from pickle_asm import call_pickle, torch_zip, zip_bytes
 
 distributed = pytest.importorskip("distributed")
@@ -264,6 +265,7 @@ def test_dask_worker_killed_mid_run_loses_nothing_and_doubles_nothing(corpus, tw
     assert_same_as_local(recs, local)
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="ASan turns the hooks' SIGSEGV into exit status 1")
 def test_dask_crashing_files_are_isolated_after_bounded_retries(tmp_path, corpus, two_workers):
     root, local = corpus
     sub = os.path.join(root, "d00")
@@ -379,6 +381,7 @@ def hooks_importable(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", ENV["PYTHONPATH"])
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="ASan's shadow memory does not fit under the scan child's RLIMIT_DATA")
 def test_local_engine_timeout_crash_and_memory_limit(tmp_path, hooks_importable):
     for name in ("ok.pkl", "crash_me.pkl", "hang_me.pkl", "hog_me.pkl"):
         (tmp_path / name).write_bytes(pickle.dumps(name))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import mfparse
-from helpers import ROOT
+from helpers import ROOT, UNDER_ASAN
 from mfparse.formats import hdf5 as h5fmt
 from test_hdf5 import assert_same_array
 
@@ -307,6 +307,7 @@ _FLIPS = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="ASan's shadow memory does not fit under the child's memory limit")
 def test_damaged_filtered_chunks_end_in_clean_errors(tmp_path, seed):
     """Random bytes flipped in filtered chunks (in a child process, memory capped): every read
     returns or raises MFParseError; the decoders' packages never crash or run away."""

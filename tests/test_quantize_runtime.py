@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
+from helpers import UNDER_ASAN  # noqa: E402
 from mfparse import runtime_quant as RQ  # noqa: E402
 
 
@@ -269,6 +270,7 @@ np.savez(sys.argv[2], **out)
 """
 
 
+@pytest.mark.skipif(UNDER_ASAN, reason="the sanitizer runtime preloaded into python under qemu-user")
 def test_avx2_kernel_under_qemu(dynamic_models, tmp_path):
     """ONNX Runtime's own AVX2 (no VNNI) kernel, run under qemu-user with a Haswell CPU model on
     any x86-64 host: it saturates 8-bit weights exactly as the emulation above says, and gives the

@@ -11,11 +11,10 @@ interpreted the bytes (so the caller verifies the member's CRC), False otherwise
 
 from __future__ import annotations
 
-import re
 import zlib
 
 from mfparse import _native, dtypes
-from mfparse._lazy import LazyModule
+from mfparse._lazy import LazyModule, LazyPattern
 from mfparse.errors import MFParseError, ResourceLimitError
 from mfparse.scan import keras as keras_check
 from mfparse.scan import nonmodel
@@ -24,6 +23,7 @@ from mfparse.scan.report import Context, Where
 
 # decompressors imported when a stream needs them (most files are not bz2 or xz)
 bz2 = LazyModule("bz2")
+re = LazyModule("re")  # and the patterns: compiled on first use (mfparse._lazy.LazyPattern)
 lzma = LazyModule("lzma")
 
 INFLATE_FLOOR = 64 << 20   # a stream may always inflate to this much...
@@ -1190,7 +1190,7 @@ def _check_torch_zip(ctx, res, members, prefix, where) -> None:
 
 _TAR_REGULAR = (b"0", b"\x00", b"7", b"S")
 _TAR_SUPPORTED = _TAR_REGULAR + (b"1", b"2", b"3", b"4", b"5", b"6", b"L", b"K", b"x", b"g", b"X")
-_PAX_RECORD = re.compile(rb"(\d+) ([^=]+)=")
+_PAX_RECORD = LazyPattern(rb"(\d+) ([^=]+)=")
 _HIGH_BYTES = bytes(range(128, 256))
 
 

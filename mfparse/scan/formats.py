@@ -17,8 +17,8 @@ Registered by mfparse.scan at import; nothing here imports or runs what a file n
 from __future__ import annotations
 
 import os
-import re
 
+from mfparse._lazy import LazyPattern
 from mfparse.errors import MFParseError
 
 def _open(ctx, buf, where, name, fmt):
@@ -215,8 +215,8 @@ def _check_auto_map(ctx, auto_map, where, name) -> None:
                 qualname=",".join(modules), kind="code")
 
 
-_MLMODEL_LOADER = re.compile(r"^\s*loader_module:\s*['\"]?([\w.]+)", re.M)
-_MLMODEL_CODE = re.compile(r"^\s*code:\s*['\"]?([^\s'\"]+)", re.M)
+_MLMODEL_LOADER = LazyPattern(r"^\s*loader_module:\s*['\"]?([\w.]+)", "M")
+_MLMODEL_CODE = LazyPattern(r"^\s*code:\s*['\"]?([^\s'\"]+)", "M")
 
 
 def _check_mlmodel(ctx, buf, where) -> None:

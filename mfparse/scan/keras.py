@@ -25,9 +25,7 @@ searched byte-wise for that JSON (``check_hdf5_bytes``).
 
 from __future__ import annotations
 
-import re
-
-from mfparse._lazy import LazyModule
+from mfparse._lazy import LazyModule, LazyPattern
 from mfparse.scan import policy
 
 json = LazyModule("json")  # imported on first use: Keras configs are rare among scanned files
@@ -279,7 +277,7 @@ def check_keras_metadata(ctx, buf, where) -> bool:
     return True
 
 
-_CONFIG_START = re.compile(rb'\{\s*"class_name"\s*:')
+_CONFIG_START = LazyPattern(rb'\{\s*"class_name"\s*:')
 
 
 def check_hdf5_bytes(ctx, buf, where, **_) -> bool:

@@ -13,9 +13,8 @@ their checkers run first, so a damaged .safetensors is still an error.
 from __future__ import annotations
 
 import os
-import re
 
-from mfparse._lazy import LazyModule
+from mfparse._lazy import LazyModule, LazyPattern
 from mfparse.scan import keras as keras_check
 
 json = LazyModule("json")  # imported on first use: only JSON files need it
@@ -36,7 +35,7 @@ TEXT_NAMES = ("license", "licence", "notice", "readme", "copying", "authors", "c
 #: is a damaged archive, not a note): the name must say text too
 MIN_TEXT = 16
 
-_CONTROL = re.compile(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_CONTROL = LazyPattern(b"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _TEXT_SAMPLE = 1 << 16
 
 _IMAGES = (

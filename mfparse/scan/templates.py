@@ -36,8 +36,7 @@ mangled name, escape-hatch name or ``attr`` filter in it is suspicious, never sa
 
 from __future__ import annotations
 
-import re
-from mfparse._lazy import LazyModule
+from mfparse._lazy import LazyModule, LazyPattern
 
 json = LazyModule("json")  # imported on first use: only JSON files need it
 
@@ -73,10 +72,10 @@ _TEMPLATE_EXTS = (".jinja", ".jinja2", ".j2")
 #: JSON keys that hold chat templates (tokenizer_config.json, processor_config.json, chat_template.json)
 _JSON_KEYS = ("chat_template",)
 
-_DUNDER = re.compile(r"__[A-Za-z0-9_]*?__")
-_MANGLED = re.compile(r"(?<![A-Za-z0-9])_[A-Za-z][A-Za-z0-9]*__[A-Za-z0-9_]+")
-_FORMAT_REACH = re.compile(r"\{[^{}!:]*[.\[]")
-_TEXT_ESCAPES = re.compile(r"\|\s*attr\b|\battr\s*\(|\b(?:%s)\b" % "|".join(
+_DUNDER = LazyPattern(r"__[A-Za-z0-9_]*?__")
+_MANGLED = LazyPattern(r"(?<![A-Za-z0-9])_[A-Za-z][A-Za-z0-9]*__[A-Za-z0-9_]+")
+_FORMAT_REACH = LazyPattern(r"\{[^{}!:]*[.\[]")
+_TEXT_ESCAPES = LazyPattern(r"\|\s*attr\b|\battr\s*\(|\b(?:%s)\b" % "|".join(
     sorted("func_globals func_code gi_frame gi_code cr_frame f_globals f_builtins f_back tb_frame co_code "
            "_TemplateReference__context".split())))
 

@@ -26,11 +26,10 @@ every zip member is.
 
 from __future__ import annotations
 
-import json
-
 from mfparse._lazy import LazyModule
 
 ast = LazyModule("ast")  # parsed only when an archive carries code
+json = LazyModule("json")
 
 #: calls that read or write files, load code, pickles or models, or talk to other processes
 DANGEROUS_CALLS = {
