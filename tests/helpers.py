@@ -589,13 +589,61 @@ def vfield(num: int, v: int) -> bytes:
     return varint(num << 3) + varint(v)
 
 
-if __name__ == "__main__":
-    _child(json.loads(sys.argv[1]))
-
-
 def run_cli(*args):
     """`python -m mfparse ARGS...` in a fresh process from the repository root (text output)."""
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "mfparse", *map(str, args)], capture_output=True, text=True,
                           cwd=ROOT)
+
+
+def pipe_with(data: bytes):
+    """A pipe fed with data by a thread: (the read end as a binary file, the thread). A reader
+    that stops early ends the feed quietly (the writer's BrokenPipeError is expected)."""
+    import threading
+
+    rfd, wfd = os.pipe()
+
+    def feed():
+        with os.fdopen(wfd, "wb") as w:
+            try:
+                w.write(data)
+            except BrokenPipeError:
+                pass
+
+    t = threading.Thread(target=feed)
+    t.start()
+    return os.fdopen(rfd, "rb"), t
+
+
+class HostTransfer:
+    """mfparse.torch's device-path transfer protocol on the CPU (its staging and casting logic
+    runs unchanged; the CUDA calls themselves need a GPU); counts copies and waits."""
+
+    def __init__(self):
+        self.copies = 0
+        self.waits = 0
+
+    def buffers(self, n):
+        import torch
+
+        return [torch.empty(n, dtype=torch.uint8), torch.empty(n, dtype=torch.uint8)]
+
+    def empty(self, shape, dtype):
+        import torch
+
+        return torch.empty(shape, dtype=dtype)
+
+    def wait(self, slot):
+        self.waits += 1
+
+    def copy(self, slot, dst, src):
+        dst.copy_(src)
+        self.copies += 1
+
+    def finish(self):
+        pass
+
+
+if __name__ == "__main__":
+    _child(json.loads(sys.argv[1]))

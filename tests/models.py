@@ -7,6 +7,16 @@ import torch.nn as nn
 from mfparse.bench.examples import CNN, ComplexNet, SimpleNet  # noqa: F401
 
 
+class Tied(nn.Module):
+    """A head that shares its weight with the embedding (GPT-2's lm_head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.head = nn.Linear(4, 10, bias=False)
+        self.head.weight = self.emb.weight
+
+
 def training_checkpoint(model=None, steps=2):
     """The tutorial's full checkpoint: model, Adam, StepLR, epoch, losses, best_acc."""
     torch.manual_seed(0)

@@ -340,6 +340,29 @@ class Server:
         self.proc.stdout.close()
 
 
+
+def http_fixtures(root: str):
+    """pytest fixtures for a test module: `server`, the HTTP range server of the folder that the
+    module's fixture named `root` gives, started once per module; `http`, that server with its
+    request log and faults reset around each test. Use: `server, http = http_fixtures("served")`."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def server(request):
+        pytest.importorskip("fsspec")
+        pytest.importorskip("aiohttp")
+        s = Server("http", str(request.getfixturevalue(root)))
+        yield s
+        s.stop()
+
+    @pytest.fixture
+    def http(server):
+        server.reset()
+        yield server
+        server.reset()
+
+    return server, http
+
 if __name__ == "__main__":
     if sys.argv[1] == "http":
         serve_http(sys.argv[2])

@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 import torch
 
 import mfparse
-from helpers import ROOT
+from helpers import ROOT, pipe_with
 from pickle_asm import call_pickle, torch_zip
 from test_scan_policy import training_args_pickle
 
@@ -279,22 +278,10 @@ def test_bench_json_matches_its_schema(tmp_path):
 
 # ---- pipes, unseekable objects, "-" -------------------------------------------------------------
 
-def _pipe_with(data: bytes):
-    rfd, wfd = os.pipe()
-
-    def feed():
-        with os.fdopen(wfd, "wb") as w:
-            w.write(data)
-
-    t = threading.Thread(target=feed)
-    t.start()
-    return os.fdopen(rfd, "rb"), t
-
-
 def test_open_reads_pipes_and_unseekable_objects(files, monkeypatch):
     d, sd = files
     data = (d / "m.pt").read_bytes()
-    f, t = _pipe_with(data)
+    f, t = pipe_with(data)
     with f, mfparse.open(f) as m:
         assert m.format == "torch-zip" and m.size == len(data)
         np.testing.assert_array_equal(m["w"], sd["w"].numpy())
@@ -316,7 +303,7 @@ def test_open_reads_pipes_and_unseekable_objects(files, monkeypatch):
     import mfparse.io.local as local
 
     monkeypatch.setattr(local, "MAX_STREAM_BYTES", 100)
-    f, t = _pipe_with(data)
+    f, t = pipe_with(data)
     with f, pytest.raises(OSError) as e:
         mfparse.open(f)
     t.join()

@@ -19,6 +19,7 @@ import mfparse.torch
 from mfparse.writers.base import WriteError
 
 from convert_ref import REAL_SOURCES, flatten, make_source, read_mfparse, read_reference, state_dict, tensor_record
+from helpers import HostTransfer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,30 +101,6 @@ def test_names_filter(tmp_path):
     got = mfparse.torch.load_file(tmp_path / "s.pt", names=["fc1.bias", "i8"])
     assert set(got) == {"fc1.bias", "i8"}
     assert set(mfparse.numpy.load_file(tmp_path / "s.pt", names=["u8"])) == {"u8"}
-
-
-class HostTransfer:
-    """The device path's transfer protocol on the CPU: the staging logic runs unchanged."""
-
-    def __init__(self):
-        self.copies = 0
-        self.waits = 0
-
-    def buffers(self, n):
-        return [torch.empty(n, dtype=torch.uint8), torch.empty(n, dtype=torch.uint8)]
-
-    def empty(self, shape, dtype):
-        return torch.empty(shape, dtype=dtype)
-
-    def wait(self, slot):
-        self.waits += 1
-
-    def copy(self, slot, dst, src):
-        dst.copy_(src)
-        self.copies += 1
-
-    def finish(self):
-        pass
 
 
 @pytest.mark.parametrize("staging", [1, 7, 64, 1 << 20])

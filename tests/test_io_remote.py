@@ -31,7 +31,7 @@ from mfparse.io import (
 from mfparse.io.remote import RemoteFileSet, RemoteSource, open_stream, public_options, redact_url
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Server  # noqa: E402
+from servers import Server, http_fixtures  # noqa: E402
 
 # the remote tests need the [remote] extra; the stream tests need nothing
 needs_fsspec = pytest.mark.skipif(__import__("importlib.util").util.find_spec("fsspec") is None,
@@ -74,20 +74,7 @@ def root(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def server(root):
-    pytest.importorskip("fsspec")
-    pytest.importorskip("aiohttp")
-    s = Server("http", str(root))
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def http(server):
-    server.reset()
-    yield server
-    server.reset()
+server, http = http_fixtures("root")
 
 
 def gets(log, path):

@@ -19,6 +19,7 @@ import mfparse
 import mfparse.numpy
 import mfparse.torch
 from convert_ref import REAL_SOURCES, make_source, state_dict, tensor_record
+from helpers import HostTransfer
 from models import CNN, SimpleNet, training_checkpoint
 
 
@@ -308,30 +309,6 @@ def test_models_of_several_files(tmp_path):
 
 
 # ---- the device path --------------------------------------------------------------------------
-
-class HostTransfer:
-    """The CUDA path's transfer protocol on the CPU (the staging and casting logic runs
-    unchanged; the CUDA calls themselves need a GPU)."""
-
-    def __init__(self):
-        self.copies = 0
-
-    def buffers(self, n):
-        return [torch.empty(n, dtype=torch.uint8), torch.empty(n, dtype=torch.uint8)]
-
-    def empty(self, shape, dtype):
-        return torch.empty(shape, dtype=dtype)
-
-    def wait(self, slot):
-        pass
-
-    def copy(self, slot, dst, src):
-        dst.copy_(src)
-        self.copies += 1
-
-    def finish(self):
-        pass
-
 
 @pytest.mark.parametrize("staging", [1, 7, 64, 1 << 20])
 def test_staged_device_path_casts_chunk_by_chunk(tmp_path, staging):

@@ -24,7 +24,7 @@ import mfparse
 from mfparse.io import sparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Server  # noqa: E402
+from servers import Server, http_fixtures  # noqa: E402
 
 pytestmark = pytest.mark.skipif(__import__("importlib.util").util.find_spec("fsspec") is None,
                                 reason="fsspec is not installed (pip install mfparse[remote])")
@@ -157,19 +157,7 @@ def served(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def server(served):
-    pytest.importorskip("aiohttp")
-    s = Server("http", str(served))
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def http(server):
-    server.reset()
-    yield server
-    server.reset()
+server, http = http_fixtures("served")
 
 
 @pytest.fixture(autouse=True)

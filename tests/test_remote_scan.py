@@ -8,7 +8,6 @@ never loaded."""
 import os
 import shutil
 import sys
-import threading
 
 import pytest
 
@@ -16,7 +15,8 @@ import mfparse
 from mfparse.scan import scan, scan_stdin
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Server  # noqa: E402
+from helpers import pipe_with  # noqa: E402
+from servers import http_fixtures  # noqa: E402
 
 pytestmark = pytest.mark.skipif(__import__("importlib.util").util.find_spec("aiohttp") is None,
                                 reason="aiohttp is not installed (pip install mfparse[remote])")
@@ -39,18 +39,7 @@ def served(tmp_path_factory):
     return d
 
 
-@pytest.fixture(scope="module")
-def server(served):
-    s = Server("http", str(served))
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def http(server):
-    server.reset()
-    yield server
-    server.reset()
+server, http = http_fixtures("served")
 
 
 def comparable(r, path):
@@ -123,33 +112,16 @@ def test_stdin_pipe_past_the_spool_is_scanned_from_a_temporary_file(served, monk
 
     monkeypatch.setattr(local, "SPOOL_MEMORY", 4096)
     data = (served / "big.pth").read_bytes()
-    rfd, wfd = os.pipe()
-
-    def feed():
-        with os.fdopen(wfd, "wb") as w:
-            w.write(data)
-
-    t = threading.Thread(target=feed)
-    t.start()
-    with os.fdopen(rfd, "rb") as r:
+    r, t = pipe_with(data)
+    with r:
         got = scan_stdin(stream=r)
     t.join()
     assert comparable(got, "<stdin>") == comparable(scan(str(served / "big.pth")), "<stdin>")
 
 
 def test_stdin_pipe_over_the_limit_is_an_error(served):
-    rfd, wfd = os.pipe()
-
-    def feed():
-        with os.fdopen(wfd, "wb") as w:
-            try:
-                w.write(b"\0" * 10000)
-            except BrokenPipeError:
-                pass
-
-    t = threading.Thread(target=feed)
-    t.start()
-    with os.fdopen(rfd, "rb") as r:
+    r, t = pipe_with(b"\0" * 10000)
+    with r:
         got = scan_stdin(1000, stream=r)
     t.join()
     assert got.verdict == "error" and "more than 1,000 bytes" in got.errors[0]

@@ -18,6 +18,7 @@ import torch
 
 from mfparse import _native
 from mfparse.scan.pickles import EXPANSION_NODES, EXPANSION_RATIO
+from models import Tied
 from pickle_asm import P, shared_bomb, tensor, torch_zip
 from scan_helpers import assert_unsafe, has, scan
 
@@ -84,17 +85,9 @@ def test_benign_sharing_past_the_node_bound_is_not_a_bomb():
     assert r.verdict == "safe", str(r)
 
 
-class _Tied(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(10, 4)
-        self.head = torch.nn.Linear(4, 10, bias=False)
-        self.head.weight = self.emb.weight
-
-
 def test_real_checkpoints_that_share_stay_safe(tmp_path):
     torch.manual_seed(0)
-    m = _Tied()
+    m = Tied()
     opt = torch.optim.Adam(m.parameters())
     m.head(m.emb(torch.tensor([1, 2]))).sum().backward()
     opt.step()

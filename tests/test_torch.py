@@ -12,7 +12,7 @@ import torch
 
 import mfparse
 from helpers import Known, assert_view_of, check_robust
-from models import CNN, ComplexNet, SimpleNet, training_checkpoint
+from models import CNN, ComplexNet, SimpleNet, Tied, training_checkpoint
 from torch_ref import compare, flatten
 
 
@@ -440,17 +440,9 @@ def test_flatten_helper_matches_names():
 
 # ---- shared structure and expansion bombs (issue 13) ---------------------------------------
 
-class _Tied(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.emb = torch.nn.Embedding(10, 4)
-        self.head = torch.nn.Linear(4, 10, bias=False)
-        self.head.weight = self.emb.weight
-
-
 def test_shared_tensors_and_containers_are_named_at_every_path(tmp_path):
     torch.manual_seed(0)
-    m = _Tied()
+    m = Tied()
     sd = m.state_dict()
     # tied weights, one dict reached twice, one tensor in many slots: named like torch's flatten
     p = save({"model": sd, "ema": sd, "ws": [sd["emb.weight"]] * 3}, tmp_path / "shared.pth")
