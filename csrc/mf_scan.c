@@ -896,6 +896,18 @@ static int quick_zip(quick *q, const uint8_t *buf, size_t len, mf_arena *za, mf_
     if (mf_zip_read_cd(buf + cd_off, (size_t)cd_size, &eocd, len, &cda, &ents, &n, &cderr) || cderr.code ||
         n != n_total || mf_zip_local_all(buf, len, ents, n, &cderr) || cderr.code)
         rc = MF_SCAN_BAIL_ZIP;
+    /* members laid out in directory order, each ending before the next local header and the last
+     * before the directory, as torch.save writes them; anything else (members out of order,
+     * overlapping entries: containers.check_zip's overlap finding) takes the full scan */
+    uint64_t laid = 0;
+    for (size_t i = 0; i < n && rc == MF_SCAN_DONE; i++) {
+        const mf_zip_entry *z = &ents[i];
+        if (z->local_offset < laid || z->data_offset == UINT64_MAX || z->data_offset > cd_off ||
+            z->comp_size > cd_off - z->data_offset)
+            rc = MF_SCAN_BAIL_ZIP;
+        else
+            laid = z->data_offset + z->comp_size;
+    }
     /* names: printable ASCII, no duplicates, none an inspector reads; stored members only */
     size_t cap = 16;
     while (rc == MF_SCAN_DONE && cap < 2 * n + 2) cap *= 2;

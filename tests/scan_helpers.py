@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 
 import mfparse
 
@@ -98,6 +99,25 @@ def break_crc(data: bytes, name: str) -> bytes:
     loc, cen = _entry_of(data, name.encode())
     for at in (loc + 14, cen + 16):
         struct.pack_into("<I", b, at, struct.unpack_from("<I", b, at)[0] ^ 0xDEADBEEF)
+    return bytes(b)
+
+
+def overlap(data: bytes, name: str, into: str, share: bool = False) -> bytes:
+    """Overlapping entries (a zip-bomb technique). Stored member `name` grows, in both headers,
+    over the local header and data of the member `into` that follows it, with a CRC-32 that
+    matches what it now covers; with share, `into`'s central entry points at `name`'s local
+    header instead (the same bytes counted twice)."""
+    b = bytearray(data)
+    loc, cen = _entry_of(data, name.encode())
+    loc2, cen2 = _entry_of(data, into.encode())
+    if share:
+        struct.pack_into("<I", b, cen2 + 42, loc)
+        return bytes(b)
+    start = loc + 30 + sum(struct.unpack_from("<HH", data, loc + 26))
+    end = loc2 + 30 + sum(struct.unpack_from("<HH", data, loc2 + 26)) + struct.unpack_from("<I", data, cen2 + 20)[0]
+    crc = zlib.crc32(data[start:end])
+    for at in (loc + 14, cen + 16):
+        struct.pack_into("<III", b, at, crc, end - start, end - start)
     return bytes(b)
 
 

@@ -5,6 +5,7 @@ Every hostile file is built here as bytes (tests/pickle_asm.py); nothing is ever
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import subprocess
@@ -14,7 +15,7 @@ import zipfile
 import pytest
 
 from pickle_asm import P, call_pickle, torch_zip, zip_bytes
-from scan_helpers import assert_unsafe, break_crc, has, rename_local, scan, set_flags
+from scan_helpers import assert_unsafe, break_crc, has, overlap, rename_local, scan, set_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM = call_pickle("os", "system", "touch /tmp/never")
@@ -56,6 +57,24 @@ def test_bad_crc():
     r = scan(z)
     assert_unsafe(r, glob="os.system")
     assert_unsafe(r, "suspicious", kind="container", why="CRC-32")
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["runs-into-next", "shared-header"])
+def test_overlapping_entries(share):
+    """A member whose data runs over the next member, or two entries on one local header: zipfile
+    (and np.load) refuse the archive, torch.load reads it; the file is a finding, and the fast
+    path leaves it to the full scan."""
+    z = torch_zip(P(2).dict().stop().data, extra={"data/0": b"\0" * 64, "data/1": b"\1" * 64})
+    bad = overlap(z, "archive/data/0", "archive/data/1", share=share)
+    if sys.version_info >= (3, 12):
+        # the shared header also names another member: zipfile stops at that first
+        with zipfile.ZipFile(io.BytesIO(bad)) as f, pytest.raises(zipfile.BadZipFile,
+                                                                 match="differ" if share else "Overlapped entries"):
+            f.read("archive/data/1" if share else "archive/data/0")
+    assert not has(scan(z), why="overlapping entries")
+    r = scan(bad)
+    assert_unsafe(r, "suspicious", kind="container", why="overlapping entries")
+
 
 
 @pytest.mark.parametrize("name", ["model.pt", "pytorch_model.bin", "weights", "x.safetensors"])

@@ -39,6 +39,19 @@ ZipMember = namedtuple("ZipMember", ("name", "flags", "method", "crc32", "comp_s
                                      "data_offset", "anomalies"))
 
 
+def member_ends(local_offsets: list, cd_offset: int) -> list:
+    """Where each entry's data must end (entries by directory index, given their local header
+    offsets): at the next local header by offset, or at the central directory for the last; of
+    entries sharing one local header the first in directory order ends at the next header and
+    the others at once, as zipfile orders them. Data past its end overlaps another entry."""
+    ends = [0] * len(local_offsets)
+    end = cd_offset
+    for i in sorted(range(len(local_offsets)), key=local_offsets.__getitem__, reverse=True):
+        ends[i] = end  # a stable sort: equal offsets keep directory order, as zipfile's does
+        end = local_offsets[i]
+    return ends
+
+
 class ZipArchive:
     """Members of a zip file. The central directory is authoritative.
 
@@ -141,19 +154,10 @@ class ZipArchive:
         return self._members
 
     def member_ends(self) -> list:
-        """For each directory entry (by index), where its data must end: the next local header
-        by offset, or the central directory for the last. zipfile (Python >= 3.12, and 3.11.8,
-        3.10.14 and later) refuses to read a member whose data runs past it ("Overlapped
-        entries", a zip-bomb technique), and so np.load does; of entries sharing one local
-        header the first in directory order ends at the next header and the others at once,
-        as zipfile orders them."""
-        offsets = [row[6] for row in self.directory.entries_list()]
-        ends = [0] * len(offsets)
-        end = self.cd_offset
-        for i in sorted(range(len(offsets)), key=offsets.__getitem__, reverse=True):
-            ends[i] = end  # a stable sort: equal offsets keep directory order, as zipfile's does
-            end = offsets[i]
-        return ends
+        """member_ends() of this archive's entries. zipfile (Python >= 3.12, and 3.11.8, 3.10.14
+        and later) refuses to read a member whose data runs past its end ("Overlapped
+        entries", a zip-bomb technique), and so np.load does."""
+        return member_ends([row[6] for row in self.directory.entries_list()], self.cd_offset)
 
     def names(self) -> list[str]:
         return list(self.members)

@@ -636,7 +636,8 @@ _ANOMALY_FINDINGS = {
     1 << 5: "the same name appears twice in the central directory: readers disagree on which one loads",
     1 << 6: "the end record's entry count disagrees with the central directory",
     1 << 8: "bytes before the archive: a loader that checks the first bytes unpickles the file instead",
-    1 << 9: "member data overlaps another member (a zip-bomb technique)",
+    1 << 9: ("member data runs into another entry's local header or the central directory (overlapping "
+             "entries, a zip-bomb technique): zipfile and np.load refuse the archive, torch.load reads it"),
 }
 _ARCHIVE_BITS = (1 << 5) | (1 << 6) | (1 << 8) | (1 << 9)
 
@@ -771,6 +772,14 @@ def inspected_names() -> dict:
     }
 
 
+def _overlapping(rows, cd_offset: int) -> bool:
+    """Whether an entry's data runs past where formats.zip.member_ends says it must end."""
+    from mfparse.formats.zip import member_ends
+
+    ends = member_ends([r[6] for r in rows], cd_offset)
+    return any(r[7] is not None and r[7] + r[4] > end for r, end in zip(rows, ends))
+
+
 def _member_bytes(ctx, buf, where, row):
     m = ZipEntry(row)
     got = _read_member(ctx, m, buf, where, probe=False)
@@ -794,6 +803,8 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         return _zip_views_only(ctx, buf, where, e, designated, torchscript)
     if prefix_ok:
         anomalies &= ~(1 << 8)
+    if _overlapping(rows, eocd[1]):
+        anomalies |= 1 << 9
     size = len(buf)
     # bytes in front of the archive: a loader that looks at the first bytes would unpickle them
     if _head(buf, 4) != b"PK\x03\x04":
