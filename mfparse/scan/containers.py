@@ -11,6 +11,8 @@ interpreted the bytes (so the caller verifies the member's CRC), False otherwise
 
 from __future__ import annotations
 
+import operator
+import struct
 import zlib
 
 from mfparse import _native, dtypes
@@ -822,9 +824,10 @@ def check_zip(ctx, buf, where, *, name=None, designated=False, torchscript=False
         if anomalies & bit & _ARCHIVE_BITS:
             ctx.finding("suspicious", f"zip: {why}", where, kind="container")
     _zip_members(ctx, buf, where, rows, members, torchscript)
-    seen = {_row_key(r) for r in rows}
+    own = {_row_key(r) for r in rows}
+    seen = set(own)
     for reader, view in zip_views(buf).items():
-        _judge_view(ctx, buf, where, reader, view, rows, seen, eocd[0], torchscript)
+        _judge_view(ctx, buf, where, reader, view, own, seen, eocd[0], torchscript)
     return True
 
 
@@ -927,8 +930,6 @@ class ZipView:
 
 
 def _u(fmt: str, buf, at: int):
-    import struct
-
     n = struct.calcsize(fmt)
     if at < 0 or at + n > len(buf):
         return None
@@ -1017,6 +1018,9 @@ def _miniz_end(buf, v: ZipView):
     return n_total
 
 
+_LOCAL_LENGTHS = struct.Struct("<HH")
+
+
 def _view_rows(buf, v: ZipView, n_total, cap: bool) -> None:
     """The members of a view: its directory parsed by the C reader (offsets as stored), the
     view's shift applied, local headers read here (a member whose local header is missing is
@@ -1034,12 +1038,13 @@ def _view_rows(buf, v: ZipView, n_total, cap: bool) -> None:
     if cap:
         rows = rows[:n_total]
     out = []
+    local_lengths = _LOCAL_LENGTHS.unpack_from  # file name and extra field lengths
     for nm, flags, method, crc, csize, usize, loff, _doff, _an in rows:
         loff += v.shift
-        head = _u("<4s22sHH", buf, loff)
-        if head is None or head[0] != b"PK\x03\x04":
+        if loff < 0 or loff + 30 > size or buf[loff:loff + 4] != b"PK\x03\x04":
             continue
-        doff = loff + 30 + head[2] + head[3]
+        n_name, n_extra = local_lengths(buf, loff + 26)
+        doff = loff + 30 + n_name + n_extra
         if doff + csize > size:
             continue
         if v.reader == "zipfile":
@@ -1061,20 +1066,21 @@ def zip_views(buf) -> dict:
     return views
 
 
-def _row_key(row):
-    return (row[0], row[2], row[4], row[7])  # name, method, compressed size, data offset
+#: a directory row's identity across readings: name, method, compressed size, data offset
+_row_key = operator.itemgetter(0, 2, 4, 7)
 
 
-def _judge_view(ctx, buf, where, reader, v: ZipView, rows, seen, eocd_at, torchscript) -> None:
-    """A reader that sees other members than mfparse's reading: a finding; its own members are
-    scanned under `<as READER reads it>`."""
+def _judge_view(ctx, buf, where, reader, v: ZipView, own, seen, eocd_at, torchscript) -> None:
+    """A reader that sees other members than mfparse's reading (own: its rows' keys; seen: the
+    keys scanned so far): a finding; its own members are scanned under `<as READER reads it>`."""
     if v.rows is None:
         ctx.note(f"{ZIP_READERS[reader]} would not open this archive: {v.error}"
                  + (f" ({where.member})" if where.member else ""))
         return
-    extra = [r for r in v.rows if _row_key(r) not in seen]
+    keys = [_row_key(r) for r in v.rows]
+    extra = [r for r, k in zip(v.rows, keys) if k not in seen]
     if not extra:
-        missing = len({_row_key(r) for r in rows} - {_row_key(r) for r in v.rows})
+        missing = len(own.difference(keys))
         if missing:  # it reads less (or fails on some members): nothing hidden from the scan
             ctx.note(f"{ZIP_READERS[reader]} reads {missing} member(s) of this archive differently or not at all"
                      + (f" ({where.member})" if where.member else ""))
