@@ -221,58 +221,28 @@ def client_run(argv: list) -> tuple[float, float]:
     return wall, int(m.group(1)) / 1024
 
 
-class ExternalCluster:
-    """`dask scheduler` and two `dask worker` processes on 127.0.0.1 (the client then holds no
-    scheduler: its memory is mfparse's and distributed's Client's alone)."""
+def external_cluster(folder: str, workers: int = 2):
+    """`dask scheduler` and `dask worker` processes on 127.0.0.1 (tests/servers.py's DaskCluster:
+    the client then holds no scheduler, its memory is mfparse's and distributed's Client's alone)."""
+    sys.path.insert(0, str(common.ROOT / "tests"))
+    from servers import DaskCluster
 
-    def __init__(self, folder: str, workers: int = 2):
-        import signal
-
-        self.signal = signal
-        self.procs = []
-        log = os.path.join(folder, "scheduler.log")
-        self._spawn(["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"], log)
-        self.address = None
-        deadline = time.monotonic() + 120
-        while self.address is None:
-            assert time.monotonic() < deadline, "no scheduler"
-            time.sleep(0.1)
-            with open(log, encoding="utf-8", errors="replace") as f:
-                m = re.search(r"Scheduler at:\s*(\S+)", f.read())
-            self.address = m and m.group(1)
-        for i in range(workers):
-            self._spawn(["distributed.cli.dask_worker", self.address, "--nthreads", "1", "--nworkers", "1",
-                         "--no-dashboard", "--host", "127.0.0.1"], os.path.join(folder, f"worker{i}.log"))
-        import distributed
-
-        with distributed.Client(self.address, timeout=60) as c:
-            c.wait_for_workers(workers, timeout=120)
-
-    def _spawn(self, argv, log):
-        with open(log, "ab") as f:
-            self.procs.append(subprocess.Popen([sys.executable, "-m", *argv], stdout=f, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, start_new_session=True,
-                                               env={**os.environ, "PYTHONPATH": str(common.ROOT)}))
-
-    def close(self):
-        for p in reversed(self.procs):
-            try:
-                os.killpg(p.pid, self.signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, self.signal.SIGKILL)
-                p.wait()
+    c = DaskCluster(folder, {**os.environ, "PYTHONPATH": str(common.ROOT)})
+    try:
+        for _ in range(workers):
+            c.add_worker()
+        c.wait_for_workers(workers)
+    except BaseException:
+        c.close()
+        raise
+    return c
 
 
 def memory(counts: list) -> list:
     folders = ensure_small(max(counts) // 1000)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mfparse-bench-engines-") as tmp:
-        ext = ExternalCluster(tmp)
+        ext = external_cluster(tmp)
         try:
             configs = (("dask, 2 workers (LocalCluster in the client)", ["--engine", "dask", "--workers", "2"]),
                        ("dask, 2 workers (--address: scheduler apart)", ["--engine", "dask", "--address", ext.address]),

@@ -34,10 +34,12 @@ repository.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -362,6 +364,109 @@ def http_fixtures(root: str):
         server.reset()
 
     return server, http
+
+@contextlib.contextmanager
+def s3_server(secret: str = "testing"):
+    """moto's S3 server on 127.0.0.1 with the AWS environment pointing at its credentials (restored
+    on exit; skips the test without s3fs, moto or boto3): yields (server, storage_options for
+    mfparse/fsspec, a boto3 client)."""
+    import pytest
+
+    for mod in ("s3fs", "moto.server", "boto3"):
+        pytest.importorskip(mod)
+    import boto3
+
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY=secret, AWS_DEFAULT_REGION="us-east-1")
+    s = Server("s3")
+    try:
+        client = boto3.client("s3", endpoint_url=s.url, aws_access_key_id="testing", aws_secret_access_key=secret,
+                              region_name="us-east-1")
+        yield s, {"key": "testing", "secret": secret, "client_kwargs": {"endpoint_url": s.url}}, client
+    finally:
+        s.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class DaskCluster:
+    """`dask scheduler` and `dask worker` processes (python -m distributed.cli.*) on 127.0.0.1,
+    started with `env`, each in its own session so that a worker (nanny, worker process, scan
+    children) can be killed at once; logs in `folder`."""
+
+    def __init__(self, folder, env: dict):
+        self.folder = str(folder)
+        self.env = env
+        self.procs = []
+        self.workers = []
+        self.address = None
+        log = os.path.join(self.folder, "scheduler.log")
+        self.scheduler = self._spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                      "--port", "0", "--no-dashboard"], log)
+        deadline = time.monotonic() + 120
+        while self.address is None:
+            time.sleep(0.1)
+            with open(log, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            assert self.scheduler.poll() is None and time.monotonic() < deadline, "no scheduler:\n" + text
+            for line in text.splitlines():
+                if "Scheduler at:" in line:
+                    self.address = line.split("Scheduler at:")[1].strip()
+
+    def _spawn(self, argv, log):
+        with open(log, "ab") as f:
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
+                                 cwd=self.folder, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def add_worker(self):
+        n = len(self.workers)
+        p = self._spawn([sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
+                         "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{n}",
+                         "--death-timeout", "60"],
+                        os.path.join(self.folder, f"worker{n}.log"))
+        self.workers.append(p)
+        return p
+
+    def wait_for_workers(self, n: int) -> None:
+        import distributed
+
+        with distributed.Client(self.address, timeout=60) as c:
+            c.wait_for_workers(n, timeout=120)
+
+    def alive_workers(self) -> list:
+        return [p for p in self.workers if p.poll() is None]
+
+    def kill(self, p) -> None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait(timeout=30)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)  # what SIGTERM left, scan children included
+            except ProcessLookupError:
+                pass
+            p.wait(timeout=30)
+
 
 if __name__ == "__main__":
     if sys.argv[1] == "http":

@@ -15,7 +15,6 @@ import json
 import os
 import pickle
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from mfparse.engines.journal import PARTIAL_SUFFIX, key_of
 from mfparse.scan import scan_paths
 from helpers import UNDER_ASAN
 from pickle_asm import call_pickle, torch_zip, zip_bytes
+from servers import DaskCluster, Server, s3_server
 
 distributed = pytest.importorskip("distributed")
 
@@ -135,86 +135,15 @@ def assert_same_as_local(recs, local: dict) -> None:
 
 # ---- a real cluster: a scheduler and two workers on 127.0.0.1 -------------------------------
 
-class Cluster:
-    """`dask scheduler` and `dask worker` processes (python -m distributed.cli.*), each in its
-    own session so that a worker (nanny, worker process, scan children) can be killed at once."""
-
-    def __init__(self, folder):
-        self.folder = str(folder)
-        # allowed-failures 1: a batch that killed two workers is given up on (then split);
-        # idle-timeout and --death-timeout: should this test process die without its teardown,
-        # the scheduler leaves after 5 idle minutes and the workers a minute after it
-        self.env = {**ENV, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
-                    "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": "300s",
-                    "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "30s"}
-        self.procs = []
-        self.workers = []
-        self.address = None
-        log = os.path.join(self.folder, "scheduler.log")
-        self.scheduler = self._spawn([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                      "--port", "0", "--no-dashboard"], log)
-        deadline = time.monotonic() + 120
-        while self.address is None:
-            time.sleep(0.1)
-            with open(log, encoding="utf-8", errors="replace") as f:
-                text = f.read()
-            assert self.scheduler.poll() is None and time.monotonic() < deadline, "no scheduler:\n" + text
-            for line in text.splitlines():
-                if "Scheduler at:" in line:
-                    self.address = line.split("Scheduler at:")[1].strip()
-
-    def _spawn(self, argv, log):
-        with open(log, "ab") as f:
-            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env,
-                                 cwd=self.folder, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def add_worker(self):
-        n = len(self.workers)
-        p = self._spawn([sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-                         "--nworkers", "1", "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{n}",
-                         "--death-timeout", "60"],
-                        os.path.join(self.folder, f"worker{n}.log"))
-        self.workers.append(p)
-        return p
-
-    def wait_for_workers(self, n: int) -> None:
-        with distributed.Client(self.address, timeout=60) as c:
-            c.wait_for_workers(n, timeout=120)
-
-    def alive_workers(self) -> list:
-        return [p for p in self.workers if p.poll() is None]
-
-    def kill(self, p) -> None:
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait(timeout=30)
-
-    def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-        for p in self.procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(p.pid, signal.SIGKILL)  # what SIGTERM left, scan children included
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("dask"))
+    # allowed-failures 1: a batch that killed two workers is given up on (then split);
+    # idle-timeout and --death-timeout: should this test process die without its teardown,
+    # the scheduler leaves after 5 idle minutes and the workers a minute after it
+    c = DaskCluster(tmp_path_factory.mktemp("dask"),
+                    {**ENV, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+                     "DASK_DISTRIBUTED__SCHEDULER__IDLE_TIMEOUT": "300s",
+                     "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "30s"})
     try:
         c.add_worker()
         c.add_worker()
@@ -451,7 +380,6 @@ def test_remote_prefix_is_listed_and_scanned(corpus, tmp_path):
     file and gets the local scan's report."""
     pytest.importorskip("fsspec")
     pytest.importorskip("aiohttp")
-    from servers import Server
 
     root, local = corpus
     served = tmp_path / "srv"
@@ -490,23 +418,12 @@ def test_cli_engine_options_are_checked(tmp_path, argv, message):
     assert not (tmp_path / "out.jsonl").exists()
 
 
-def test_s3_prefix_and_pattern_are_listed_and_scanned(corpus, monkeypatch):
+def test_s3_prefix_and_pattern_are_listed_and_scanned(corpus):
     """s3:// through moto's S3 server: a prefix walked folder by folder, a pattern, a missing
     prefix (an error record that names no secret)."""
-    for mod in ("s3fs", "moto.server", "boto3"):
-        pytest.importorskip(mod)
-    import boto3
-    from servers import Server
-
     root, local = corpus
     secret = "Engines-S3-Secret-0123456789"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    s = Server("s3")
-    try:
-        client = boto3.client("s3", endpoint_url=s.url, aws_access_key_id="testing", aws_secret_access_key=secret,
-                              region_name="us-east-1")
+    with s3_server(secret) as (_, opts, client):
         client.create_bucket(Bucket="hub")
         keys = {"models/a/weights.pt": "weights.pt", "models/a/evil.pt": "evil.pt",
                 "models/b/c/os_system.pkl": "os_system.pkl", "models/config.json": "config.json",
@@ -514,7 +431,6 @@ def test_s3_prefix_and_pattern_are_listed_and_scanned(corpus, monkeypatch):
         for key, name in keys.items():
             with open(os.path.join(root, "d08", name), "rb") as f:
                 client.put_object(Bucket="hub", Key=key, Body=f.read())
-        opts = {"key": "testing", "secret": secret, "client_kwargs": {"endpoint_url": s.url}}
         recs = _by_path(mfparse.scan_many(["s3://hub/models/", "s3://hub/other/*.bin", "s3://hub/nothing/"],
                                           jobs=2, storage_options=opts))
         missing = recs.pop("s3://hub/nothing/")
@@ -523,8 +439,6 @@ def test_s3_prefix_and_pattern_are_listed_and_scanned(corpus, monkeypatch):
         for key, name in keys.items():
             want = dict(local[os.path.join(root, "d08", name)], path=f"s3://hub/{key}")
             assert _comparable(recs[f"s3://hub/{key}"]) == want, key
-    finally:
-        s.stop()
 
 
 def test_bad_arguments_fail_at_the_call():

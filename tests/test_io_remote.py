@@ -31,7 +31,7 @@ from mfparse.io import (
 from mfparse.io.remote import RemoteFileSet, RemoteSource, open_stream, public_options, redact_url
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Server, http_fixtures  # noqa: E402
+from servers import http_fixtures, s3_server  # noqa: E402
 
 # the remote tests need the [remote] extra; the stream tests need nothing
 needs_fsspec = pytest.mark.skipif(__import__("importlib.util").util.find_spec("fsspec") is None,
@@ -461,27 +461,11 @@ S3_SECRET = "Moto-S3-Secret-" + PASSWORD
 
 @pytest.fixture(scope="module")
 def s3():
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    pytest.importorskip("boto3")
-    env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    s = Server("s3")
-    opts = {"key": "testing", "secret": S3_SECRET, "client_kwargs": {"endpoint_url": s.url}}
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s.url, aws_access_key_id="testing", aws_secret_access_key=S3_SECRET,
-                          region_name="us-east-1")
-    client.create_bucket(Bucket="plain")
-    client.create_bucket(Bucket="versioned")
-    client.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
-    yield s, opts, client
-    s.stop()
-    for k, v in env.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with s3_server(S3_SECRET) as (s, opts, client):
+        client.create_bucket(Bucket="plain")
+        client.create_bucket(Bucket="versioned")
+        client.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        yield s, opts, client
 
 
 def test_s3_counts(s3):

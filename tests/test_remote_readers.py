@@ -24,7 +24,7 @@ import mfparse
 from mfparse.io import sparse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from servers import Server, http_fixtures  # noqa: E402
+from servers import http_fixtures, s3_server  # noqa: E402
 
 pytestmark = pytest.mark.skipif(__import__("importlib.util").util.find_spec("fsspec") is None,
                                 reason="fsspec is not installed (pip install mfparse[remote])")
@@ -337,19 +337,10 @@ def test_server_that_ignores_range(http, served):
 
 
 def test_s3(served):
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    env = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    s = Server("s3")
-    try:
-        client = boto3.client("s3", endpoint_url=s.url, aws_access_key_id="testing", aws_secret_access_key="testing",
-                              region_name="us-east-1")
+    with s3_server() as (s, opts, client):
         client.create_bucket(Bucket="models")
         for name in ("model.pth", "model_latest.h5", "model.gguf", "arrays.npz"):
             client.upload_file(str(served / name), "models", f"m/{name}")
-        opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": s.url}}
         for name in ("model.pth", "model_latest.h5", "model.gguf", "arrays.npz"):
             loc = mfparse.open(served / name)
             rem = mfparse.open(f"s3://models/m/{name}", storage_options=opts)
@@ -359,13 +350,6 @@ def test_s3(served):
             assert same_arrays(rem[t.name], loc[t.name])
             rem.close()
             loc.close()
-    finally:
-        s.stop()
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_commands_take_urls(http, served, tmp_path, capsys):
