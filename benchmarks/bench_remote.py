@@ -162,18 +162,9 @@ print(time.perf_counter() - t)
 """
 
 
-def drop_cache(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def child_listing(path, hints: bool, cold: bool) -> float:
     if cold:
-        drop_cache(path)
+        common.drop_cache(path)
     code = CHILD.format(path=str(path), hints=hints)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(common.ROOT)})

@@ -332,14 +332,6 @@ print(r.verdict, time.perf_counter() - t0)
 """
 
 
-def _drop_cache(path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def _resident_bytes(path) -> int:
     """Bytes of the file in the page cache (mincore over a fresh mapping)."""
     import ctypes
@@ -393,7 +385,7 @@ def cold_npz(repeat: int, baseline: str | None, write: bool) -> None:
     for label, where in runs:
         times, touched = [], []
         for _ in range(repeat):
-            _drop_cache(path)
+            common.drop_cache(path)
             out = subprocess.run([sys.executable, "-c", _COLD_CHILD, str(path), where], capture_output=True, text=True,
                                  env={**os.environ, "PYTHONPATH": where}, cwd=where, check=True).stdout.split()
             times.append(float(out[1]))
