@@ -59,7 +59,7 @@ def spool(chunks, limit: int | None = None, name=None, memory: int | None = None
 
     Raises:
         OSError(EFBIG): more than `limit` bytes (default MAX_STREAM_BYTES); nothing is kept.
-        OSError: the temporary file cannot be written (ENOSPC), naming `name`.
+        OSError: the temporary file cannot be written (ENOSPC).
     """
     limit = MAX_STREAM_BYTES if limit is None else limit
     memory = SPOOL_MEMORY if memory is None else memory

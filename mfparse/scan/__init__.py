@@ -165,7 +165,7 @@ def _scan_url(url: str, storage_options, t0: float) -> ScanReport:
         finally:
             src.close()
         return scan(local)
-    from mfparse.io.remote import open_stream, redact_url
+    from mfparse.io.remote import redact_url
 
     name = redact_url(url)
     try:
@@ -176,11 +176,7 @@ def _scan_url(url: str, storage_options, t0: float) -> ScanReport:
         if src is not None:
             data = spool(_ranged_chunks(src), MAX_REMOTE_BYTES, name)
         else:
-            stream = open_stream(url, storage_options)
-            try:
-                data = spool(stream.chunks(), MAX_REMOTE_BYTES, name)
-            finally:
-                stream.close()
+            data = _spooled_stream(url, storage_options, name)
     except RangeNotSupportedError:  # a server that answered ranges at first, then the whole file
         data = None
     except Exception as e:
@@ -194,12 +190,20 @@ def _scan_url(url: str, storage_options, t0: float) -> ScanReport:
         if src is not None:
             src.close()
     if data is None:
-        stream = open_stream(url, storage_options)
-        try:
-            data = spool(stream.chunks(), MAX_REMOTE_BYTES, name)
-        finally:
-            stream.close()
+        data = _spooled_stream(url, storage_options, name)
     return _scan(data, None, t0, name)
+
+
+def _spooled_stream(url: str, storage_options, name: str):
+    """A remote file read as one stream (its 200 body), spooled."""
+    from mfparse.io.local import spool
+    from mfparse.io.remote import open_stream
+
+    stream = open_stream(url, storage_options)
+    try:
+        return spool(stream.chunks(), MAX_REMOTE_BYTES, name)
+    finally:
+        stream.close()
 
 
 def _ranged_chunks(src):
