@@ -312,19 +312,14 @@ def _cmd_scan(args) -> int:
     return status
 
 
-#: characters that make a source a glob pattern (when no file of that name exists)
-_GLOB_CHARS = frozenset("*?[")
-
-
 def _engine_wanted(args) -> bool:
     """True when the sources or options need mfparse.scan_many rather than the plain scan."""
-    from mfparse.io.base import is_url
+    from mfparse.io.base import is_glob, is_url
 
     if (args.engine != "local" or args.report or args.resume or args.timeout is not None
             or args.memory_limit is not None or args.address or args.workers is not None or args.retries is not None):
         return True
-    return any(p.startswith("@") or is_url(p) or (_GLOB_CHARS.intersection(p) and not os.path.lexists(p))
-               for p in args.paths)
+    return any(p.startswith("@") or is_url(p) or is_glob(p) for p in args.paths)
 
 
 def _scan_engine(args, policy, account_prior):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from mfparse.io.base import is_url
+from mfparse.io.base import GLOB_CHARS, is_glob, is_url
 
 #: one file to scan: `location` (a path, or a URL with whatever credentials it carries), `size`
 #: in bytes (None when unknown: the worker finds out), `name` (the report's path)
@@ -26,7 +26,6 @@ Unlisted = namedtuple("Unlisted", ("name", "message"))
 
 #: @list files may name other @list files, this deep at most
 MAX_LIST_DEPTH = 8
-_GLOB_CHARS = frozenset("*?[")
 
 
 def iter_sources(sources, storage_options=None):
@@ -58,7 +57,7 @@ def _expand(s: str, storage_options, depth: int):
             from mfparse.io import open_fileset
 
             s = open_fileset(s).root  # file:// URL -> its local path
-        if _GLOB_CHARS.intersection(s) and not os.path.lexists(s):
+        if is_glob(s):
             yield from _glob(s)
         else:
             yield from _local(s)
@@ -125,7 +124,7 @@ def _remote(url: str, storage_options):
 
         fs, path = url_to_fs(url, **dict(storage_options or {}))
         http = url.split("://", 1)[0].lower() in ("http", "https")
-        if not http and _GLOB_CHARS.intersection(path):
+        if not http and GLOB_CHARS.intersection(path):
             found = False
             for p, info in sorted(fs.glob(path, detail=True).items()):
                 if info.get("type") != "directory":

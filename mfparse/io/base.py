@@ -9,6 +9,7 @@ source's business; what they mean is the reader's.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections import namedtuple
 
@@ -104,6 +105,15 @@ def is_url(obj) -> bool:
         return False
     scheme, sep, _ = obj.partition("://")
     return bool(sep) and scheme[:1].isalpha() and all(c.isalnum() or c in "+.-" for c in scheme)
+
+
+#: characters that make a local source a glob pattern
+GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(s: str) -> bool:
+    """A local source that is a pattern: `*`, `?` or `[` in it, and no file of that name."""
+    return bool(GLOB_CHARS.intersection(s)) and not os.path.lexists(s)
 
 
 def check_range(source: ByteSource, offset: int, n: int) -> None:
