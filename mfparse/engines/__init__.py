@@ -33,6 +33,8 @@ from __future__ import annotations
 import os
 from collections import deque
 
+from mfparse.units import parse_size
+
 #: files per batch (one task): one file per task costs ~200 files/s on Dask, 64 ~4,600 files/s
 DEFAULT_BATCH_SIZE = 64
 #: a batch is closed when its files add up to this many bytes (big files: smaller batches)
@@ -127,25 +129,10 @@ def scan_many(sources, engine: str = "local", *, address=None, client=None, work
     return _run(sources, eng, config, done, batch_size, batch_bytes, window, storage_options)
 
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
-
 def parse_bytes(value) -> int:
     """Bytes of a size: an int, or a number and a unit ("4GB", "512MiB", "1.5GiB"; KB/MB/GB/TB
-    powers of 10, KiB/MiB/GiB/TiB powers of 2)."""
-    import re
-
-    if isinstance(value, int) and not isinstance(value, bool):
-        n = value
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(value))
-        if m is None or m[2].upper() not in _UNITS:
-            raise ValueError(f"cannot read the size {value!r} (use e.g. 4GB, 512MiB or a number of bytes)")
-        n = int(float(m[1]) * _UNITS[m[2].upper()])
-    if n <= 0:
-        raise ValueError(f"a size must be positive, not {value!r}")
-    return n
+    powers of 10, KiB/MiB/GiB/TiB powers of 2): mfparse.units.parse_size."""
+    return parse_size(value)
 
 
 def _error_record(name: str, size, message: str) -> dict:

@@ -40,6 +40,7 @@ import re
 import shutil
 import tempfile
 
+from mfparse import units
 from mfparse.writers.base import WriteError
 
 __all__ = ["DEFAULT_MAX_SHARD_SIZE", "parse_size", "plan_shards", "shard_names", "index_bytes", "drop_tied",
@@ -48,24 +49,11 @@ __all__ = ["DEFAULT_MAX_SHARD_SIZE", "parse_size", "plan_shards", "shard_names",
 #: transformers >= 5 save_pretrained default (4.x: "5GB")
 DEFAULT_MAX_SHARD_SIZE = "50GB"
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
-
 
 def parse_size(size) -> int:
     """Bytes of a size: an int, or digits and a unit ("5GB", "500MB", "2GiB"; KB/MB/GB/TB are
     powers of 10 as in transformers and huggingface_hub, KiB/MiB/GiB/TiB powers of 2)."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        if size <= 0:
-            raise WriteError(f"max shard size must be positive, not {size}")
-        return size
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(size))
-    if m is None or m[2].upper() not in _UNITS:
-        raise WriteError(f"cannot read the size {size!r} (use e.g. 5GB, 500MB, 2GiB or a number of bytes)")
-    n = int(float(m[1]) * _UNITS[m[2].upper()])
-    if n <= 0:
-        raise WriteError(f"max shard size must be positive, not {size!r}")
-    return n
+    return units.parse_size(size, WriteError, "max shard size", "5GB, 500MB, 2GiB")
 
 
 def plan_shards(items: list, max_size: int) -> list:
